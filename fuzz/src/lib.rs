@@ -1,0 +1,273 @@
+//! Shared code for the `durability` fuzz targets: an `Arbitrary` mirror of
+//! [`WalEntry`] and the invariants every accepted frame must satisfy.
+//!
+//! The invariants (checked by [`check_accepted`]):
+//!
+//! * an accepted frame lies inside the buffer and its `len` matches the
+//!   length field;
+//! * re-encoding its entry with the same seed gives back exactly the bytes it
+//!   was decoded from, whether encoded from the zero-copy view
+//!   (`as_borrowed`) or from the owned copy (`to_owned`), through
+//!   `encode_to_vec` or `encode_into` (and `encode_entry` for seed 0);
+//! * decoding the re-encoded bytes gives the same entry;
+//! * the same bytes do not validate under a different seed.
+//!
+//! And every rejection (checked by [`check_rejected`]) is a corruption error
+//! located at the frame's start whose message renders.
+
+use arbitrary::Arbitrary;
+use durability::frame::{self, Decoder, Frame, FRAME_OVERHEAD};
+use durability::{BorrowedEntry, Error, RunId, WalEntry};
+use uuid::Uuid;
+
+/// The payload bound the targets decode with: far above any input the fuzzer
+/// builds (so every length it writes is reachable) yet low enough that a
+/// lying length field is rejected as too large.
+pub const MAX_PAYLOAD: u32 = 1 << 20;
+
+/// The decoder every target uses.
+pub fn decoder() -> Decoder {
+    Decoder::new(MAX_PAYLOAD)
+}
+
+/// A mirror of [`WalEntry`] that derives `Arbitrary` (`WalEntry` does not).
+#[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
+pub enum FuzzEntry {
+    BeginTxn {
+        txn_id: u64,
+        run_id: [u8; 16],
+        timestamp: u64,
+    },
+    Write {
+        run_id: [u8; 16],
+        key: Vec<u8>,
+        value: Vec<u8>,
+        version: u64,
+    },
+    Delete {
+        run_id: [u8; 16],
+        key: Vec<u8>,
+        version: u64,
+    },
+    CommitTxn {
+        txn_id: u64,
+        run_id: [u8; 16],
+    },
+    AbortTxn {
+        txn_id: u64,
+        run_id: [u8; 16],
+    },
+    Checkpoint {
+        snapshot_id: [u8; 16],
+        version: u64,
+        active_runs: Vec<[u8; 16]>,
+    },
+}
+
+impl FuzzEntry {
+    /// The `WalEntry` with the same fields.
+    pub fn to_entry(&self) -> WalEntry {
+        match self.clone() {
+            FuzzEntry::BeginTxn {
+                txn_id,
+                run_id,
+                timestamp,
+            } => WalEntry::BeginTxn {
+                txn_id,
+                run_id: RunId::from_bytes(run_id),
+                timestamp,
+            },
+            FuzzEntry::Write {
+                run_id,
+                key,
+                value,
+                version,
+            } => WalEntry::Write {
+                run_id: RunId::from_bytes(run_id),
+                key,
+                value,
+                version,
+            },
+            FuzzEntry::Delete {
+                run_id,
+                key,
+                version,
+            } => WalEntry::Delete {
+                run_id: RunId::from_bytes(run_id),
+                key,
+                version,
+            },
+            FuzzEntry::CommitTxn { txn_id, run_id } => WalEntry::CommitTxn {
+                txn_id,
+                run_id: RunId::from_bytes(run_id),
+            },
+            FuzzEntry::AbortTxn { txn_id, run_id } => WalEntry::AbortTxn {
+                txn_id,
+                run_id: RunId::from_bytes(run_id),
+            },
+            FuzzEntry::Checkpoint {
+                snapshot_id,
+                version,
+                active_runs,
+            } => WalEntry::Checkpoint {
+                snapshot_id: Uuid::from_bytes(snapshot_id),
+                version,
+                active_runs: active_runs.into_iter().map(RunId::from_bytes).collect(),
+            },
+        }
+    }
+}
+
+/// The input of the `roundtrip` target: entries written back to back, CRCs
+/// seeded with `seed`.
+#[derive(Arbitrary, Debug, Clone, PartialEq, Eq)]
+pub struct RoundtripInput {
+    pub seed: u32,
+    pub entries: Vec<FuzzEntry>,
+}
+
+/// Splits a `decode_frame` input into its CRC seed (the first four bytes,
+/// little-endian) and the buffer to decode (the rest). Inputs shorter than
+/// four bytes decode as a buffer with seed 0.
+pub fn split_seed(data: &[u8]) -> (u32, &[u8]) {
+    match data.split_first_chunk::<4>() {
+        Some((seed, rest)) => (u32::from_le_bytes(*seed), rest),
+        None => (0, data),
+    }
+}
+
+/// Builds a frame around `tag` and `payload` with the right length field and
+/// the right CRC for `seed`, appended to `out`.
+pub fn build_frame(tag: u8, payload: &[u8], seed: u32, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.push(tag);
+    out.extend_from_slice(payload);
+    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &[tag]), payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Encodes `entry` with `seed`, panicking (a harness bug) if it cannot.
+pub fn encode(entry: &BorrowedEntry<'_>, seed: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    let n = frame::encode_to_vec(entry, seed, &mut out).expect("encode_to_vec failed");
+    assert_eq!(n, out.len(), "encode_to_vec returned a length other than it wrote");
+    out
+}
+
+/// Checks every invariant of a frame `decoder` accepted at `buf[pos..]`.
+pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, frame: &Frame<'_>) {
+    let len = frame.len;
+    assert!(
+        len >= FRAME_OVERHEAD + frame::MIN_PAYLOAD,
+        "accepted a frame of {len} bytes, below the minimum"
+    );
+    let end = pos
+        .checked_add(len)
+        .filter(|&end| end <= buf.len())
+        .unwrap_or_else(|| {
+            panic!(
+                "frame at {pos} of {len} bytes runs past the buffer ({})",
+                buf.len()
+            )
+        });
+    let bytes = &buf[pos..end];
+    let len_field = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    assert_eq!(len_field + FRAME_OVERHEAD, len, "frame.len disagrees with the length field");
+    assert_eq!(bytes[4], frame.entry.kind().tag(), "kind disagrees with the type tag");
+
+    // Re-encoding the zero-copy view gives the same bytes.
+    let borrowed = frame.entry.as_borrowed();
+    assert_eq!(frame::frame_len(&borrowed), len, "frame_len disagrees");
+    assert_eq!(frame::payload_len(&borrowed), len_field, "payload_len disagrees");
+    let reencoded = encode(&borrowed, seed);
+    assert!(
+        reencoded == bytes,
+        "as_borrowed() re-encodes differently\n entry: {:?}\n input:   {:02x?}\n encoded: {:02x?}",
+        frame.entry,
+        bytes,
+        reencoded
+    );
+
+    // So does the owned copy, through every encoder.
+    let owned = frame.entry.to_owned();
+    assert_eq!(borrowed.to_owned(), owned, "as_borrowed().to_owned() != to_owned()");
+    assert_eq!(owned.kind(), frame.entry.kind());
+    assert_eq!(owned.run_id(), frame.entry.run_id());
+    assert_eq!(owned.txn_id(), frame.entry.txn_id());
+    assert_eq!(owned.version(), frame.entry.version());
+    let owned_bytes = encode(&owned.as_borrowed(), seed);
+    assert!(owned_bytes == bytes, "to_owned() re-encodes differently: {owned:?}");
+    if seed == 0 {
+        assert!(frame::encode_entry(&owned) == bytes, "encode_entry differs");
+    }
+    let mut exact = vec![0u8; len];
+    assert_eq!(frame::encode_into(&borrowed, seed, &mut exact).ok(), Some(len));
+    assert!(exact == bytes, "encode_into re-encodes differently");
+    let mut short = vec![0u8; len - 1];
+    assert!(
+        frame::encode_into(&borrowed, seed, &mut short).is_err(),
+        "encode_into accepted a buffer one byte short"
+    );
+
+    // The re-encoded bytes decode, alone, to the same entry.
+    match decoder.decode(&reencoded, 0, seed) {
+        Ok(Some(again)) => {
+            assert_eq!(again.len, len);
+            assert_eq!(again.entry.to_owned(), owned);
+        }
+        other => panic!("re-encoded frame does not decode: {other:?}"),
+    }
+
+    // A frame validates only under the seed it was written with.
+    let other_seed = seed ^ 0x8000_0001;
+    match decoder.decode(buf, pos, other_seed) {
+        Err(Error::Checksum { .. }) => {}
+        other => panic!("frame also decodes under another seed: {other:?}"),
+    }
+}
+
+/// Checks an error `decoder` returned for `buf[pos..]`.
+pub fn check_rejected(buf: &[u8], pos: usize, err: &Error) {
+    assert!(err.is_corruption(), "decode returned a non-corruption error: {err:?}");
+    assert_eq!(
+        err.location().map(|at| at.offset),
+        Some(pos as u64),
+        "error not located at the frame start: {err:?}"
+    );
+    assert!(!err.to_string().is_empty());
+    let _ = buf;
+}
+
+/// Checks that `Ok(None)` (the end of the frames) was returned only where the
+/// length field is zero or fewer than four zero bytes remain.
+pub fn check_end(buf: &[u8], pos: usize) {
+    let rest = buf.get(pos..).unwrap_or(&[]);
+    match rest.first_chunk::<4>() {
+        Some(len) => assert_eq!(*len, [0; 4], "Ok(None) with a nonzero length field"),
+        None => assert!(rest.iter().all(|&b| b == 0), "Ok(None) on a nonzero tail"),
+    }
+}
+
+/// Decodes frames from `buf[0..]` one after another until the end or the
+/// first error, checking each; returns the number of frames accepted.
+pub fn walk(decoder: &Decoder, buf: &[u8], seed: u32) -> usize {
+    let mut pos = 0usize;
+    let mut count = 0usize;
+    loop {
+        match decoder.decode(buf, pos, seed) {
+            Ok(Some(frame)) => {
+                check_accepted(decoder, buf, pos, seed, &frame);
+                pos += frame.len;
+                count += 1;
+            }
+            Ok(None) => {
+                check_end(buf, pos);
+                return count;
+            }
+            Err(err) => {
+                check_rejected(buf, pos, &err);
+                return count;
+            }
+        }
+    }
+}

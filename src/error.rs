@@ -1,0 +1,306 @@
+//! The crate's one error type.
+//!
+//! Every corruption carries a [`Location`]: the byte offset where the bad
+//! bytes start and, when the bytes came from a segment file, that segment's
+//! sequence number (its file name is derived from it). `Display` always says
+//! both, so an operator can point `xxd -s OFFSET` at the file.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Where a problem was found: a byte offset, inside a segment when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Location {
+    /// The segment's sequence number, when the bytes came from a segment.
+    pub segment: Option<u64>,
+    /// The byte offset: within the segment file when `segment` is set,
+    /// otherwise within the buffer handed to the decoder.
+    pub offset: u64,
+}
+
+impl Location {
+    /// A location in a plain buffer.
+    pub const fn at(offset: u64) -> Self {
+        Location {
+            segment: None,
+            offset,
+        }
+    }
+
+    /// A location in segment `seq`.
+    pub const fn in_segment(seq: u64, offset: u64) -> Self {
+        Location {
+            segment: Some(seq),
+            offset,
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.segment {
+            Some(seq) => write!(
+                f,
+                "segment {} at offset {}",
+                crate::segment::file_name(seq),
+                self.offset
+            ),
+            None => write!(f, "offset {}", self.offset),
+        }
+    }
+}
+
+/// What a recovery found wrong, in the terms of DESIGN.md's crash table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum ProblemClass {
+    /// Bad bytes at the end of the last segment with nothing valid after
+    /// them: what a crash leaves. Expected; the valid prefix is whole.
+    TornTail,
+    /// Damage that a crash cannot explain: valid frames follow the bad one,
+    /// a segment before the last is damaged, or the segment files disagree.
+    MidLogCorruption,
+}
+
+impl fmt::Display for ProblemClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProblemClass::TornTail => "torn tail",
+            ProblemClass::MidLogCorruption => "mid-log corruption",
+        })
+    }
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The CRC-32C stored in a frame does not match its type and payload.
+    #[error("{at}: checksum mismatch (stored {expected:#010x}, computed {got:#010x}); the frame is damaged")]
+    Checksum {
+        /// Where the frame starts.
+        at: Location,
+        /// The CRC stored in the frame.
+        expected: u32,
+        /// The CRC computed over the frame's type and payload.
+        got: u32,
+    },
+
+    /// A frame's length runs past the bytes available (a torn or lying length).
+    #[error("{at}: frame needs {needed} bytes but only {available} remain; the frame is truncated or its length is damaged")]
+    Truncated {
+        /// Where the frame starts.
+        at: Location,
+        /// Bytes the frame claims to occupy, header and CRC included.
+        needed: u64,
+        /// Bytes left in the buffer or segment from the frame's start.
+        available: u64,
+    },
+
+    /// A frame's length exceeds the configured maximum entry size.
+    #[error("{at}: frame payload length {len} exceeds the maximum entry size {max}; the length is damaged or the log was written with a larger limit")]
+    TooLarge {
+        /// Where the frame starts.
+        at: Location,
+        /// The payload length read.
+        len: u64,
+        /// The configured maximum.
+        max: u64,
+    },
+
+    /// A frame's payload is shorter than the smallest possible entry.
+    #[error("{at}: frame payload length {len} is below the smallest entry ({min} bytes); the length is damaged")]
+    TooSmall {
+        /// Where the frame starts.
+        at: Location,
+        /// The payload length read.
+        len: u64,
+        /// The smallest valid payload.
+        min: u64,
+    },
+
+    /// The frame's type tag is not one this version knows. The CRC matched,
+    /// so the frame was probably written by a newer version of this crate.
+    #[error("{at}: unknown entry type tag {tag}; written by a newer version? upgrade the reader")]
+    UnknownType {
+        /// Where the frame starts.
+        at: Location,
+        /// The tag read.
+        tag: u8,
+    },
+
+    /// The frame's type tag and the entry in its payload disagree.
+    #[error("{at}: frame type tag {tag} does not match its payload's entry type {payload_tag}")]
+    TypeMismatch {
+        /// Where the frame starts.
+        at: Location,
+        /// The tag in the frame header.
+        tag: u8,
+        /// The tag of the entry the payload holds.
+        payload_tag: u8,
+    },
+
+    /// The payload failed rkyv validation or is not in canonical form.
+    #[error("{at}: invalid payload: {detail}")]
+    InvalidPayload {
+        /// Where the frame starts.
+        at: Location,
+        /// What the validator said.
+        detail: String,
+    },
+
+    /// An entry is too large to append.
+    #[error("entry of {len} bytes exceeds the maximum entry size {max} (raise Config::max_entry_size, which must fit an empty segment)")]
+    EntryTooLarge {
+        /// The payload size of the entry.
+        len: u64,
+        /// The largest payload allowed.
+        max: u64,
+    },
+
+    /// A segment file's header is missing, damaged or belongs elsewhere.
+    #[error("segment {}: {detail}", crate::segment::file_name(*.segment))]
+    SegmentHeader {
+        /// The segment's sequence number (from its file name).
+        segment: u64,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// The segment files of a log do not form one log: a gap, a duplicate,
+    /// a segment that does not start where the previous one ended.
+    #[error("{dir}: {detail}")]
+    Layout {
+        /// The log directory.
+        dir: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// Recovery in [`RecoveryMode::AbsoluteConsistency`](crate::RecoveryMode)
+    /// found more than a torn tail.
+    #[error(
+        "{at}: {class}: {detail}; open with RecoveryMode::PointInTime to keep the valid prefix"
+    )]
+    Corrupt {
+        /// Where the first problem is.
+        at: Location,
+        /// What kind of problem it is.
+        class: ProblemClass,
+        /// What was wrong.
+        detail: String,
+    },
+
+    /// Another handle or process holds the log open for writing.
+    #[error("the log is locked for writing by another handle or process (lock file {lock_file})")]
+    Locked {
+        /// The lock file held.
+        lock_file: PathBuf,
+    },
+
+    /// The directory exists but holds no log, and the call does not create one.
+    #[error("{dir} is not a log: no segment files")]
+    NotALog {
+        /// The directory.
+        dir: PathBuf,
+    },
+
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// An earlier sync failed, so nothing written since can be trusted to be
+    /// durable; the handle refuses further work. Reopen the log to recover.
+    #[error("the log handle is poisoned by a failed sync ({cause}); reopen the log to recover")]
+    Poisoned {
+        /// The failure that poisoned the handle.
+        cause: String,
+    },
+
+    /// The log was closed.
+    #[error("the log is closed")]
+    Closed,
+
+    /// An LSN that does not name the start of an entry in this log.
+    #[error("LSN {lsn} is not the position of an entry in this log ({detail})")]
+    BadLsn {
+        /// The LSN asked for.
+        lsn: u64,
+        /// Why it is rejected.
+        detail: String,
+    },
+
+    /// An I/O call failed.
+    #[error("{op} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error from the operating system.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The location of a frame-level corruption, if this is one.
+    pub fn location(&self) -> Option<Location> {
+        match self {
+            Error::Checksum { at, .. }
+            | Error::Truncated { at, .. }
+            | Error::TooLarge { at, .. }
+            | Error::TooSmall { at, .. }
+            | Error::UnknownType { at, .. }
+            | Error::TypeMismatch { at, .. }
+            | Error::InvalidPayload { at, .. }
+            | Error::Corrupt { at, .. } => Some(*at),
+            _ => None,
+        }
+    }
+
+    /// The same error, located in segment `seq`.
+    pub(crate) fn in_segment(mut self, seq: u64) -> Self {
+        if let Error::Checksum { at, .. }
+        | Error::Truncated { at, .. }
+        | Error::TooLarge { at, .. }
+        | Error::TooSmall { at, .. }
+        | Error::UnknownType { at, .. }
+        | Error::TypeMismatch { at, .. }
+        | Error::InvalidPayload { at, .. } = &mut self
+        {
+            at.segment = Some(seq);
+        }
+        self
+    }
+
+    /// True for errors that mean bytes read were damaged (as opposed to I/O,
+    /// configuration or usage errors).
+    pub fn is_corruption(&self) -> bool {
+        matches!(
+            self,
+            Error::Checksum { .. }
+                | Error::Truncated { .. }
+                | Error::TooLarge { .. }
+                | Error::TooSmall { .. }
+                | Error::UnknownType { .. }
+                | Error::TypeMismatch { .. }
+                | Error::InvalidPayload { .. }
+                | Error::SegmentHeader { .. }
+                | Error::Layout { .. }
+                | Error::Corrupt { .. }
+        )
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

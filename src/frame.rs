@@ -1,0 +1,508 @@
+//! The frame codec: one entry on disk, over plain byte slices.
+//!
+//! ```text
+//! offset 0      4      5                 5+N        9+N
+//!        +------+------+-----------------+----------+
+//!        | len  | type | payload (N = len bytes)    | crc  |
+//!        | u32  | u8   | rkyv ArchivedWalEntry      | u32  |
+//!        +------+------+-----------------+----------+
+//! ```
+//!
+//! All integers are little-endian. `len` counts the payload only, so a frame
+//! occupies `len + 9` bytes. `crc` is CRC-32C over `[type][payload]`, started
+//! from a caller-chosen `seed` (the log derives it from the frame's LSN and the
+//! log's id, so a frame only validates at the position it was written for; a
+//! standalone buffer uses seed 0). A `len` of 0 is not a frame: it marks the
+//! end of the frames in a zero-filled region.
+//!
+//! Decoding checks, in order and before touching anything the length points
+//! at: the length against the limit and the bytes available, the CRC, the
+//! type tag, rkyv's bytecheck validation of the payload, the payload's entry
+//! type against the tag, and that the payload is in the canonical form the
+//! encoder writes (so any accepted frame re-encodes to the same bytes). This
+//! module knows nothing of files; see `DESIGN.md` for the byte layout.
+
+use rkyv::api::low::{access, to_bytes_in_with_alloc, LowSerializer};
+use rkyv::rancor::{self, Failure};
+use rkyv::ser::allocator::SubAllocator;
+use rkyv::ser::writer::Buffer;
+use rkyv::vec::ArchivedVec;
+use rkyv::Serialize;
+use uuid::Uuid;
+
+use crate::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, RunId, WalEntry};
+use crate::error::{Error, Location, Result};
+
+/// Bytes before the payload: length (4) and type (1).
+pub const HEADER_LEN: usize = 5;
+/// Bytes a frame adds to its payload: header and CRC.
+pub const FRAME_OVERHEAD: usize = HEADER_LEN + 4;
+/// The size of the archived root: every payload ends with one.
+pub const ROOT_LEN: usize = std::mem::size_of::<ArchivedWalEntry>();
+/// The smallest valid payload: a root with no out-of-line data.
+pub const MIN_PAYLOAD: usize = ROOT_LEN;
+/// The default maximum payload length accepted by [`Decoder::default`].
+pub const DEFAULT_MAX_PAYLOAD: u32 = 16 << 20;
+
+// Layout facts the codec relies on (the `unaligned` rkyv format): every
+// archived type has alignment 1, so a payload may start at any byte.
+const _: () = assert!(std::mem::align_of::<ArchivedWalEntry>() == 1);
+const _: () = assert!(ROOT_LEN == 41);
+const _: () = assert!(std::mem::size_of::<ArchivedVec<u8>>() == 8);
+
+/// Bytes of the root used by each variant (tag + fields); the rest of the
+/// root is zero in canonical form. Indexed by tag.
+const VARIANT_LEN: [usize; 7] = [0, 33, 41, 33, 25, 25, 33];
+
+/// A decoded frame: a zero-copy view of its entry and the bytes it occupies.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// The entry, borrowed from the decoded buffer.
+    pub entry: EntryRef<'a>,
+    /// Bytes the frame occupies (`payload + 9`).
+    pub len: usize,
+}
+
+/// The serializer rkyv runs when encoding straight into a byte slice.
+type SliceSerializer<'b> = LowSerializer<Buffer<'b>, SubAllocator<'b>, Failure>;
+
+/// The payload length of `entry`'s archive.
+#[inline]
+pub fn payload_len(entry: &BorrowedEntry<'_>) -> usize {
+    ROOT_LEN
+        + match entry {
+            BorrowedEntry::Write { key, value, .. } => key.len() + value.len(),
+            BorrowedEntry::Delete { key, .. } => key.len(),
+            BorrowedEntry::Checkpoint { active_runs, .. } => active_runs.len() * 16,
+            _ => 0,
+        }
+}
+
+/// The bytes `entry` occupies as a frame.
+#[inline]
+pub fn frame_len(entry: &BorrowedEntry<'_>) -> usize {
+    payload_len(entry) + FRAME_OVERHEAD
+}
+
+/// Encodes `entry` as one frame at the start of `out`, CRC seeded with
+/// `seed`, and returns the frame's length. Allocates nothing.
+///
+/// Fails with [`Error::EntryTooLarge`] if `out` is shorter than
+/// [`frame_len`] or the payload does not fit a `u32`.
+pub fn encode_into(entry: &BorrowedEntry<'_>, seed: u32, out: &mut [u8]) -> Result<usize> {
+    let payload = payload_len(entry);
+    let total = payload + FRAME_OVERHEAD;
+    if total > out.len() || payload > u32::MAX as usize {
+        return Err(Error::EntryTooLarge {
+            len: payload as u64,
+            max: out.len().saturating_sub(FRAME_OVERHEAD) as u64,
+        });
+    }
+    let frame = &mut out[..total];
+    let (header, rest) = frame.split_at_mut(HEADER_LEN);
+    let (body, crc_out) = rest.split_at_mut(payload);
+    let written = serialize(entry, body)?;
+    debug_assert_eq!(written, payload, "payload_len disagrees with rkyv");
+    header[..4].copy_from_slice(&(payload as u32).to_le_bytes());
+    header[4] = entry.kind().tag();
+    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &header[4..]), body);
+    crc_out.copy_from_slice(&crc.to_le_bytes());
+    Ok(total)
+}
+
+fn serialize<T>(entry: &T, body: &mut [u8]) -> Result<usize>
+where
+    T: for<'b> Serialize<SliceSerializer<'b>>,
+{
+    let len = body.len();
+    match to_bytes_in_with_alloc::<_, _, Failure>(entry, Buffer::from(body), SubAllocator::empty())
+    {
+        Ok(buf) => Ok(buf.len()),
+        // Only a too-small buffer makes rkyv fail here, and `body` is sized
+        // exactly; report it as a size problem rather than panic.
+        Err(_) => Err(Error::EntryTooLarge {
+            len: len as u64,
+            max: len as u64,
+        }),
+    }
+}
+
+/// Encodes `entry` as one frame appended to `out` (reusing its capacity),
+/// CRC seeded with `seed`; returns the frame's length.
+pub fn encode_to_vec(entry: &BorrowedEntry<'_>, seed: u32, out: &mut Vec<u8>) -> Result<usize> {
+    let start = out.len();
+    let total = frame_len(entry);
+    out.resize(start + total, 0);
+    let result = encode_into(entry, seed, &mut out[start..]);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
+/// Encodes `entry` as one frame with seed 0, in a new vector.
+///
+/// # Panics
+///
+/// If the payload exceeds `u32::MAX` bytes, which no frame can hold.
+pub fn encode_entry(entry: &WalEntry) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_to_vec(&entry.as_borrowed(), 0, &mut out).expect("entry payload exceeds u32::MAX bytes");
+    out
+}
+
+/// Decodes frames from byte slices, with a limit on the payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decoder {
+    max_payload: u32,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder {
+            max_payload: DEFAULT_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl Decoder {
+    /// A decoder that rejects payloads longer than `max_payload` bytes before
+    /// looking at them.
+    pub const fn new(max_payload: u32) -> Self {
+        Decoder { max_payload }
+    }
+
+    /// The payload limit.
+    pub const fn max_payload(&self) -> u32 {
+        self.max_payload
+    }
+
+    /// Decodes the frame that starts at `buf[pos..]`, its CRC seeded with `seed`.
+    ///
+    /// Returns `Ok(None)` where the length field is zero (or fewer than four
+    /// bytes remain and they are all zero): the end of the frames. Errors
+    /// carry `pos` as their offset. Never panics, whatever `buf` holds.
+    #[inline]
+    pub fn decode<'a>(&self, buf: &'a [u8], pos: usize, seed: u32) -> Result<Option<Frame<'a>>> {
+        let at = || Location::at(pos as u64);
+        let rest = buf.get(pos..).unwrap_or(&[]);
+        let Some(len_bytes) = rest.first_chunk::<4>() else {
+            if rest.iter().all(|&b| b == 0) {
+                return Ok(None);
+            }
+            return Err(Error::Truncated {
+                at: at(),
+                needed: 4,
+                available: rest.len() as u64,
+            });
+        };
+        let len = u32::from_le_bytes(*len_bytes);
+        if len == 0 {
+            return Ok(None);
+        }
+        if len > self.max_payload {
+            return Err(Error::TooLarge {
+                at: at(),
+                len: len.into(),
+                max: self.max_payload.into(),
+            });
+        }
+        let len = len as usize;
+        if len < MIN_PAYLOAD {
+            return Err(Error::TooSmall {
+                at: at(),
+                len: len as u64,
+                min: MIN_PAYLOAD as u64,
+            });
+        }
+        let total = len + FRAME_OVERHEAD;
+        let Some(frame) = rest.get(..total) else {
+            return Err(Error::Truncated {
+                at: at(),
+                needed: total as u64,
+                available: rest.len() as u64,
+            });
+        };
+        let (covered, crc_bytes) = frame[4..].split_at(1 + len);
+        let stored = u32::from_le_bytes(crc_bytes.try_into().unwrap_or([0; 4]));
+        let computed = crc32c::crc32c_append(seed, covered);
+        if stored != computed {
+            return Err(Error::Checksum {
+                at: at(),
+                expected: stored,
+                got: computed,
+            });
+        }
+        let tag = covered[0];
+        let Some(kind) = EntryKind::from_tag(tag) else {
+            return Err(Error::UnknownType { at: at(), tag });
+        };
+        let payload = &covered[1..];
+        let archived = match access::<ArchivedWalEntry, Failure>(payload) {
+            Ok(archived) => archived,
+            Err(_) => return Err(invalid_payload(payload, pos)),
+        };
+        let entry = EntryRef { archived };
+        if entry.kind() != kind {
+            return Err(Error::TypeMismatch {
+                at: at(),
+                tag,
+                payload_tag: entry.kind().tag(),
+            });
+        }
+        if let Err(detail) = check_canonical(payload, entry) {
+            return Err(Error::InvalidPayload {
+                at: at(),
+                detail: detail.to_string(),
+            });
+        }
+        Ok(Some(Frame { entry, len: total }))
+    }
+}
+
+/// The cold path: validate again with an error type that explains itself.
+#[cold]
+fn invalid_payload(payload: &[u8], pos: usize) -> Error {
+    let detail = match access::<ArchivedWalEntry, rancor::Error>(payload) {
+        Err(e) => e.to_string(),
+        Ok(_) => "payload failed validation".to_string(),
+    };
+    Error::InvalidPayload {
+        at: Location::at(pos as u64),
+        detail,
+    }
+}
+
+/// Checks that `payload` is laid out exactly as the encoder lays it out:
+/// out-of-line data packed in field order from byte 0, then the root, whose
+/// bytes past the variant's fields are zero. Validation alone allows gaps,
+/// reordering and junk padding; a canonical frame re-encodes to itself.
+#[inline]
+fn check_canonical(payload: &[u8], entry: EntryRef<'_>) -> Result<(), &'static str> {
+    let base = payload.as_ptr() as usize;
+    let mut cursor = 0usize;
+    let mut take = |ptr: *const u8, len: usize| -> Result<(), &'static str> {
+        if (ptr as usize).wrapping_sub(base) != cursor {
+            return Err("non-canonical layout: out-of-line data is not packed in field order");
+        }
+        cursor += len;
+        Ok(())
+    };
+    match entry.archived {
+        ArchivedWalEntry::Write { key, value, .. } => {
+            take(key.as_ptr(), key.len())?;
+            take(value.as_ptr(), value.len())?;
+        }
+        ArchivedWalEntry::Delete { key, .. } => take(key.as_ptr(), key.len())?,
+        ArchivedWalEntry::Checkpoint { active_runs, .. } => {
+            take(active_runs.as_ptr().cast(), active_runs.len() * 16)?
+        }
+        _ => {}
+    }
+    if cursor + ROOT_LEN != payload.len() {
+        return Err("non-canonical layout: bytes between the data and the root");
+    }
+    let root = &payload[cursor..];
+    let used = VARIANT_LEN[entry.kind().tag() as usize];
+    if root[used..].iter().any(|&b| b != 0) {
+        return Err("non-canonical layout: nonzero padding in the root");
+    }
+    Ok(())
+}
+
+/// A zero-copy view of one validated entry, borrowed from the bytes it was
+/// decoded from (a mapped segment, in the log).
+#[derive(Clone, Copy)]
+pub struct EntryRef<'a> {
+    archived: &'a ArchivedWalEntry,
+}
+
+impl std::fmt::Debug for EntryRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.archived, f)
+    }
+}
+
+impl PartialEq for EntryRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_owned() == other.to_owned()
+    }
+}
+
+impl<'a> EntryRef<'a> {
+    /// The archived entry itself.
+    #[inline]
+    pub fn archived(&self) -> &'a ArchivedWalEntry {
+        self.archived
+    }
+
+    /// The kind of the entry.
+    #[inline]
+    pub fn kind(&self) -> EntryKind {
+        match self.archived {
+            ArchivedWalEntry::BeginTxn { .. } => EntryKind::BeginTxn,
+            ArchivedWalEntry::Write { .. } => EntryKind::Write,
+            ArchivedWalEntry::Delete { .. } => EntryKind::Delete,
+            ArchivedWalEntry::CommitTxn { .. } => EntryKind::CommitTxn,
+            ArchivedWalEntry::AbortTxn { .. } => EntryKind::AbortTxn,
+            ArchivedWalEntry::Checkpoint { .. } => EntryKind::Checkpoint,
+        }
+    }
+
+    /// The run the entry belongs to; `None` for a checkpoint.
+    #[inline]
+    pub fn run_id(&self) -> Option<RunId> {
+        self.run_id_ref().copied()
+    }
+
+    /// The run id as stored, without copying it.
+    #[inline]
+    pub fn run_id_ref(&self) -> Option<&'a RunId> {
+        match self.archived {
+            ArchivedWalEntry::BeginTxn { run_id, .. }
+            | ArchivedWalEntry::Write { run_id, .. }
+            | ArchivedWalEntry::Delete { run_id, .. }
+            | ArchivedWalEntry::CommitTxn { run_id, .. }
+            | ArchivedWalEntry::AbortTxn { run_id, .. } => Some(run_id),
+            ArchivedWalEntry::Checkpoint { .. } => None,
+        }
+    }
+
+    /// The transaction id of a boundary entry (Begin/Commit/Abort).
+    #[inline]
+    pub fn txn_id(&self) -> Option<u64> {
+        match self.archived {
+            ArchivedWalEntry::BeginTxn { txn_id, .. }
+            | ArchivedWalEntry::CommitTxn { txn_id, .. }
+            | ArchivedWalEntry::AbortTxn { txn_id, .. } => Some(txn_id.to_native()),
+            _ => None,
+        }
+    }
+
+    /// The version of a write, delete or checkpoint.
+    #[inline]
+    pub fn version(&self) -> Option<u64> {
+        match self.archived {
+            ArchivedWalEntry::Write { version, .. }
+            | ArchivedWalEntry::Delete { version, .. }
+            | ArchivedWalEntry::Checkpoint { version, .. } => Some(version.to_native()),
+            _ => None,
+        }
+    }
+
+    /// The key of a write or delete.
+    #[inline]
+    pub fn key(&self) -> Option<&'a [u8]> {
+        match self.archived {
+            ArchivedWalEntry::Write { key, .. } | ArchivedWalEntry::Delete { key, .. } => {
+                Some(key.as_slice())
+            }
+            _ => None,
+        }
+    }
+
+    /// The value of a write.
+    #[inline]
+    pub fn value(&self) -> Option<&'a [u8]> {
+        match self.archived {
+            ArchivedWalEntry::Write { value, .. } => Some(value.as_slice()),
+            _ => None,
+        }
+    }
+
+    /// The timestamp (µs since the Unix epoch) of a BeginTxn.
+    #[inline]
+    pub fn timestamp(&self) -> Option<u64> {
+        match self.archived {
+            ArchivedWalEntry::BeginTxn { timestamp, .. } => Some(timestamp.to_native()),
+            _ => None,
+        }
+    }
+
+    /// The snapshot id of a checkpoint.
+    #[inline]
+    pub fn snapshot_id(&self) -> Option<Uuid> {
+        match self.archived {
+            ArchivedWalEntry::Checkpoint { snapshot_id, .. } => Some(*snapshot_id),
+            _ => None,
+        }
+    }
+
+    /// The active runs of a checkpoint (empty for other entries).
+    #[inline]
+    pub fn active_runs(&self) -> &'a [RunId] {
+        match self.archived {
+            ArchivedWalEntry::Checkpoint { active_runs, .. } => active_runs.as_slice(),
+            _ => &[],
+        }
+    }
+
+    /// True for BeginTxn, CommitTxn and AbortTxn.
+    #[inline]
+    pub fn is_txn_boundary(&self) -> bool {
+        self.kind().is_txn_boundary()
+    }
+
+    /// True for Checkpoint.
+    #[inline]
+    pub fn is_checkpoint(&self) -> bool {
+        self.kind() == EntryKind::Checkpoint
+    }
+
+    /// The entry as a borrowed entry (for re-encoding or appending elsewhere).
+    pub fn as_borrowed(&self) -> BorrowedEntry<'a> {
+        match self.archived {
+            ArchivedWalEntry::BeginTxn {
+                txn_id,
+                run_id,
+                timestamp,
+            } => BorrowedEntry::BeginTxn {
+                txn_id: txn_id.to_native(),
+                run_id: *run_id,
+                timestamp: timestamp.to_native(),
+            },
+            ArchivedWalEntry::Write {
+                run_id,
+                key,
+                value,
+                version,
+            } => BorrowedEntry::Write {
+                run_id: *run_id,
+                key: key.as_slice(),
+                value: value.as_slice(),
+                version: version.to_native(),
+            },
+            ArchivedWalEntry::Delete {
+                run_id,
+                key,
+                version,
+            } => BorrowedEntry::Delete {
+                run_id: *run_id,
+                key: key.as_slice(),
+                version: version.to_native(),
+            },
+            ArchivedWalEntry::CommitTxn { txn_id, run_id } => BorrowedEntry::CommitTxn {
+                txn_id: txn_id.to_native(),
+                run_id: *run_id,
+            },
+            ArchivedWalEntry::AbortTxn { txn_id, run_id } => BorrowedEntry::AbortTxn {
+                txn_id: txn_id.to_native(),
+                run_id: *run_id,
+            },
+            ArchivedWalEntry::Checkpoint {
+                snapshot_id,
+                version,
+                active_runs,
+            } => BorrowedEntry::Checkpoint {
+                snapshot_id: *snapshot_id,
+                version: version.to_native(),
+                active_runs: active_runs.as_slice(),
+            },
+        }
+    }
+
+    /// The owned entry.
+    pub fn to_owned(&self) -> WalEntry {
+        self.as_borrowed().to_owned()
+    }
+}
