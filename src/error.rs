@@ -275,6 +275,22 @@ impl Error {
         self
     }
 
+    /// The same error with its offset moved by `delta` (a frame decoded from
+    /// a copy of the bytes at `delta`).
+    pub(crate) fn shifted(mut self, delta: u64) -> Self {
+        if let Error::Checksum { at, .. }
+        | Error::Truncated { at, .. }
+        | Error::TooLarge { at, .. }
+        | Error::TooSmall { at, .. }
+        | Error::UnknownType { at, .. }
+        | Error::TypeMismatch { at, .. }
+        | Error::InvalidPayload { at, .. } = &mut self
+        {
+            at.offset += delta;
+        }
+        self
+    }
+
     /// True for errors that mean bytes read were damaged (as opposed to I/O,
     /// configuration or usage errors).
     pub fn is_corruption(&self) -> bool {

@@ -1,12 +1,58 @@
-//! `durability`: a zero-copy, memory-mapped, segmented write-ahead log.
+//! `durability`: a zero-copy, memory-mapped, segmented write-ahead log for
+//! databases whose unit of work is an agent *run*.
+//!
+//! ```
+//! use durability::{Config, Op, RunId, SyncMode, Wal};
+//!
+//! # fn main() -> durability::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let run = RunId::new();
+//! let config = Config::default().segment_size(1 << 20).sync_mode(SyncMode::Strict);
+//!
+//! // Append a transaction: durable when append_txn returns (Strict mode).
+//! let wal = Wal::open(dir.path(), config.clone())?;
+//! wal.append_txn(run, 1, &[
+//!     Op::Write { key: b"plan", value: b"search, then summarise", version: 1 },
+//!     Op::Delete { key: b"scratch", version: 2 },
+//! ])?;
+//! wal.close()?;
+//!
+//! // Reopen (recovery) and replay the run, zero-copy.
+//! let wal = Wal::open(dir.path(), config)?;
+//! let mut writes = Vec::new();
+//! wal.replay_run(run, |txn| {
+//!     for op in txn.ops {
+//!         writes.push((op.entry.key().unwrap().to_vec(), op.entry.value().map(<[u8]>::to_vec)));
+//!     }
+//! })?;
+//! assert_eq!(writes[0], (b"plan".to_vec(), Some(b"search, then summarise".to_vec())));
+//! assert_eq!(writes[1], (b"scratch".to_vec(), None));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The modules, one concern each: [`entry`] (the entry model), [`frame`]
+//! (the frame codec over byte slices), [`segment`] (one segment file),
+//! [`durability`] (sync modes and group commit), [`recovery`] (scanning and
+//! classifying damage), [`replay`] (reading, replay, run diffs) and [`wal`]
+//! (the log itself). DESIGN.md in the repository gives the byte layout and
+//! the crash argument.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod durability;
 pub mod entry;
 pub mod error;
 pub mod frame;
+pub mod recovery;
+pub mod replay;
 pub mod segment;
+pub mod wal;
 
+pub use crate::durability::SyncMode;
 pub use entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 pub use error::{Error, Location, ProblemClass, Result};
 pub use frame::{Decoder, EntryRef, Frame};
+pub use recovery::{Problem, RecoveryMode, RecoveryReport};
+pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, Txn};
+pub use wal::{Config, Stats, Tail, TxnPosition, Wal, WalReader};

@@ -126,7 +126,10 @@ fn the_seed_binds_a_frame_to_its_position() {
     let e = &one_of_each()[1];
     let mut buf = Vec::new();
     frame::encode_to_vec(&e.as_borrowed(), 0xDEAD_BEEF, &mut buf).unwrap();
-    assert!(Decoder::default().decode(&buf, 0, 0xDEAD_BEEF).unwrap().is_some());
+    assert!(Decoder::default()
+        .decode(&buf, 0, 0xDEAD_BEEF)
+        .unwrap()
+        .is_some());
     assert!(matches!(
         Decoder::default().decode(&buf, 0, 0),
         Err(Error::Checksum { .. })
@@ -153,10 +156,7 @@ fn every_bit_flip_in_every_entry_type_is_detected() {
                 );
                 if byte >= HEADER_LEN {
                     // The length is intact, so the CRC catches it.
-                    assert!(
-                        matches!(got, Err(Error::Checksum { .. })),
-                        "{got:?}"
-                    );
+                    assert!(matches!(got, Err(Error::Checksum { .. })), "{got:?}");
                 }
                 tried += 1;
             }
@@ -187,17 +187,29 @@ fn each_corruption_kind_names_its_offset() {
         assert!(err.is_corruption());
     };
     // Length beyond the limit.
-    check(with(&|b| b[..4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes())), &|e| {
-        matches!(e, Error::TooLarge { len: 0xFFFF_FFFF, max: 1024, .. })
-    });
+    check(
+        with(&|b| b[..4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes())),
+        &|e| {
+            matches!(
+                e,
+                Error::TooLarge {
+                    len: 0xFFFF_FFFF,
+                    max: 1024,
+                    ..
+                }
+            )
+        },
+    );
     // Length within the limit but past the buffer.
-    check(with(&|b| b[..4].copy_from_slice(&1000u32.to_le_bytes())), &|e| {
-        matches!(e, Error::Truncated { needed: 1009, .. })
-    });
+    check(
+        with(&|b| b[..4].copy_from_slice(&1000u32.to_le_bytes())),
+        &|e| matches!(e, Error::Truncated { needed: 1009, .. }),
+    );
     // Length below the smallest entry.
-    check(with(&|b| b[..4].copy_from_slice(&3u32.to_le_bytes())), &|e| {
-        matches!(e, Error::TooSmall { len: 3, .. })
-    });
+    check(
+        with(&|b| b[..4].copy_from_slice(&3u32.to_le_bytes())),
+        &|e| matches!(e, Error::TooSmall { len: 3, .. }),
+    );
     // A payload byte flipped.
     check(with(&|b| b[HEADER_LEN + 3] ^= 0x10), &|e| {
         matches!(e, Error::Checksum { .. })
@@ -209,7 +221,16 @@ fn each_corruption_kind_names_its_offset() {
     // Only part of the length field left.
     let mut stub = prefix.clone();
     stub.extend_from_slice(&[7, 0]);
-    check(stub, &|e| matches!(e, Error::Truncated { needed: 4, available: 2, .. }));
+    check(stub, &|e| {
+        matches!(
+            e,
+            Error::Truncated {
+                needed: 4,
+                available: 2,
+                ..
+            }
+        )
+    });
 }
 
 /// Re-frames `payload` under `tag` with a correct CRC, so the decoder gets
@@ -284,7 +305,10 @@ fn encode_into_a_short_slice_is_an_error_not_a_panic() {
         Err(Error::EntryTooLarge { .. })
     ));
     let mut exact = vec![0u8; need];
-    assert_eq!(frame::encode_into(&e.as_borrowed(), 0, &mut exact).unwrap(), need);
+    assert_eq!(
+        frame::encode_into(&e.as_borrowed(), 0, &mut exact).unwrap(),
+        need
+    );
     assert_eq!(exact, frame::encode_entry(e));
     assert_eq!(need, frame::payload_len(&e.as_borrowed()) + FRAME_OVERHEAD);
 }
@@ -324,8 +348,10 @@ fn arb_entry() -> impl Strategy<Value = WalEntry> {
                 version,
             }
         }),
-        (any::<u64>(), arb_run()).prop_map(|(txn_id, run_id)| WalEntry::CommitTxn { txn_id, run_id }),
-        (any::<u64>(), arb_run()).prop_map(|(txn_id, run_id)| WalEntry::AbortTxn { txn_id, run_id }),
+        (any::<u64>(), arb_run())
+            .prop_map(|(txn_id, run_id)| WalEntry::CommitTxn { txn_id, run_id }),
+        (any::<u64>(), arb_run())
+            .prop_map(|(txn_id, run_id)| WalEntry::AbortTxn { txn_id, run_id }),
         (
             any::<[u8; 16]>(),
             any::<u64>(),

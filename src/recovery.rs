@@ -1,0 +1,693 @@
+//! Recovery: scan every segment, find where the valid log ends, and classify
+//! whatever stops the scan (see DESIGN.md, "Crash cases").
+//!
+//! Recovery reads; it never writes. Opening for writing applies its verdict
+//! afterwards (zeroing the tail, moving discarded segments aside).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::entry::{EntryKind, RunId};
+use crate::error::{Error, Location, ProblemClass, Result};
+use crate::frame::{Decoder, Frame, FRAME_OVERHEAD, MIN_PAYLOAD};
+use crate::replay::RunIndex;
+use crate::segment::{self, Header, HeaderState, Segment, DATA_START, HEADER_LEN, SECTOR};
+
+/// What to do when recovery finds more than a torn tail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum RecoveryMode {
+    /// Keep the valid prefix, whatever stopped the scan, and report what was
+    /// dropped. The default.
+    #[default]
+    PointInTime,
+    /// Refuse to open ([`Error::Corrupt`]) unless the only problem is a torn
+    /// tail. Use it with [`SyncMode::Strict`](crate::SyncMode::Strict).
+    AbsoluteConsistency,
+}
+
+/// The first problem recovery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Problem {
+    /// Torn tail or mid-log corruption.
+    pub class: ProblemClass,
+    /// The segment's sequence number.
+    pub segment: u64,
+    /// The segment's file name.
+    pub file: String,
+    /// The byte offset in that file where the valid data ends.
+    pub offset: u64,
+    /// The LSN where the valid log ends.
+    pub lsn: u64,
+    /// What was found there.
+    pub detail: String,
+}
+
+impl Problem {
+    /// The problem's location.
+    pub fn location(&self) -> Location {
+        Location::in_segment(self.segment, self.offset)
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {} ({})", self.location(), self.class, self.detail)
+    }
+}
+
+/// What opening a log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RecoveryReport {
+    /// Segments in the recovered log.
+    pub segments: usize,
+    /// Valid entries.
+    pub entries: u64,
+    /// Transactions with a BeginTxn and a CommitTxn.
+    pub committed_txns: u64,
+    /// Transactions ended by AbortTxn.
+    pub aborted_txns: u64,
+    /// Transactions with a BeginTxn and no end: dropped by replay.
+    pub incomplete_txns: u64,
+    /// The LSN of the first entry still in the log.
+    pub first_lsn: u64,
+    /// The LSN of the last valid entry, if there is one.
+    pub last_lsn: Option<u64>,
+    /// The LSN the next append gets: the end of the valid log.
+    pub end_lsn: u64,
+    /// Bytes of frames found after the valid end and dropped.
+    pub bytes_discarded: u64,
+    /// The first problem found, if any.
+    pub problem: Option<Problem>,
+    /// How long the recovery scan took.
+    #[cfg_attr(feature = "serde", serde(with = "duration_secs"))]
+    pub duration: Duration,
+}
+
+#[cfg(feature = "serde")]
+mod duration_secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = <f64 as serde::Deserialize>::deserialize(d)?;
+        Ok(Duration::from_secs_f64(secs.max(0.0)))
+    }
+}
+
+/// A mapped segment of the log with the LSN of its first frame.
+#[derive(Clone, Debug)]
+pub(crate) struct SegRef {
+    pub seg: Arc<Segment>,
+    pub first_lsn: u64,
+}
+
+impl SegRef {
+    /// The file offset of `lsn` in this segment.
+    #[inline]
+    pub fn offset_of(&self, lsn: u64) -> usize {
+        DATA_START + (lsn - self.first_lsn) as usize
+    }
+
+    /// The LSN of file offset `off` in this segment.
+    #[inline]
+    pub fn lsn_of(&self, off: usize) -> u64 {
+        self.first_lsn + (off - DATA_START) as u64
+    }
+}
+
+/// The outcome of a recovery scan.
+pub(crate) struct Recovered {
+    pub instance: Uuid,
+    pub segments: Vec<SegRef>,
+    pub end_lsn: u64,
+    pub report: RecoveryReport,
+    pub index: RunIndex,
+    /// In the last kept segment: `[start, end)` holds bytes after the valid
+    /// end that must be zeroed before appending.
+    pub zero_range: Option<(usize, usize)>,
+    /// Segments after the valid end, to move aside on a write open.
+    pub discard: Vec<PathBuf>,
+    /// Blank segments after the last kept one (prepared, never used).
+    pub blanks: Vec<(u64, PathBuf)>,
+    /// Leftover temporary files from an interrupted segment creation.
+    pub temps: Vec<PathBuf>,
+}
+
+/// The files of a log directory.
+pub(crate) struct Listing {
+    pub segments: Vec<(u64, PathBuf)>,
+    pub temps: Vec<PathBuf>,
+}
+
+/// Lists the segment files of `dir` in sequence order; other files are
+/// ignored (temporary files are returned for cleanup).
+pub(crate) fn list(dir: &Path) -> Result<Listing> {
+    let mut segments = Vec::new();
+    let mut temps = Vec::new();
+    let rd = fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))?;
+    for ent in rd {
+        let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = segment::parse_file_name(name) {
+            let is_file = ent.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if is_file {
+                segments.push((seq, ent.path()));
+            }
+        } else if name.ends_with(segment::TMP_SUFFIX) {
+            temps.push(ent.path());
+        }
+    }
+    segments.sort_unstable_by_key(|&(seq, _)| seq);
+    Ok(Listing { segments, temps })
+}
+
+/// Reads frames from a segment, either straight from the map (when nothing
+/// can write it: the caller holds the write lock) or by first copying each
+/// frame into a private buffer (a read-only open, while another process may
+/// be appending).
+struct FrameReader<'a> {
+    seg: &'a Segment,
+    copy: bool,
+    buf: Vec<u8>,
+    decoder: Decoder,
+}
+
+impl<'a> FrameReader<'a> {
+    fn decode(&mut self, off: usize, seed: u32) -> Result<Option<Frame<'_>>> {
+        let seq = self.seg.seq();
+        if !self.copy {
+            // SAFETY: recovery without copying runs only under the write
+            // lock, before any writer of this process exists, so no one
+            // writes these bytes while the slice lives (DESIGN.md,
+            // "Soundness").
+            let bytes = unsafe { self.seg.bytes(0, self.seg.len()) };
+            return self
+                .decoder
+                .decode(bytes, off, seed)
+                .map_err(|e| e.in_segment(seq));
+        }
+        let mut len = [0u8; 4];
+        let n = self.seg.copy_out(off, &mut len);
+        let len = u32::from_le_bytes(len) as usize;
+        let want = if n < 4 || len < MIN_PAYLOAD || len > self.decoder.max_payload() as usize {
+            4
+        } else {
+            len + FRAME_OVERHEAD
+        };
+        self.buf.clear();
+        self.buf.resize(want, 0);
+        let got = self.seg.copy_out(off, &mut self.buf);
+        self.buf.truncate(got);
+        self.decoder
+            .decode(&self.buf, 0, seed)
+            .map_err(|e| e.shifted(off as u64).in_segment(seq))
+    }
+
+    /// Copies or borrows `[start, end)` and applies `f`.
+    fn with_bytes<T>(&mut self, start: usize, end: usize, f: impl FnOnce(&[u8]) -> T) -> T {
+        if !self.copy {
+            // SAFETY: as in `decode`: no writer exists during this scan.
+            return f(unsafe { self.seg.bytes(start, end) });
+        }
+        self.buf.clear();
+        self.buf.resize(end - start, 0);
+        let n = self.seg.copy_out(start, &mut self.buf);
+        f(&self.buf[..n])
+    }
+
+    /// The offset just past the last nonzero byte at or after `from`, or
+    /// `from` if everything from there to the end of the file is zero.
+    fn nonzero_end(&mut self, from: usize) -> usize {
+        const CHUNK: usize = 64 << 10;
+        let mut end = self.seg.len();
+        while end > from {
+            let start = end.saturating_sub(CHUNK).max(from);
+            let last = self.with_bytes(start, end, |b| b.iter().rposition(|&x| x != 0));
+            if let Some(i) = last {
+                return start + i + 1;
+            }
+            end = start;
+        }
+        from
+    }
+}
+
+/// Reads the header of `seg`.
+fn read_header(seg: &Segment, copy: bool) -> HeaderState {
+    let mut buf = [0u8; HEADER_LEN];
+    if copy {
+        seg.copy_out(0, &mut buf);
+    } else {
+        // SAFETY: no writer exists during recovery under the write lock.
+        buf.copy_from_slice(unsafe { seg.bytes(0, HEADER_LEN) });
+    }
+    Header::read(&buf)
+}
+
+/// Per-scan accounting: entries, transactions, the run index.
+struct Tally {
+    entries: u64,
+    last_lsn: Option<u64>,
+    open: HashMap<(RunId, u64), ()>,
+    committed: u64,
+    aborted: u64,
+    index: RunIndex,
+}
+
+impl Tally {
+    fn visit(&mut self, lsn: u64, frame: &Frame<'_>) {
+        let e = &frame.entry;
+        self.entries += 1;
+        self.last_lsn = Some(lsn);
+        let run = e.run_id();
+        self.index.note(run, lsn, lsn + frame.len as u64);
+        if let (Some(run), Some(txn)) = (run, e.txn_id()) {
+            match e.kind() {
+                EntryKind::BeginTxn => {
+                    self.open.insert((run, txn), ());
+                }
+                EntryKind::CommitTxn if self.open.remove(&(run, txn)).is_some() => {
+                    self.committed += 1;
+                }
+                EntryKind::AbortTxn if self.open.remove(&(run, txn)).is_some() => {
+                    self.aborted += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// How a segment's frame scan ended.
+struct ScanEnd {
+    /// Offset just past the last valid frame.
+    end: usize,
+    /// The error that stopped it, or `None` for a zero length.
+    error: Option<Error>,
+}
+
+fn scan_frames(r: &mut FrameReader<'_>, sref: &SegRef, salt: u32, tally: &mut Tally) -> ScanEnd {
+    let mut off = DATA_START;
+    let len = r.seg.len();
+    loop {
+        let lsn = sref.lsn_of(off);
+        match r.decode(off, segment::seed(salt, lsn)) {
+            Ok(Some(frame)) => {
+                tally.visit(lsn, &frame);
+                off += frame.len;
+                if off >= len {
+                    return ScanEnd {
+                        end: off,
+                        error: None,
+                    };
+                }
+            }
+            Ok(None) => {
+                return ScanEnd {
+                    end: off,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                return ScanEnd {
+                    end: off,
+                    error: Some(e),
+                }
+            }
+        }
+    }
+}
+
+/// The most payload bytes a resynchronisation search may checksum before it
+/// gives up and calls the damage mid-log corruption.
+const RESYNC_BUDGET: usize = 64 << 20;
+
+enum Resync {
+    Found(usize),
+    NotFound,
+    GaveUp,
+}
+
+/// Looks for a valid frame (valid *at its own position*: the CRC seed binds
+/// it to its LSN) anywhere in `(from, to)`.
+fn resync(r: &mut FrameReader<'_>, sref: &SegRef, salt: u32, from: usize, to: usize) -> Resync {
+    let max = r.decoder.max_payload() as usize;
+    let seg_len = r.seg.len();
+    let mut budget = RESYNC_BUDGET;
+    for q in from + 1..to {
+        let mut head = [0u8; 5];
+        if r.seg.copy_out(q, &mut head) < 5 {
+            break;
+        }
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        if len < MIN_PAYLOAD || len > max || q + len + FRAME_OVERHEAD > seg_len {
+            continue;
+        }
+        if EntryKind::from_tag(head[4]).is_none() {
+            continue;
+        }
+        if budget < len {
+            return Resync::GaveUp;
+        }
+        budget -= len;
+        if let Ok(Some(_)) = r.decode(q, segment::seed(salt, sref.lsn_of(q))) {
+            return Resync::Found(q);
+        }
+    }
+    Resync::NotFound
+}
+
+/// True if some 512-byte sector lying wholly inside `[from, to)` is all zero:
+/// a sector write that never happened, which a crash explains.
+fn has_zero_sector(r: &mut FrameReader<'_>, from: usize, to: usize) -> bool {
+    let first = from.div_ceil(SECTOR) * SECTOR;
+    let mut s = first;
+    while s + SECTOR <= to {
+        if r.with_bytes(s, s + SECTOR, |b| b.iter().all(|&x| x == 0)) {
+            return true;
+        }
+        s += SECTOR;
+    }
+    false
+}
+
+/// Classifies what follows the end of the valid frames in the last segment.
+/// `None`: a clean end (only zeros follow).
+fn classify_tail(
+    r: &mut FrameReader<'_>,
+    sref: &SegRef,
+    salt: u32,
+    stop: usize,
+    has_error: bool,
+) -> (Option<ProblemClass>, usize) {
+    let nz_end = r.nonzero_end(stop);
+    if nz_end == stop && !has_error {
+        return (None, nz_end);
+    }
+    let class = match resync(r, sref, salt, stop, nz_end) {
+        Resync::NotFound => ProblemClass::TornTail,
+        Resync::Found(q) if has_zero_sector(r, stop, q) => ProblemClass::TornTail,
+        Resync::Found(_) | Resync::GaveUp => ProblemClass::MidLogCorruption,
+    };
+    (Some(class), nz_end.max(stop))
+}
+
+/// Nonzero data bytes of a discarded segment (for the report).
+fn data_bytes(seg: &Segment, copy: bool, decoder: Decoder) -> u64 {
+    let mut r = FrameReader {
+        seg,
+        copy,
+        buf: Vec::new(),
+        decoder,
+    };
+    (r.nonzero_end(DATA_START) - DATA_START) as u64
+}
+
+/// Scans the log in `dir`. `copy` selects the copying reader (read-only
+/// opens). Returns `Ok(None)` when the directory holds no log.
+pub(crate) fn recover(
+    dir: &Path,
+    decoder: Decoder,
+    writable: bool,
+    copy: bool,
+) -> Result<Option<Recovered>> {
+    let started = Instant::now();
+    let listing = list(dir)?;
+    let mut mapped = Vec::with_capacity(listing.segments.len());
+    for (seq, path) in &listing.segments {
+        mapped.push(Arc::new(Segment::open(path, *seq, writable)?));
+    }
+    // Trailing blank segments: prepared, never put into use.
+    let mut n = mapped.len();
+    let mut blanks = Vec::new();
+    while n > 0 && matches!(read_header(&mapped[n - 1], copy), HeaderState::Blank) {
+        n -= 1;
+        blanks.push((mapped[n].seq(), mapped[n].path().to_path_buf()));
+    }
+    blanks.reverse();
+    if n == 0 {
+        if blanks.is_empty() {
+            return Ok(None);
+        }
+        // Only blank segments: a log created but never initialised.
+        return Ok(Some(Recovered {
+            instance: Uuid::nil(),
+            segments: Vec::new(),
+            end_lsn: 0,
+            report: RecoveryReport::default(),
+            index: RunIndex::default(),
+            zero_range: None,
+            discard: Vec::new(),
+            blanks,
+            temps: listing.temps,
+        }));
+    }
+    let first = match read_header(&mapped[0], copy) {
+        HeaderState::Valid(h) => h,
+        HeaderState::Blank => unreachable!("trailing blanks were removed"),
+        HeaderState::Invalid(detail) => {
+            return Err(Error::SegmentHeader {
+                segment: mapped[0].seq(),
+                detail: format!("{detail}; the first segment must be valid to identify the log"),
+            })
+        }
+    };
+    if first.seq.get() != mapped[0].seq() {
+        return Err(Error::SegmentHeader {
+            segment: mapped[0].seq(),
+            detail: format!(
+                "header names segment {} but the file is named for {}",
+                first.seq.get(),
+                mapped[0].seq()
+            ),
+        });
+    }
+    let instance = first.instance();
+    let salt = segment::salt(&instance);
+    let mut tally = Tally {
+        entries: 0,
+        last_lsn: None,
+        open: HashMap::new(),
+        committed: 0,
+        aborted: 0,
+        index: RunIndex::default(),
+    };
+    let mut kept: Vec<SegRef> = Vec::with_capacity(n);
+    let mut expected_lsn = first.first_lsn.get();
+    let mut problem: Option<Problem> = None;
+    let mut zero_range = None;
+    let mut end_lsn = expected_lsn;
+    let mut discarded_bytes = 0u64;
+    let mut stop_at = n;
+    for i in 0..n {
+        let seg = &mapped[i];
+        let header_problem = match read_header(seg, copy) {
+            HeaderState::Valid(h) => check_header(&h, seg, &instance, expected_lsn, i, &mapped),
+            HeaderState::Blank => Some("blank header in the middle of the log".to_string()),
+            HeaderState::Invalid(d) => Some(d),
+        };
+        if let Some(detail) = header_problem {
+            problem = Some(Problem {
+                class: ProblemClass::MidLogCorruption,
+                segment: seg.seq(),
+                file: segment::file_name(seg.seq()),
+                offset: 0,
+                lsn: expected_lsn,
+                detail,
+            });
+            stop_at = i;
+            break;
+        }
+        let sref = SegRef {
+            seg: Arc::clone(seg),
+            first_lsn: expected_lsn,
+        };
+        let mut reader = FrameReader {
+            seg,
+            copy,
+            buf: Vec::new(),
+            decoder,
+        };
+        let end = scan_frames(&mut reader, &sref, salt, &mut tally);
+        let end_here = sref.lsn_of(end.end);
+        let is_last = i + 1 == n;
+        kept.push(sref.clone());
+        end_lsn = end_here;
+        if is_last {
+            let (class, nz_end) =
+                classify_tail(&mut reader, &sref, salt, end.end, end.error.is_some());
+            if nz_end > end.end {
+                zero_range = Some((end.end, nz_end));
+                discarded_bytes += (nz_end - end.end) as u64;
+            }
+            if let Some(class) = class {
+                problem = Some(problem_at(
+                    &sref,
+                    end.end,
+                    class,
+                    end.error,
+                    "bytes after the last valid frame",
+                ));
+            }
+            stop_at = n;
+            break;
+        }
+        let next_first = match read_header(&mapped[i + 1], copy) {
+            HeaderState::Valid(h) => Some(h.first_lsn.get()),
+            _ => None,
+        };
+        if end.error.is_some() || next_first.is_some_and(|f| f != end_here) {
+            let nz_end = reader.nonzero_end(end.end);
+            if nz_end > end.end {
+                zero_range = Some((end.end, nz_end));
+                discarded_bytes += (nz_end - end.end) as u64;
+            }
+            let detail = match next_first {
+                Some(f) if end.error.is_none() => {
+                    format!("frames end at LSN {end_here} but the next segment starts at LSN {f}")
+                }
+                _ => "a segment before the last is damaged".to_string(),
+            };
+            problem = Some(problem_at(
+                &sref,
+                end.end,
+                ProblemClass::MidLogCorruption,
+                end.error,
+                &detail,
+            ));
+            stop_at = i + 1;
+            break;
+        }
+        expected_lsn = end_here;
+    }
+    let mut discard = Vec::new();
+    for seg in &mapped[stop_at..n] {
+        discarded_bytes += data_bytes(seg, copy, decoder);
+        discard.push(seg.path().to_path_buf());
+    }
+    let report = RecoveryReport {
+        segments: kept.len(),
+        entries: tally.entries,
+        committed_txns: tally.committed,
+        aborted_txns: tally.aborted,
+        incomplete_txns: tally.open.len() as u64,
+        first_lsn: first.first_lsn.get(),
+        last_lsn: tally.last_lsn,
+        end_lsn,
+        bytes_discarded: discarded_bytes,
+        problem,
+        duration: started.elapsed(),
+    };
+    if stop_at != n {
+        // Blank segments after a discarded one go with it.
+        discard.extend(blanks.drain(..).map(|(_, p)| p));
+    }
+    Ok(Some(Recovered {
+        instance,
+        segments: kept,
+        end_lsn,
+        report,
+        index: tally.index,
+        zero_range,
+        discard,
+        blanks,
+        temps: listing.temps,
+    }))
+}
+
+fn problem_at(
+    sref: &SegRef,
+    off: usize,
+    class: ProblemClass,
+    error: Option<Error>,
+    fallback: &str,
+) -> Problem {
+    let seq = sref.seg.seq();
+    Problem {
+        class,
+        segment: seq,
+        file: segment::file_name(seq),
+        offset: off as u64,
+        lsn: sref.lsn_of(off),
+        detail: match error {
+            Some(e) => e.to_string(),
+            None => format!("{}: {fallback}", Location::in_segment(seq, off as u64)),
+        },
+    }
+}
+
+fn check_header(
+    h: &Header,
+    seg: &Segment,
+    instance: &Uuid,
+    expected_lsn: u64,
+    i: usize,
+    all: &[Arc<Segment>],
+) -> Option<String> {
+    if h.instance() != *instance {
+        return Some(format!(
+            "belongs to another log (instance {}, this log is {instance})",
+            h.instance()
+        ));
+    }
+    if h.seq.get() != seg.seq() {
+        return Some(format!(
+            "header names segment {} but the file is named for {}",
+            h.seq.get(),
+            seg.seq()
+        ));
+    }
+    if i > 0 && all[i - 1].seq() + 1 != seg.seq() {
+        return Some(format!(
+            "segment {} is missing (gap in the sequence)",
+            segment::file_name(all[i - 1].seq() + 1)
+        ));
+    }
+    if h.segment_size.get() != seg.len() as u64 {
+        return Some(format!(
+            "file is {} bytes but was created with {}",
+            seg.len(),
+            h.segment_size.get()
+        ));
+    }
+    if h.first_lsn.get() != expected_lsn {
+        return Some(format!(
+            "starts at LSN {} but the previous segment ends at LSN {expected_lsn}",
+            h.first_lsn.get()
+        ));
+    }
+    None
+}
+
+/// Applies a recovery mode to a report: an error if the mode refuses it.
+pub(crate) fn enforce(mode: RecoveryMode, report: &RecoveryReport) -> Result<()> {
+    if let (RecoveryMode::AbsoluteConsistency, Some(p)) = (mode, &report.problem) {
+        if p.class == ProblemClass::MidLogCorruption {
+            return Err(Error::Corrupt {
+                at: p.location(),
+                class: p.class,
+                detail: p.detail.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The name a discarded segment is moved to.
+pub(crate) fn discarded_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".discarded-{}", segment::now_micros()));
+    path.with_file_name(name)
+}

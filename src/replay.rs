@@ -1,0 +1,516 @@
+//! Reading the log: snapshots, the entry iterator, replay of committed
+//! transactions (all of them or one run's), run diffs, and the run index
+//! that makes run-scoped replay proportional to the run.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::entry::{EntryKind, RunId};
+use crate::error::{Error, Result};
+use crate::frame::{Decoder, EntryRef};
+use crate::recovery::SegRef;
+use crate::segment;
+
+/// A log position: the byte offset of an entry in the log's logical stream
+/// (all segments' frames end to end). Stable across reopen; see DESIGN.md.
+pub type Lsn = u64;
+
+/// A hasher for [`RunId`]s: they are random UUIDs, so folding their bytes
+/// is as good as hashing them, and much cheaper.
+#[derive(Default)]
+pub(crate) struct RunHasher(u64);
+
+impl Hasher for RunHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(b))
+                .wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, _: usize) {}
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type RunMap<V> = HashMap<RunId, V, BuildHasherDefault<RunHasher>>;
+
+/// For each run, the LSN where each stretch of its entries starts (a stretch
+/// is a maximal run of consecutive entries of that run: one transaction
+/// appended with `append_txn` is one stretch). Replaying one run reads only
+/// its stretches.
+#[derive(Default, Debug, Clone)]
+pub(crate) struct RunIndex {
+    runs: RunMap<Vec<Lsn>>,
+    last_run: Option<RunId>,
+    last_end: Lsn,
+}
+
+impl RunIndex {
+    /// Records the entry at `[lsn, end)` of `run` (`None`: a checkpoint).
+    #[inline]
+    pub fn note(&mut self, run: Option<RunId>, lsn: Lsn, end: Lsn) {
+        match run {
+            Some(r) if self.last_run == Some(r) && self.last_end == lsn => {}
+            Some(r) => {
+                self.runs.entry(r).or_default().push(lsn);
+                self.last_run = Some(r);
+            }
+            None => self.last_run = None,
+        }
+        self.last_end = end;
+    }
+
+    /// The stretch starts of `run`.
+    pub fn stretches(&self, run: &RunId) -> Vec<Lsn> {
+        self.runs.get(run).cloned().unwrap_or_default()
+    }
+
+    /// Every run with an entry in the log.
+    pub fn runs(&self) -> impl Iterator<Item = &RunId> {
+        self.runs.keys()
+    }
+
+    /// True if `run` has a stretch starting in `[from, to)`, or one starting
+    /// before `from` (which may reach into the range).
+    pub fn touches(&self, run: &RunId, to: Lsn) -> bool {
+        self.runs
+            .get(run)
+            .is_some_and(|s| s.first().is_some_and(|&first| first < to))
+    }
+
+    /// Forgets everything before `start` (retention removed it). A stretch
+    /// that began earlier may continue at `start`, so `start` is kept as a
+    /// stretch start of every run that lost one.
+    pub fn truncate_before(&mut self, start: Lsn) {
+        self.runs.retain(|_, s| {
+            let cut = s.partition_point(|&l| l < start);
+            if cut > 0 {
+                s.drain(..cut);
+                s.insert(0, start);
+            }
+            !s.is_empty()
+        });
+    }
+}
+
+/// One entry read from the log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry<'a> {
+    /// The entry's position.
+    pub lsn: Lsn,
+    /// The segment holding it.
+    pub segment: u64,
+    /// Its byte offset in the segment file.
+    pub offset: usize,
+    /// The entry, borrowed from the mapped segment.
+    pub entry: EntryRef<'a>,
+}
+
+/// A consistent view of the log at one moment: the segments that held it
+/// and the end of the published entries. Entries borrow from the snapshot;
+/// the segments stay mapped while it lives, even if retention deletes their
+/// files meanwhile.
+pub struct Snapshot {
+    pub(crate) segs: Vec<SegRef>,
+    pub(crate) start: Lsn,
+    pub(crate) end: Lsn,
+    pub(crate) salt: u32,
+    pub(crate) decoder: Decoder,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("segments", &self.segs.len())
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// The LSN of the first entry in the view.
+    pub fn start_lsn(&self) -> Lsn {
+        self.start
+    }
+
+    /// The LSN just past the last entry in the view.
+    pub fn end_lsn(&self) -> Lsn {
+        self.end
+    }
+
+    /// Bytes of log in the view.
+    pub fn len_bytes(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Sequence numbers of the segments in the view.
+    pub fn segment_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segs.iter().map(|s| s.seg.seq())
+    }
+
+    /// Every entry, in log order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            snap: self,
+            seg: 0,
+            lsn: self.start,
+            end: self.end,
+            done: false,
+        }
+    }
+
+    /// Every entry from `lsn` on, in log order. `lsn` must be the position of
+    /// an entry (as returned by an append or a previous read) or the end.
+    pub fn iter_from(&self, lsn: Lsn) -> Result<Iter<'_>> {
+        if lsn < self.start || lsn > self.end {
+            return Err(Error::BadLsn {
+                lsn,
+                detail: format!("outside the log's range {}..{}", self.start, self.end),
+            });
+        }
+        let seg = self
+            .segs
+            .partition_point(|s| s.first_lsn <= lsn)
+            .saturating_sub(1);
+        Ok(Iter {
+            snap: self,
+            seg,
+            lsn,
+            end: self.end,
+            done: false,
+        })
+    }
+
+    /// The entry at `lsn`.
+    pub fn read_at(&self, lsn: Lsn) -> Result<LogEntry<'_>> {
+        match self.iter_from(lsn)?.next() {
+            Some(r) => r,
+            None => Err(Error::BadLsn {
+                lsn,
+                detail: "at the end of the log".into(),
+            }),
+        }
+    }
+
+    /// Calls `f` with every committed transaction in commit order; see
+    /// [`Txn`] for what counts as one.
+    pub fn replay<'s>(&'s self, mut f: impl FnMut(&Txn<'_, 's>)) -> Result<ReplayStats> {
+        let mut asm = Assembler::default();
+        for e in self.iter() {
+            asm.feed(e?, &mut f);
+        }
+        Ok(asm.finish())
+    }
+
+    /// Replays only the entries of `run`, reading only its stretches.
+    pub(crate) fn replay_stretches<'s>(
+        &'s self,
+        run: RunId,
+        stretches: &[Lsn],
+        mut f: impl FnMut(&Txn<'_, 's>),
+    ) -> Result<ReplayStats> {
+        let mut asm = Assembler::default();
+        for &start in stretches {
+            if start < self.start || start >= self.end {
+                continue;
+            }
+            for e in self.iter_from(start)? {
+                let e = e?;
+                if e.entry.run_id_ref() != Some(&run) {
+                    break;
+                }
+                asm.feed(e, &mut f);
+            }
+        }
+        Ok(asm.finish())
+    }
+
+    /// The final state of every key `run` touched, from its committed
+    /// transactions: `Some(value)`, or `None` if its last change deleted it.
+    pub(crate) fn final_state(
+        &self,
+        run: RunId,
+        stretches: &[Lsn],
+    ) -> Result<BTreeMap<Vec<u8>, Option<Vec<u8>>>> {
+        let mut state: BTreeMap<&[u8], Option<&[u8]>> = BTreeMap::new();
+        self.replay_stretches(run, stretches, |txn| {
+            for op in txn.ops {
+                if let Some(key) = op.entry.key() {
+                    state.insert(key, op.entry.value());
+                }
+            }
+        })?;
+        Ok(state
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+            .collect())
+    }
+}
+
+/// The entries of a [`Snapshot`], in log order.
+pub struct Iter<'a> {
+    snap: &'a Snapshot,
+    seg: usize,
+    lsn: Lsn,
+    end: Lsn,
+    done: bool,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Result<LogEntry<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done || self.lsn >= self.end {
+            return None;
+        }
+        let segs = &self.snap.segs;
+        loop {
+            let sref = segs.get(self.seg)?;
+            let seg_end = segs.get(self.seg + 1).map_or(self.end, |n| n.first_lsn);
+            if self.lsn < seg_end {
+                let off = sref.offset_of(self.lsn);
+                let end_off = sref.offset_of(seg_end);
+                // SAFETY: everything below the snapshot's end was published
+                // (or, for a read-only open, validated from a private copy
+                // and so was complete); the writer never writes below the
+                // published end again, so these bytes do not change while
+                // the snapshot — which keeps the mapping alive — is borrowed.
+                let bytes = unsafe { sref.seg.bytes(0, end_off) };
+                let seed = segment::seed(self.snap.salt, self.lsn);
+                let result = match self.snap.decoder.decode(bytes, off, seed) {
+                    Ok(Some(frame)) => {
+                        let e = LogEntry {
+                            lsn: self.lsn,
+                            segment: sref.seg.seq(),
+                            offset: off,
+                            entry: frame.entry,
+                        };
+                        self.lsn += frame.len as u64;
+                        return Some(Ok(e));
+                    }
+                    Ok(None) => Err(Error::BadLsn {
+                        lsn: self.lsn,
+                        detail: "no entry starts there".into(),
+                    }),
+                    Err(e) => Err(e.in_segment(sref.seg.seq())),
+                };
+                self.done = true;
+                return Some(result);
+            }
+            self.seg += 1;
+        }
+    }
+}
+
+/// A committed unit delivered by replay.
+///
+/// A transaction is a BeginTxn, the Writes and Deletes of the same run that
+/// follow it, and the CommitTxn with the same txn id. A Write or Delete of a
+/// run with no open transaction is delivered as its own unit, with
+/// `txn_id: None`. Aborted transactions, and transactions that never
+/// committed, are not delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Txn<'t, 's> {
+    /// The run.
+    pub run_id: RunId,
+    /// The transaction id; `None` for a standalone write or delete.
+    pub txn_id: Option<u64>,
+    /// The BeginTxn's timestamp (µs since the epoch); `None` if standalone.
+    pub timestamp: Option<u64>,
+    /// LSN of the BeginTxn (or of the standalone entry).
+    pub begin_lsn: Lsn,
+    /// LSN of the CommitTxn (or of the standalone entry).
+    pub commit_lsn: Lsn,
+    /// The writes and deletes, in order.
+    pub ops: &'t [LogEntry<'s>],
+}
+
+/// Counts from one replay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayStats {
+    /// Entries read.
+    pub entries: u64,
+    /// Transactions delivered.
+    pub committed: u64,
+    /// Standalone writes/deletes delivered (not counted in `committed`).
+    pub standalone: u64,
+    /// Transactions dropped because they aborted.
+    pub aborted: u64,
+    /// Transactions dropped because they never ended (or a new BeginTxn of
+    /// the same run replaced them).
+    pub incomplete: u64,
+    /// Checkpoints seen.
+    pub checkpoints: u64,
+}
+
+struct Open<'a> {
+    run: RunId,
+    txn_id: u64,
+    timestamp: u64,
+    begin: Lsn,
+    ops: Vec<LogEntry<'a>>,
+}
+
+/// Turns entries into committed transactions. Reuses its buffers, so a
+/// replay allocates only while transactions grow past sizes seen before.
+#[derive(Default)]
+struct Assembler<'a> {
+    open: Vec<Open<'a>>,
+    pool: Vec<Vec<LogEntry<'a>>>,
+    stats: ReplayStats,
+}
+
+impl<'a> Assembler<'a> {
+    #[inline]
+    fn find(&self, run: &RunId) -> Option<usize> {
+        self.open.iter().position(|o| o.run == *run)
+    }
+
+    fn close(&mut self, i: usize) {
+        let mut o = self.open.swap_remove(i);
+        o.ops.clear();
+        self.pool.push(o.ops);
+    }
+
+    #[inline]
+    fn feed(&mut self, e: LogEntry<'a>, f: &mut impl FnMut(&Txn<'_, 'a>)) {
+        self.stats.entries += 1;
+        let entry = e.entry;
+        let Some(&run) = entry.run_id_ref() else {
+            self.stats.checkpoints += 1;
+            return;
+        };
+        match entry.kind() {
+            EntryKind::Write | EntryKind::Delete => {
+                if let Some(i) = self.find(&run) {
+                    self.open[i].ops.push(e);
+                } else {
+                    self.stats.standalone += 1;
+                    f(&Txn {
+                        run_id: run,
+                        txn_id: None,
+                        timestamp: None,
+                        begin_lsn: e.lsn,
+                        commit_lsn: e.lsn,
+                        ops: std::slice::from_ref(&e),
+                    });
+                }
+            }
+            EntryKind::BeginTxn => {
+                if let Some(i) = self.find(&run) {
+                    self.stats.incomplete += 1;
+                    self.close(i);
+                }
+                let ops = self.pool.pop().unwrap_or_default();
+                self.open.push(Open {
+                    run,
+                    txn_id: entry.txn_id().unwrap_or(0),
+                    timestamp: entry.timestamp().unwrap_or(0),
+                    begin: e.lsn,
+                    ops,
+                });
+            }
+            EntryKind::CommitTxn => {
+                if let Some(i) = self.find(&run) {
+                    if Some(self.open[i].txn_id) == entry.txn_id() {
+                        let o = &self.open[i];
+                        self.stats.committed += 1;
+                        f(&Txn {
+                            run_id: run,
+                            txn_id: Some(o.txn_id),
+                            timestamp: Some(o.timestamp),
+                            begin_lsn: o.begin,
+                            commit_lsn: e.lsn,
+                            ops: &o.ops,
+                        });
+                        self.close(i);
+                    }
+                }
+            }
+            EntryKind::AbortTxn => {
+                if let Some(i) = self.find(&run) {
+                    if Some(self.open[i].txn_id) == entry.txn_id() {
+                        self.stats.aborted += 1;
+                        self.close(i);
+                    }
+                }
+            }
+            EntryKind::Checkpoint => {}
+        }
+    }
+
+    fn finish(mut self) -> ReplayStats {
+        self.stats.incomplete += self.open.len() as u64;
+        self.stats
+    }
+}
+
+/// The final state of a key in one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum KeyState {
+    /// The run never touched the key.
+    Absent,
+    /// The run's last change deleted it.
+    Deleted,
+    /// The run's last change set it to this value.
+    Value(Vec<u8>),
+}
+
+impl KeyState {
+    fn value(&self) -> Option<&[u8]> {
+        match self {
+            KeyState::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// A key whose final state differs between two runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct KeyDiff {
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its state in the first run.
+    pub a: KeyState,
+    /// Its state in the second run.
+    pub b: KeyState,
+}
+
+/// The keys whose final values differ between two final states, in key
+/// order. A key deleted in one run and never written in the other has no
+/// value in either, so it is not a difference.
+pub(crate) fn diff_states(
+    a: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    b: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Vec<KeyDiff> {
+    let state = |m: &BTreeMap<Vec<u8>, Option<Vec<u8>>>, k: &[u8]| match m.get(k) {
+        None => KeyState::Absent,
+        Some(None) => KeyState::Deleted,
+        Some(Some(v)) => KeyState::Value(v.clone()),
+    };
+    let mut keys: Vec<&Vec<u8>> = a.keys().chain(b.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (sa, sb) = (state(&a, k), state(&b, k));
+            (sa.value() != sb.value()).then(|| KeyDiff {
+                key: k.clone(),
+                a: sa,
+                b: sb,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,1062 @@
+//! The log: opening (create or recover), appending, syncing, reading, closing.
+//!
+//! Writing: an entry is encoded straight into the mapped active segment past
+//! the published end, then the end is published (Release); readers load it
+//! (Acquire) and only look below it. The [`SyncMode`] decides when published
+//! bytes are made durable. See DESIGN.md, "Write and publish protocol".
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use uuid::Uuid;
+
+use crate::durability::{GroupCommit, SyncMode, Ticker};
+use crate::entry::{BorrowedEntry, Op, RunId, WalEntry};
+use crate::error::{Error, Result};
+use crate::frame::{self, Decoder, FRAME_OVERHEAD};
+use crate::recovery::{self, RecoveryMode, RecoveryReport, SegRef};
+use crate::replay::{diff_states, KeyDiff, Lsn, ReplayStats, RunIndex, Snapshot, Txn};
+use crate::segment::{self, Header, Segment, DATA_START, MIN_SEGMENT_SIZE};
+
+/// The name of the lock file in a log directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// How a log is laid out and how it syncs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Size of every segment file, in bytes. Default 64 MiB. Fixed when a
+    /// segment is created; a log may be reopened with another size (new
+    /// segments get the new size).
+    pub segment_size: u64,
+    /// The largest entry payload accepted, in bytes. Default 16 MiB; must
+    /// fit an empty segment.
+    pub max_entry_size: u32,
+    /// When appends become durable. Default `Batched { 100 ms, 1000 }`.
+    pub sync_mode: SyncMode,
+    /// What opening does about damage. Default `PointInTime`.
+    pub recovery_mode: RecoveryMode,
+    /// Pre-fault the next segment's pages for writing in the background, so
+    /// appends never take first-touch page faults. Default on.
+    pub prefault: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            segment_size: 64 << 20,
+            max_entry_size: 16 << 20,
+            sync_mode: SyncMode::default(),
+            recovery_mode: RecoveryMode::default(),
+            prefault: true,
+        }
+    }
+}
+
+impl Config {
+    /// Sets the segment size.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    /// Sets the maximum entry payload.
+    pub fn max_entry_size(mut self, bytes: u32) -> Self {
+        self.max_entry_size = bytes;
+        self
+    }
+
+    /// Sets the sync mode.
+    pub fn sync_mode(mut self, mode: SyncMode) -> Self {
+        self.sync_mode = mode;
+        self
+    }
+
+    /// Sets the recovery mode.
+    pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
+        self.recovery_mode = mode;
+        self
+    }
+
+    /// Turns pre-faulting of new segments on or off.
+    pub fn prefault(mut self, on: bool) -> Self {
+        self.prefault = on;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.segment_size < MIN_SEGMENT_SIZE || self.segment_size % 4096 != 0 {
+            return Err(Error::Config(format!(
+                "segment_size {} must be a multiple of 4096 and at least {MIN_SEGMENT_SIZE}",
+                self.segment_size
+            )));
+        }
+        let room = self.segment_size - DATA_START as u64 - FRAME_OVERHEAD as u64;
+        if u64::from(self.max_entry_size) > room {
+            return Err(Error::Config(format!(
+                "max_entry_size {} does not fit an empty segment of {} bytes (at most {room})",
+                self.max_entry_size, self.segment_size
+            )));
+        }
+        if (self.max_entry_size as usize) < frame::MIN_PAYLOAD {
+            return Err(Error::Config(format!(
+                "max_entry_size {} is below the smallest entry ({} bytes)",
+                self.max_entry_size,
+                frame::MIN_PAYLOAD
+            )));
+        }
+        Ok(())
+    }
+
+    fn decoder(&self) -> Decoder {
+        Decoder::new(self.max_entry_size)
+    }
+}
+
+/// Counters that show what the log has done, for tests and monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Completed syncs.
+    pub syncs: u64,
+    /// Everything below this LSN is durable.
+    pub synced_lsn: Lsn,
+    /// The end of the published log: the next append's LSN.
+    pub end_lsn: Lsn,
+    /// The first LSN still in the log.
+    pub start_lsn: Lsn,
+    /// Segments in the log.
+    pub segments: usize,
+    /// Append calls (`append*`, `append_txn`, `checkpoint`) completed.
+    pub appends: u64,
+}
+
+/// Where a transaction appended with [`Wal::append_txn`] landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnPosition {
+    /// LSN of its BeginTxn.
+    pub begin: Lsn,
+    /// LSN of its CommitTxn.
+    pub commit: Lsn,
+    /// LSN just past it.
+    pub end: Lsn,
+}
+
+/// State shared by the handle, its background threads and tail readers.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub instance: Uuid,
+    pub salt: u32,
+    pub decoder: Decoder,
+    pub segments: RwLock<Vec<SegRef>>,
+    pub start: AtomicU64,
+    pub published: AtomicU64,
+    pub group: GroupCommit,
+    pub appends: AtomicU64,
+    pub tail: (Mutex<()>, Condvar),
+    pub tail_waiters: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let segs = self.segments.read().clone();
+        let end = self.published.load(Ordering::Acquire);
+        Snapshot {
+            start: self.start.load(Ordering::Acquire),
+            segs,
+            end,
+            salt: self.salt,
+            decoder: self.decoder,
+        }
+    }
+
+    /// Makes everything below `target` durable (group commit).
+    pub(crate) fn sync_to(&self, target: Lsn) -> Result<()> {
+        self.group
+            .sync_to(
+                target,
+                || self.published.load(Ordering::Acquire),
+                |from, to| self.sync_range(from, to),
+            )
+            .map_err(|cause| Error::Poisoned { cause })
+    }
+
+    /// `msync`s the bytes of `[from, to)` in every segment they touch, plus
+    /// the header page of any segment that starts inside the range.
+    fn sync_range(&self, from: Lsn, to: Lsn) -> std::io::Result<()> {
+        let parts: Vec<(Arc<Segment>, usize, usize)> = {
+            let segs = self.segments.read();
+            let mut parts = Vec::new();
+            for (i, s) in segs.iter().enumerate() {
+                let seg_end = segs.get(i + 1).map_or(u64::MAX, |n| n.first_lsn);
+                if seg_end <= from || s.first_lsn > to {
+                    continue;
+                }
+                let start = if from <= s.first_lsn {
+                    0
+                } else {
+                    s.offset_of(from)
+                };
+                let end = s.offset_of(to.min(seg_end));
+                parts.push((Arc::clone(&s.seg), start, end));
+            }
+            parts
+        };
+        for (seg, start, end) in parts {
+            seg.sync_range(start, end)?;
+        }
+        Ok(())
+    }
+
+    /// Wakes tail readers waiting for new entries. Pairs with the fence in
+    /// [`Tail::next_timeout`]: either the waiter sees the new end, or we see
+    /// the waiter and wake it under the mutex.
+    #[inline]
+    fn notify_tail(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.tail_waiters.load(Ordering::Relaxed) > 0 {
+            let _g = self.tail.0.lock();
+            self.tail.1.notify_all();
+        }
+    }
+}
+
+/// What the writer owns: the active segment and where the next frame goes.
+struct Writer {
+    active: SegRef,
+    off: usize,
+    next_lsn: Lsn,
+    since_sync: u64,
+    index: RunIndex,
+}
+
+/// The next segment, prepared by a background thread.
+struct Prep {
+    slot: Mutex<PrepSlot>,
+    cv: Condvar,
+}
+
+struct PrepSlot {
+    want: Option<u64>,
+    ready: Option<(u64, Result<Segment>)>,
+    stop: bool,
+}
+
+/// A write-ahead log open for appending.
+///
+/// `Wal` is `Send + Sync`: share it (e.g. in an `Arc`) and append from many
+/// threads; appends are serialised, syncs are shared (group commit).
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Mutex<Writer>,
+    prep: Arc<Prep>,
+    ticker: Arc<Ticker>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    report: RecoveryReport,
+    closed: AtomicBool,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.shared.dir)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io("open lock file", &path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked { lock_file: path }),
+        Err(e) => Err(Error::io("lock", &path, e.into())),
+    }
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating the directory and a new log if there
+    /// is none, or recovering the existing one (see [`Wal::recovery_report`]).
+    ///
+    /// Only one handle, in one process, may hold a log open for writing; a
+    /// second gets [`Error::Locked`].
+    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Wal> {
+        let dir = dir.as_ref().to_path_buf();
+        config.validate()?;
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = lock_dir(&dir)?;
+        let decoder = config.decoder();
+        let recovered = recovery::recover(&dir, decoder, true, false)?;
+        let mut changed = false;
+        if let Some(r) = &recovered {
+            for t in &r.temps {
+                fs::remove_file(t).map_err(|e| Error::io("remove temporary file", t, e))?;
+                changed = true;
+            }
+        }
+        let (instance, segments, end_lsn, report, index, reuse) = match recovered {
+            Some(r) if !r.segments.is_empty() => {
+                recovery::enforce(config.recovery_mode, &r.report)?;
+                let last = r.segments.last().expect("nonempty").clone();
+                if let Some((start, end)) = r.zero_range {
+                    if matches!(&r.report.problem, Some(p) if p.class == crate::ProblemClass::MidLogCorruption)
+                    {
+                        let keep = recovery::discarded_name(last.seg.path());
+                        fs::copy(last.seg.path(), &keep)
+                            .map_err(|e| Error::io("save damaged segment", &keep, e))?;
+                    }
+                    // SAFETY: we hold the write lock and no reader or writer
+                    // of this log exists yet; the bytes lie past the valid end.
+                    unsafe { last.seg.bytes_mut(start, end) }.fill(0);
+                    last.seg
+                        .sync_range(start, end)
+                        .map_err(|e| Error::io("zero torn tail", last.seg.path(), e))?;
+                }
+                for path in &r.discard {
+                    let to = recovery::discarded_name(path);
+                    fs::rename(path, &to)
+                        .map_err(|e| Error::io("move discarded segment", path, e))?;
+                    changed = true;
+                }
+                // Make whatever the previous process left in the page cache
+                // durable before acknowledging anything after it.
+                let end_off = last.offset_of(r.end_lsn);
+                last.seg
+                    .sync_range(0, end_off)
+                    .map_err(|e| Error::io("sync recovered segment", last.seg.path(), e))?;
+                let mut reuse = None;
+                for (seq, path) in &r.blanks {
+                    let fits = fs::metadata(path)
+                        .map(|m| m.len() == config.segment_size)
+                        .unwrap_or(false);
+                    if reuse.is_none() && *seq == last.seg.seq() + 1 && fits {
+                        reuse = Some(Segment::open(path, *seq, true)?);
+                    } else {
+                        fs::remove_file(path)
+                            .map_err(|e| Error::io("remove blank segment", path, e))?;
+                        changed = true;
+                    }
+                }
+                (r.instance, r.segments, r.end_lsn, r.report, r.index, reuse)
+            }
+            other => {
+                if let Some(r) = &other {
+                    for (_, path) in &r.blanks {
+                        fs::remove_file(path)
+                            .map_err(|e| Error::io("remove blank segment", path, e))?;
+                    }
+                }
+                let instance = Uuid::new_v4();
+                let seg = segment::create(&dir, 0, config.segment_size, config.prefault)?;
+                let header = Header::new(instance, 0, 0, config.segment_size);
+                // SAFETY: the segment is new and private to this function.
+                unsafe { segment::write_header(&seg, &header) };
+                seg.sync_range(0, DATA_START)
+                    .map_err(|e| Error::io("sync new segment header", seg.path(), e))?;
+                let sref = SegRef {
+                    seg: Arc::new(seg),
+                    first_lsn: 0,
+                };
+                let report = RecoveryReport {
+                    segments: 1,
+                    ..RecoveryReport::default()
+                };
+                (instance, vec![sref], 0, report, RunIndex::default(), None)
+            }
+        };
+        if changed {
+            segment::sync_dir(&dir)?;
+        }
+        let active = segments.last().expect("a log has a segment").clone();
+        let start = segments[0].first_lsn;
+        let shared = Arc::new(Shared {
+            dir,
+            salt: segment::salt(&instance),
+            instance,
+            decoder,
+            segments: RwLock::new(segments),
+            start: AtomicU64::new(start),
+            published: AtomicU64::new(end_lsn),
+            group: GroupCommit::new(end_lsn),
+            appends: AtomicU64::new(0),
+            tail: (Mutex::new(()), Condvar::new()),
+            tail_waiters: AtomicUsize::new(0),
+            config,
+        });
+        let next_seq = active.seg.seq() + 1;
+        let writer = Writer {
+            off: active.offset_of(end_lsn),
+            active,
+            next_lsn: end_lsn,
+            since_sync: 0,
+            index,
+        };
+        let prep = Arc::new(Prep {
+            slot: Mutex::new(PrepSlot {
+                want: if reuse.is_some() {
+                    None
+                } else {
+                    Some(next_seq)
+                },
+                ready: reuse.map(|s| (next_seq, Ok(s))),
+                stop: false,
+            }),
+            cv: Condvar::new(),
+        });
+        let ticker = Arc::new(Ticker::new());
+        let mut threads = Vec::new();
+        threads.push(spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?);
+        if let Some(period) = shared.config.sync_mode.interval() {
+            threads.push(spawn_flusher(
+                Arc::clone(&shared),
+                Arc::clone(&ticker),
+                period,
+            )?);
+        }
+        Ok(Wal {
+            shared,
+            writer: Mutex::new(writer),
+            prep,
+            ticker,
+            threads: Mutex::new(threads),
+            report,
+            closed: AtomicBool::new(false),
+            _lock: lock,
+        })
+    }
+
+    /// What opening found (for a new log: one empty segment).
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The log's instance id, shared by all its segments.
+    pub fn instance_id(&self) -> Uuid {
+        self.shared.instance
+    }
+
+    /// The configuration the log was opened with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(cause) = self.shared.group.poison() {
+            return Err(Error::Poisoned { cause });
+        }
+        Ok(())
+    }
+
+    fn check_size(&self, entry: &BorrowedEntry<'_>) -> Result<()> {
+        let len = frame::payload_len(entry) as u64;
+        let max = u64::from(self.shared.config.max_entry_size);
+        if len > max {
+            return Err(Error::EntryTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    /// Appends one entry; returns its LSN. Durable on return in `Strict`
+    /// mode, otherwise as the mode says.
+    pub fn append(&self, entry: &WalEntry) -> Result<Lsn> {
+        self.append_entry(entry.as_borrowed())
+    }
+
+    /// Appends one borrowed entry (no allocation); returns its LSN.
+    pub fn append_entry(&self, entry: BorrowedEntry<'_>) -> Result<Lsn> {
+        self.check_size(&entry)?;
+        let (lsn, end, sync_now) = {
+            let mut w = self.writer.lock();
+            self.check_open()?;
+            let lsn = self.write_one(&mut w, &entry)?;
+            self.publish(&mut w)
+                .map(|(end, sync_now)| (lsn, end, sync_now))?
+        };
+        self.after_append(end, sync_now).map(|()| lsn)
+    }
+
+    /// Appends a whole transaction of run `run_id` — its BeginTxn (timestamp
+    /// now), the `ops` as Writes and Deletes, and its CommitTxn — as one
+    /// contiguous unit that readers see all at once, durable on return
+    /// according to the mode.
+    pub fn append_txn(&self, run_id: RunId, txn_id: u64, ops: &[Op<'_>]) -> Result<TxnPosition> {
+        self.append_txn_at(run_id, txn_id, segment::now_micros(), ops)
+    }
+
+    /// [`Wal::append_txn`] with an explicit BeginTxn timestamp.
+    pub fn append_txn_at(
+        &self,
+        run_id: RunId,
+        txn_id: u64,
+        timestamp: u64,
+        ops: &[Op<'_>],
+    ) -> Result<TxnPosition> {
+        for op in ops {
+            self.check_size(&op.entry(run_id))?;
+        }
+        let begin = BorrowedEntry::BeginTxn {
+            txn_id,
+            run_id,
+            timestamp,
+        };
+        let commit = BorrowedEntry::CommitTxn { txn_id, run_id };
+        let (pos, sync_now) = {
+            let mut w = self.writer.lock();
+            self.check_open()?;
+            let txn_start = w.next_lsn;
+            let begin_lsn = self.write_one(&mut w, &begin)?;
+            let mut write_rest = || -> Result<Lsn> {
+                for op in ops {
+                    self.write_one(&mut w, &op.entry(run_id))?;
+                }
+                self.write_one(&mut w, &commit)
+            };
+            let commit_lsn = match write_rest() {
+                Ok(l) => l,
+                Err(e) => {
+                    // Part of the transaction sits past the published end; a
+                    // later append would write over it, but a sync may
+                    // already have covered it. Fail stop.
+                    let cause = format!("append_txn failed after LSN {txn_start}: {e}");
+                    self.shared.group.set_poison(cause);
+                    return Err(e);
+                }
+            };
+            let (end, sync_now) = self.publish(&mut w)?;
+            (
+                TxnPosition {
+                    begin: begin_lsn,
+                    commit: commit_lsn,
+                    end,
+                },
+                sync_now,
+            )
+        };
+        self.after_append(pos.end, sync_now)?;
+        Ok(pos)
+    }
+
+    /// Appends a Checkpoint entry; returns its LSN. Pass that LSN to
+    /// [`Wal::truncate_before`] to drop what the checkpoint covers.
+    pub fn checkpoint(
+        &self,
+        snapshot_id: Uuid,
+        version: u64,
+        active_runs: &[RunId],
+    ) -> Result<Lsn> {
+        self.append_entry(BorrowedEntry::Checkpoint {
+            snapshot_id,
+            version,
+            active_runs,
+        })
+    }
+
+    /// Encodes one frame at the writer's position, rotating first if it
+    /// does not fit. Does not publish.
+    #[inline]
+    fn write_one(&self, w: &mut Writer, entry: &BorrowedEntry<'_>) -> Result<Lsn> {
+        let len = frame::frame_len(entry);
+        if w.off + len > w.active.seg.len() {
+            self.rotate(w)?;
+        }
+        let lsn = w.next_lsn;
+        // SAFETY: we hold the writer lock, and `[off, off + len)` lies at or
+        // past the published end, where no reader looks (DESIGN.md,
+        // "Soundness").
+        let out = unsafe { w.active.seg.bytes_mut(w.off, w.off + len) };
+        let written = frame::encode_into(entry, segment::seed(self.shared.salt, lsn), out)?;
+        debug_assert_eq!(written, len);
+        w.off += len;
+        w.next_lsn += len as u64;
+        w.index.note(entry.run_id(), lsn, w.next_lsn);
+        Ok(lsn)
+    }
+
+    /// Publishes everything written; returns the new end and whether this
+    /// append must sync now (Batched mode's count).
+    #[inline]
+    fn publish(&self, w: &mut Writer) -> Result<(Lsn, bool)> {
+        self.shared.published.store(w.next_lsn, Ordering::Release);
+        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        let sync_now = match self.shared.config.sync_mode {
+            SyncMode::Batched { batch_size, .. } => {
+                w.since_sync += 1;
+                if w.since_sync >= batch_size.max(1) {
+                    w.since_sync = 0;
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        Ok((w.next_lsn, sync_now))
+    }
+
+    #[inline]
+    fn after_append(&self, end: Lsn, sync_now: bool) -> Result<()> {
+        self.shared.notify_tail();
+        if sync_now || self.shared.config.sync_mode == SyncMode::Strict {
+            self.shared.sync_to(end)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and moves to the next: everything in the
+    /// active segment is synced first, so a segment's header can only be
+    /// durable once every segment before it is whole (DESIGN.md, "Rotation").
+    #[cold]
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        self.shared.sync_to(w.next_lsn)?;
+        let seq = w.active.seg.seq() + 1;
+        let seg = self.take_prepared(seq)?;
+        let header = Header::new(self.shared.instance, seq, w.next_lsn, seg.len() as u64);
+        // SAFETY: we hold the writer lock and the segment is not yet in the
+        // segment list, so no reader can see its header page.
+        unsafe { segment::write_header(&seg, &header) };
+        let sref = SegRef {
+            seg: Arc::new(seg),
+            first_lsn: w.next_lsn,
+        };
+        self.shared.segments.write().push(sref.clone());
+        w.active = sref;
+        w.off = DATA_START;
+        Ok(())
+    }
+
+    fn take_prepared(&self, seq: u64) -> Result<Segment> {
+        let mut slot = self.prep.slot.lock();
+        loop {
+            if let Some((s, result)) = slot.ready.take() {
+                if s == seq {
+                    slot.want = Some(seq + 1);
+                    self.prep.cv.notify_all();
+                    if let Ok(seg) = &result {
+                        if seg.len() as u64 == self.shared.config.segment_size {
+                            return result;
+                        }
+                    } else {
+                        return result;
+                    }
+                }
+                // A stale or mismatched segment: make a fresh one below.
+                continue;
+            }
+            if slot.want == Some(seq) && !slot.stop {
+                self.prep.cv.wait(&mut slot);
+                continue;
+            }
+            break;
+        }
+        slot.want = Some(seq + 1);
+        self.prep.cv.notify_all();
+        drop(slot);
+        segment::create(
+            &self.shared.dir,
+            seq,
+            self.shared.config.segment_size,
+            self.shared.config.prefault,
+        )
+    }
+
+    /// Checks the handle is usable. Appended bytes are handed to the
+    /// operating system (the page cache, through the shared mapping) as soon
+    /// as an append returns: they are visible to other processes and survive
+    /// a crash of this process. `flush` does not make them durable against
+    /// power loss; [`Wal::sync`] does.
+    pub fn flush(&self) -> Result<()> {
+        self.check_open()
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn sync(&self) -> Result<()> {
+        self.check_open()?;
+        self.shared
+            .sync_to(self.shared.published.load(Ordering::Acquire))
+    }
+
+    /// Bytes of log: from the first entry still kept to the end.
+    pub fn size(&self) -> u64 {
+        self.end_lsn() - self.start_lsn()
+    }
+
+    /// The LSN the next append gets.
+    pub fn end_lsn(&self) -> Lsn {
+        self.shared.published.load(Ordering::Acquire)
+    }
+
+    /// The LSN of the first entry still in the log.
+    pub fn start_lsn(&self) -> Lsn {
+        self.shared.start.load(Ordering::Acquire)
+    }
+
+    /// Counters: syncs, the synced and published ends, segments, appends.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            syncs: self.shared.group.syncs(),
+            synced_lsn: self.shared.group.synced(),
+            end_lsn: self.end_lsn(),
+            start_lsn: self.start_lsn(),
+            segments: self.shared.segments.read().len(),
+            appends: self.shared.appends.load(Ordering::Relaxed),
+        }
+    }
+
+    /// A consistent view of everything published so far, to read from.
+    pub fn snapshot(&self) -> Snapshot {
+        self.shared.snapshot()
+    }
+
+    /// Every committed transaction, in commit order; see [`Txn`].
+    pub fn replay(&self, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
+        self.snapshot().replay(f)
+    }
+
+    /// The committed transactions of one run, reading only that run's part
+    /// of the log.
+    pub fn replay_run(&self, run: RunId, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
+        let (snap, stretches) = self.run_view(&run);
+        snap.replay_stretches(run, &stretches, f)
+    }
+
+    /// The keys whose final state differs between runs `a` and `b`.
+    pub fn diff_runs(&self, a: RunId, b: RunId) -> Result<Vec<KeyDiff>> {
+        let (snap, sa) = self.run_view(&a);
+        let sb = self.writer.lock().index.stretches(&b);
+        Ok(diff_states(
+            snap.final_state(a, &sa)?,
+            snap.final_state(b, &sb)?,
+        ))
+    }
+
+    /// Every run with an entry in the log.
+    pub fn runs(&self) -> Vec<RunId> {
+        self.writer.lock().index.runs().copied().collect()
+    }
+
+    fn run_view(&self, run: &RunId) -> (Snapshot, Vec<Lsn>) {
+        let w = self.writer.lock();
+        let stretches = w.index.stretches(run);
+        let snap = self.shared.snapshot();
+        drop(w);
+        (snap, stretches)
+    }
+
+    /// A reader that follows the log from `lsn` as entries are appended.
+    pub fn tail(&self, lsn: Lsn) -> Tail {
+        Tail {
+            shared: Arc::clone(&self.shared),
+            next: lsn,
+            snap: None,
+        }
+    }
+
+    /// Deletes the segments that lie wholly before the checkpoint at
+    /// `checkpoint_lsn` and hold no entry of a run the checkpoint lists as
+    /// active. Only a prefix of the log is ever deleted. Returns the number
+    /// of segments removed.
+    pub fn truncate_before(&self, checkpoint_lsn: Lsn) -> Result<usize> {
+        self.check_open()?;
+        let snap = self.snapshot();
+        let at = snap.read_at(checkpoint_lsn)?;
+        if !at.entry.is_checkpoint() {
+            return Err(Error::BadLsn {
+                lsn: checkpoint_lsn,
+                detail: format!("the entry there is a {}, not a Checkpoint", at.entry.kind()),
+            });
+        }
+        let active: Vec<RunId> = at.entry.active_runs().to_vec();
+        drop(snap);
+        let mut w = self.writer.lock();
+        let segs = self.shared.segments.read().clone();
+        let mut remove = 0;
+        for i in 0..segs.len().saturating_sub(1) {
+            let seg_end = segs[i + 1].first_lsn;
+            if seg_end > checkpoint_lsn || active.iter().any(|r| w.index.touches(r, seg_end)) {
+                break;
+            }
+            remove = i + 1;
+        }
+        if remove == 0 {
+            return Ok(0);
+        }
+        let new_start = segs[remove].first_lsn;
+        // Forget them in memory first: readers that already hold a snapshot
+        // keep their mappings; new ones no longer see these segments.
+        {
+            let mut list = self.shared.segments.write();
+            list.drain(..remove);
+            self.shared.start.store(new_start, Ordering::Release);
+        }
+        w.index.truncate_before(new_start);
+        drop(w);
+        for s in &segs[..remove] {
+            fs::remove_file(s.seg.path())
+                .map_err(|e| Error::io("remove segment", s.seg.path(), e))?;
+        }
+        segment::sync_dir(&self.shared.dir)?;
+        Ok(remove)
+    }
+
+    /// Syncs, stops the background threads and closes the log. Returns the
+    /// error of the final sync, if any (the log is then poisoned: reopen it
+    /// to recover what reached the disk).
+    pub fn close(self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.ticker.stop();
+        {
+            let mut slot = self.prep.slot.lock();
+            slot.stop = true;
+            self.prep.cv.notify_all();
+        }
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        self.shared.notify_tail();
+        let end = self.shared.published.load(Ordering::Acquire);
+        self.shared.sync_to(end)
+    }
+}
+
+impl Drop for Wal {
+    /// Closes the log like [`Wal::close`]. A drop cannot return an error, so
+    /// if the final sync fails the error is written to standard error; the
+    /// appends since the last successful sync may then be lost to a power
+    /// cut (a process crash loses nothing). Call [`Wal::close`] to see it.
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!(
+                "durability: closing the log in {} failed: {e}",
+                self.shared.dir.display()
+            );
+        }
+    }
+}
+
+fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("wal-prepare".into())
+        .spawn(move || loop {
+            let seq = {
+                let mut slot = prep.slot.lock();
+                loop {
+                    if slot.stop {
+                        return;
+                    }
+                    match slot.want {
+                        Some(seq) if slot.ready.is_none() => break seq,
+                        _ => prep.cv.wait(&mut slot),
+                    }
+                }
+            };
+            let result = segment::create(
+                &shared.dir,
+                seq,
+                shared.config.segment_size,
+                shared.config.prefault,
+            );
+            let mut slot = prep.slot.lock();
+            if slot.want == Some(seq) {
+                slot.want = None;
+                slot.ready = Some((seq, result));
+            }
+            prep.cv.notify_all();
+        })
+        .map_err(|e| Error::io("spawn thread", "wal-prepare", e))
+}
+
+fn spawn_flusher(
+    shared: Arc<Shared>,
+    ticker: Arc<Ticker>,
+    period: Duration,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("wal-flush".into())
+        .spawn(move || {
+            while ticker.wait(period) {
+                let end = shared.published.load(Ordering::Acquire);
+                if end > shared.group.synced() && shared.sync_to(end).is_err() {
+                    // Poisoned: the handle reports it on the next call.
+                    return;
+                }
+            }
+        })
+        .map_err(|e| Error::io("spawn thread", "wal-flush", e))
+}
+
+/// Follows the log as it grows, entry by entry, from a starting LSN. Each
+/// entry is delivered once, in log order.
+pub struct Tail {
+    shared: Arc<Shared>,
+    next: Lsn,
+    snap: Option<Snapshot>,
+}
+
+impl Tail {
+    /// The LSN of the next entry to deliver.
+    pub fn position(&self) -> Lsn {
+        self.next
+    }
+
+    /// The next entry if one is published, without waiting.
+    pub fn poll(&mut self) -> Result<Option<(Lsn, WalEntry)>> {
+        if self.next >= self.shared.published.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        if self.snap.as_ref().is_none_or(|s| s.end <= self.next) {
+            self.snap = Some(self.shared.snapshot());
+        }
+        let snap = self.snap.as_ref().expect("just set");
+        let e = snap.read_at(self.next)?;
+        let lsn = self.next;
+        self.next += frame::frame_len(&e.entry.as_borrowed()) as u64;
+        Ok(Some((lsn, e.entry.to_owned())))
+    }
+
+    /// The next entry, waiting up to `timeout` for one to be appended.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(Lsn, WalEntry)>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(e) = self.poll()? {
+                return Ok(Some(e));
+            }
+            let mut g = self.shared.tail.0.lock();
+            self.shared.tail_waiters.fetch_add(1, Ordering::Relaxed);
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let timed_out = self.next >= self.shared.published.load(Ordering::Acquire)
+                && self.shared.tail.1.wait_until(&mut g, deadline).timed_out();
+            self.shared.tail_waiters.fetch_sub(1, Ordering::Relaxed);
+            drop(g);
+            if timed_out {
+                return self.poll();
+            }
+        }
+    }
+}
+
+/// A log opened read-only, for inspection: it never changes a byte of any
+/// file, takes no lock, and works while another process appends. It sees
+/// the log as it was when opened.
+pub struct WalReader {
+    dir: PathBuf,
+    snapshot: Snapshot,
+    index: RunIndex,
+    report: RecoveryReport,
+    instance: Uuid,
+}
+
+impl std::fmt::Debug for WalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalReader")
+            .field("dir", &self.dir)
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+impl WalReader {
+    /// Opens the log in `dir` read-only. Each frame is copied into a private
+    /// buffer before it is validated, since a writer in another process may
+    /// be writing the bytes at the end; what validated is then stable and is
+    /// read in place (DESIGN.md, "Soundness").
+    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<WalReader> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta = fs::metadata(&dir).map_err(|e| Error::io("open log directory", &dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::io(
+                "open log directory",
+                &dir,
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        let decoder = config.decoder();
+        let Some(r) = recovery::recover(&dir, decoder, false, true)? else {
+            return Err(Error::NotALog { dir });
+        };
+        let start = r.segments.first().map_or(0, |s| s.first_lsn);
+        let snapshot = Snapshot {
+            segs: r.segments,
+            start,
+            end: r.end_lsn,
+            salt: segment::salt(&r.instance),
+            decoder,
+        };
+        Ok(WalReader {
+            dir,
+            snapshot,
+            index: r.index,
+            report: r.report,
+            instance: r.instance,
+        })
+    }
+
+    /// What the scan found.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's instance id.
+    pub fn instance_id(&self) -> Uuid {
+        self.instance
+    }
+
+    /// The valid log as of opening.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Every committed transaction, in commit order.
+    pub fn replay(&self, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
+        self.snapshot.replay(f)
+    }
+
+    /// The committed transactions of one run.
+    pub fn replay_run(&self, run: RunId, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
+        self.snapshot
+            .replay_stretches(run, &self.index.stretches(&run), f)
+    }
+
+    /// The keys whose final state differs between runs `a` and `b`.
+    pub fn diff_runs(&self, a: RunId, b: RunId) -> Result<Vec<KeyDiff>> {
+        let sa = self.snapshot.final_state(a, &self.index.stretches(&a))?;
+        let sb = self.snapshot.final_state(b, &self.index.stretches(&b))?;
+        Ok(diff_states(sa, sb))
+    }
+
+    /// Every run with an entry in the log.
+    pub fn runs(&self) -> Vec<RunId> {
+        self.index.runs().copied().collect()
+    }
+}
