@@ -169,31 +169,44 @@ fn faults_sync() -> io::Result<()> {
     faults::before_sync()
 }
 
-/// A wake-up signal for the background flusher.
+/// Wakes the background thread: on its period, when kicked, or to stop.
 pub(crate) struct Ticker {
-    stop: Mutex<bool>,
+    state: Mutex<(bool, bool)>,
     cv: Condvar,
 }
 
 impl Ticker {
     pub(crate) fn new() -> Self {
         Ticker {
-            stop: Mutex::new(false),
+            state: Mutex::new((false, false)),
             cv: Condvar::new(),
         }
     }
 
-    /// Waits `period` (or until stopped); returns false once stopped.
-    pub(crate) fn wait(&self, period: Duration) -> bool {
-        let mut stop = self.stop.lock();
-        if !*stop {
-            self.cv.wait_for(&mut stop, period);
+    /// Waits for `period` (forever if `None`) or a kick; returns false once
+    /// stopped.
+    pub(crate) fn wait(&self, period: Option<Duration>) -> bool {
+        let mut st = self.state.lock();
+        if !st.0 && !st.1 {
+            match period {
+                Some(p) => {
+                    self.cv.wait_for(&mut st, p);
+                }
+                None => self.cv.wait(&mut st),
+            }
         }
-        !*stop
+        st.1 = false;
+        !st.0
+    }
+
+    /// Wakes the thread early.
+    pub(crate) fn kick(&self) {
+        self.state.lock().1 = true;
+        self.cv.notify_all();
     }
 
     pub(crate) fn stop(&self) {
-        *self.stop.lock() = true;
+        self.state.lock().0 = true;
         self.cv.notify_all();
     }
 }

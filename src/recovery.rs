@@ -130,6 +130,8 @@ impl SegRef {
 pub(crate) struct Recovered {
     pub instance: Uuid,
     pub segments: Vec<SegRef>,
+    /// How many of the last `segments` had blank headers and were adopted.
+    pub adopted: usize,
     pub end_lsn: u64,
     pub report: RecoveryReport,
     pub index: RunIndex,
@@ -417,6 +419,14 @@ fn data_bytes(seg: &Segment, copy: bool, decoder: Decoder) -> u64 {
 
 /// Scans the log in `dir`. `copy` selects the copying reader (read-only
 /// opens). Returns `Ok(None)` when the directory holds no log.
+///
+/// The segments are taken in sequence order. A segment with a valid header
+/// must start exactly where the previous one's frames end. A trailing
+/// segment with a blank header was put into use by the writer before its
+/// header was written (the header follows once the previous segment is
+/// durable, see DESIGN.md, "Rotation"): it is adopted if its first frame
+/// validates at the LSN where the previous segment ends (the CRC seed binds
+/// a frame to its LSN), and is otherwise an unused or torn tail.
 pub(crate) fn recover(
     dir: &Path,
     decoder: Decoder,
@@ -429,34 +439,48 @@ pub(crate) fn recover(
     for (seq, path) in &listing.segments {
         mapped.push(Arc::new(Segment::open(path, *seq, writable)?));
     }
-    // Trailing blank segments: prepared, never put into use.
-    let mut n = mapped.len();
-    let mut blanks = Vec::new();
-    while n > 0 && matches!(read_header(&mapped[n - 1], copy), HeaderState::Blank) {
-        n -= 1;
-        blanks.push((mapped[n].seq(), mapped[n].path().to_path_buf()));
-    }
-    blanks.reverse();
+    let headers: Vec<HeaderState> = mapped.iter().map(|s| read_header(s, copy)).collect();
+    // Segments from `n` on all have blank headers.
+    let n = headers
+        .iter()
+        .rposition(|h| !matches!(h, HeaderState::Blank))
+        .map_or(0, |i| i + 1);
     if n == 0 {
-        if blanks.is_empty() {
+        if mapped.is_empty() {
             return Ok(None);
         }
         // Only blank segments: a log created but never initialised.
         return Ok(Some(Recovered {
             instance: Uuid::nil(),
             segments: Vec::new(),
+            adopted: 0,
             end_lsn: 0,
             report: RecoveryReport::default(),
             index: RunIndex::default(),
             zero_range: None,
             discard: Vec::new(),
-            blanks,
+            blanks: listing.segments,
             temps: listing.temps,
         }));
     }
-    let first = match read_header(&mapped[0], copy) {
-        HeaderState::Valid(h) => h,
-        HeaderState::Blank => unreachable!("trailing blanks were removed"),
+    let first = match &headers[0] {
+        HeaderState::Valid(h) if h.seq.get() == mapped[0].seq() => *h,
+        HeaderState::Valid(h) => {
+            return Err(Error::SegmentHeader {
+                segment: mapped[0].seq(),
+                detail: format!(
+                    "header names segment {} but the file is named for {}",
+                    h.seq.get(),
+                    mapped[0].seq()
+                ),
+            })
+        }
+        HeaderState::Blank => {
+            return Err(Error::SegmentHeader {
+                segment: mapped[0].seq(),
+                detail: "blank header on the first segment, which later segments follow".into(),
+            })
+        }
         HeaderState::Invalid(detail) => {
             return Err(Error::SegmentHeader {
                 segment: mapped[0].seq(),
@@ -464,16 +488,6 @@ pub(crate) fn recover(
             })
         }
     };
-    if first.seq.get() != mapped[0].seq() {
-        return Err(Error::SegmentHeader {
-            segment: mapped[0].seq(),
-            detail: format!(
-                "header names segment {} but the file is named for {}",
-                first.seq.get(),
-                mapped[0].seq()
-            ),
-        });
-    }
     let instance = first.instance();
     let salt = segment::salt(&instance);
     let mut tally = Tally {
@@ -484,35 +498,48 @@ pub(crate) fn recover(
         aborted: 0,
         index: RunIndex::default(),
     };
-    let mut kept: Vec<SegRef> = Vec::with_capacity(n);
+    let mut kept: Vec<SegRef> = Vec::with_capacity(mapped.len());
+    let mut adopted = 0;
     let mut expected_lsn = first.first_lsn.get();
     let mut problem: Option<Problem> = None;
     let mut zero_range = None;
-    let mut end_lsn = expected_lsn;
     let mut discarded_bytes = 0u64;
-    let mut stop_at = n;
-    for i in 0..n {
+    // Index of the first segment not kept.
+    let mut stop_at = mapped.len();
+    let mut i = 0;
+    while i < mapped.len() {
         let seg = &mapped[i];
-        let header_problem = match read_header(seg, copy) {
-            HeaderState::Valid(h) => check_header(&h, seg, &instance, expected_lsn, i, &mapped),
-            HeaderState::Blank => Some("blank header in the middle of the log".to_string()),
-            HeaderState::Invalid(d) => Some(d),
+        let first_lsn = match &headers[i] {
+            HeaderState::Valid(h) => {
+                match check_header(h, seg, &instance, expected_lsn, i, &mapped) {
+                    None => expected_lsn,
+                    Some(detail) => {
+                        problem = Some(header_problem(seg, expected_lsn, detail));
+                        stop_at = i;
+                        break;
+                    }
+                }
+            }
+            HeaderState::Blank if i >= n => {
+                // Reached only through a successful probe below.
+                adopted += 1;
+                expected_lsn
+            }
+            HeaderState::Blank => {
+                let detail = "blank header in the middle of the log".to_string();
+                problem = Some(header_problem(seg, expected_lsn, detail));
+                stop_at = i;
+                break;
+            }
+            HeaderState::Invalid(d) => {
+                problem = Some(header_problem(seg, expected_lsn, d.clone()));
+                stop_at = i;
+                break;
+            }
         };
-        if let Some(detail) = header_problem {
-            problem = Some(Problem {
-                class: ProblemClass::MidLogCorruption,
-                segment: seg.seq(),
-                file: segment::file_name(seg.seq()),
-                offset: 0,
-                lsn: expected_lsn,
-                detail,
-            });
-            stop_at = i;
-            break;
-        }
         let sref = SegRef {
             seg: Arc::clone(seg),
-            first_lsn: expected_lsn,
+            first_lsn,
         };
         let mut reader = FrameReader {
             seg,
@@ -522,61 +549,110 @@ pub(crate) fn recover(
         };
         let end = scan_frames(&mut reader, &sref, salt, &mut tally);
         let end_here = sref.lsn_of(end.end);
-        let is_last = i + 1 == n;
         kept.push(sref.clone());
-        end_lsn = end_here;
-        if is_last {
-            let (class, nz_end) =
-                classify_tail(&mut reader, &sref, salt, end.end, end.error.is_some());
-            if nz_end > end.end {
-                zero_range = Some((end.end, nz_end));
-                discarded_bytes += (nz_end - end.end) as u64;
+        expected_lsn = end_here;
+        // Where the next segment, if it continues the log, says it starts.
+        let next_first = match headers.get(i + 1) {
+            Some(HeaderState::Valid(h)) => Some(h.first_lsn.get()),
+            Some(HeaderState::Invalid(_)) => Some(u64::MAX),
+            Some(HeaderState::Blank) if i + 1 < n => Some(u64::MAX),
+            Some(HeaderState::Blank) if end.error.is_none() => {
+                // An unsealed successor continues the log only if its first
+                // frame was written for exactly this LSN.
+                let next = &mapped[i + 1];
+                let mut probe = FrameReader {
+                    seg: next,
+                    copy,
+                    buf: Vec::new(),
+                    decoder,
+                };
+                match probe.decode(DATA_START, segment::seed(salt, end_here)) {
+                    Ok(Some(_)) => Some(end_here),
+                    _ => None,
+                }
             }
-            if let Some(class) = class {
+            _ => None,
+        };
+        match next_first {
+            Some(f) if f == end_here && end.error.is_none() => {
+                i += 1;
+                continue;
+            }
+            None => {
+                // The last segment of the log: what follows its frames is
+                // either nothing, or a tail a crash can leave, or damage.
+                let (class, nz_end) =
+                    classify_tail(&mut reader, &sref, salt, end.end, end.error.is_some());
+                if nz_end > end.end {
+                    zero_range = Some((end.end, nz_end));
+                    discarded_bytes += (nz_end - end.end) as u64;
+                }
+                if let Some(class) = class {
+                    problem = Some(problem_at(
+                        &sref,
+                        end.end,
+                        class,
+                        end.error,
+                        "bytes after the last valid frame",
+                    ));
+                }
+            }
+            Some(f) => {
+                let nz_end = reader.nonzero_end(end.end);
+                if nz_end > end.end {
+                    zero_range = Some((end.end, nz_end));
+                    discarded_bytes += (nz_end - end.end) as u64;
+                }
+                let detail = if end.error.is_none() && f != u64::MAX {
+                    format!("frames end at LSN {end_here} but the next segment starts at LSN {f}")
+                } else {
+                    "a segment before the last is damaged".to_string()
+                };
                 problem = Some(problem_at(
                     &sref,
                     end.end,
-                    class,
+                    ProblemClass::MidLogCorruption,
                     end.error,
-                    "bytes after the last valid frame",
+                    &detail,
                 ));
             }
-            stop_at = n;
-            break;
         }
-        let next_first = match read_header(&mapped[i + 1], copy) {
-            HeaderState::Valid(h) => Some(h.first_lsn.get()),
-            _ => None,
-        };
-        if end.error.is_some() || next_first.is_some_and(|f| f != end_here) {
-            let nz_end = reader.nonzero_end(end.end);
-            if nz_end > end.end {
-                zero_range = Some((end.end, nz_end));
-                discarded_bytes += (nz_end - end.end) as u64;
-            }
-            let detail = match next_first {
-                Some(f) if end.error.is_none() => {
-                    format!("frames end at LSN {end_here} but the next segment starts at LSN {f}")
-                }
-                _ => "a segment before the last is damaged".to_string(),
-            };
-            problem = Some(problem_at(
-                &sref,
-                end.end,
-                ProblemClass::MidLogCorruption,
-                end.error,
-                &detail,
-            ));
-            stop_at = i + 1;
-            break;
-        }
-        expected_lsn = end_here;
+        stop_at = i + 1;
+        break;
     }
+    // What lies after the kept segments: unused blank segments (prepared,
+    // empty) may be reused; anything holding data is discarded.
     let mut discard = Vec::new();
-    for seg in &mapped[stop_at..n] {
-        discarded_bytes += data_bytes(seg, copy, decoder);
+    let mut blanks = Vec::new();
+    for (j, seg) in mapped.iter().enumerate().skip(stop_at) {
+        let bytes = data_bytes(seg, copy, decoder);
+        let blank = matches!(headers[j], HeaderState::Blank);
+        if blank && bytes == 0 {
+            blanks.push((seg.seq(), seg.path().to_path_buf()));
+            continue;
+        }
+        if problem.is_none() {
+            // Frames in an unsealed segment that does not continue the log:
+            // a rotation whose predecessor's tail was lost in a crash.
+            problem = Some(problem_at(
+                &SegRef {
+                    seg: Arc::clone(seg),
+                    first_lsn: expected_lsn,
+                },
+                DATA_START,
+                ProblemClass::TornTail,
+                None,
+                "frames in an unsealed segment that does not continue the log",
+            ));
+        }
+        discarded_bytes += bytes;
         discard.push(seg.path().to_path_buf());
     }
+    if !discard.is_empty() {
+        // Blank segments after a discarded one go with it.
+        discard.extend(blanks.drain(..).map(|(_, p)| p));
+    }
+    let end_lsn = expected_lsn;
     let report = RecoveryReport {
         segments: kept.len(),
         entries: tally.entries,
@@ -590,13 +666,10 @@ pub(crate) fn recover(
         problem,
         duration: started.elapsed(),
     };
-    if stop_at != n {
-        // Blank segments after a discarded one go with it.
-        discard.extend(blanks.drain(..).map(|(_, p)| p));
-    }
     Ok(Some(Recovered {
         instance,
         segments: kept,
+        adopted,
         end_lsn,
         report,
         index: tally.index,
@@ -605,6 +678,17 @@ pub(crate) fn recover(
         blanks,
         temps: listing.temps,
     }))
+}
+
+fn header_problem(seg: &Segment, lsn: u64, detail: String) -> Problem {
+    Problem {
+        class: ProblemClass::MidLogCorruption,
+        segment: seg.seq(),
+        file: segment::file_name(seg.seq()),
+        offset: 0,
+        lsn,
+        detail,
+    }
 }
 
 fn problem_at(

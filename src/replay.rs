@@ -9,7 +9,7 @@ use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Result};
 use crate::frame::{Decoder, EntryRef};
 use crate::recovery::SegRef;
-use crate::segment;
+use crate::segment::{self, DATA_START};
 
 /// A log position: the byte offset of an entry in the log's logical stream
 /// (all segments' frames end to end). Stable across reopen; see DESIGN.md.
@@ -280,14 +280,16 @@ impl<'a> Iterator for Iter<'a> {
             if self.lsn < seg_end {
                 let off = sref.offset_of(self.lsn);
                 let end_off = sref.offset_of(seg_end);
-                // SAFETY: everything below the snapshot's end was published
-                // (or, for a read-only open, validated from a private copy
-                // and so was complete); the writer never writes below the
-                // published end again, so these bytes do not change while
-                // the snapshot — which keeps the mapping alive — is borrowed.
-                let bytes = unsafe { sref.seg.bytes(0, end_off) };
+                // SAFETY: everything in [DATA_START, end_off) lies below the
+                // snapshot's end, so it was published (or, for a read-only
+                // open, validated from a private copy and so was complete);
+                // the writer never writes there again, so these bytes do not
+                // change while the snapshot (which keeps the mapping alive)
+                // is borrowed. The header page is not borrowed: the sealer
+                // may still write it.
+                let bytes = unsafe { sref.seg.bytes(DATA_START, end_off) };
                 let seed = segment::seed(self.snap.salt, self.lsn);
-                let result = match self.snap.decoder.decode(bytes, off, seed) {
+                let result = match self.snap.decoder.decode(bytes, off - DATA_START, seed) {
                     Ok(Some(frame)) => {
                         let e = LogEntry {
                             lsn: self.lsn,
@@ -302,7 +304,7 @@ impl<'a> Iterator for Iter<'a> {
                         lsn: self.lsn,
                         detail: "no entry starts there".into(),
                     }),
-                    Err(e) => Err(e.in_segment(sref.seg.seq())),
+                    Err(e) => Err(e.shifted(DATA_START as u64).in_segment(sref.seg.seq())),
                 };
                 self.done = true;
                 return Some(result);

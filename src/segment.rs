@@ -381,12 +381,13 @@ pub fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment
 }
 
 /// Writes `header` into the first page of `seg` (through the map). Durable
-/// once the page is synced; the log syncs it with the segment's first data.
+/// once the page is synced.
 ///
 /// # Safety
 ///
-/// The caller must be the log's writer, and no reader may look at the
-/// header page of `seg` (readers use the header parsed at open).
+/// The caller must be the only thread writing headers, and no reference to
+/// the header page of `seg` may exist (readers slice frames from
+/// [`DATA_START`] and parse headers from private copies).
 pub unsafe fn write_header(seg: &Segment, header: &Header) {
     // SAFETY: the caller holds the writer role and no one reads this page.
     let page = unsafe { seg.bytes_mut(0, HEADER_LEN) };

@@ -5,6 +5,7 @@
 //! (Acquire) and only look below it. The [`SyncMode`] decides when published
 //! bytes are made durable. See DESIGN.md, "Write and publish protocol".
 
+use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -34,9 +35,10 @@ pub struct Config {
     /// segment is created; a log may be reopened with another size (new
     /// segments get the new size).
     pub segment_size: u64,
-    /// The largest entry payload accepted, in bytes. Default 16 MiB; must
-    /// fit an empty segment.
-    pub max_entry_size: u32,
+    /// The largest entry payload accepted, in bytes; it must fit an empty
+    /// segment. `None` (the default): 16 MiB, or less if the segment is
+    /// smaller.
+    pub max_entry_size: Option<u32>,
     /// When appends become durable. Default `Batched { 100 ms, 1000 }`.
     pub sync_mode: SyncMode,
     /// What opening does about damage. Default `PointInTime`.
@@ -50,7 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             segment_size: 64 << 20,
-            max_entry_size: 16 << 20,
+            max_entry_size: None,
             sync_mode: SyncMode::default(),
             recovery_mode: RecoveryMode::default(),
             prefault: true,
@@ -67,8 +69,17 @@ impl Config {
 
     /// Sets the maximum entry payload.
     pub fn max_entry_size(mut self, bytes: u32) -> Self {
-        self.max_entry_size = bytes;
+        self.max_entry_size = Some(bytes);
         self
+    }
+
+    /// The largest entry payload accepted under this configuration.
+    pub fn effective_max_entry_size(&self) -> u32 {
+        let room = self
+            .segment_size
+            .saturating_sub(DATA_START as u64 + FRAME_OVERHEAD as u64);
+        self.max_entry_size
+            .unwrap_or_else(|| room.min(16 << 20) as u32)
     }
 
     /// Sets the sync mode.
@@ -97,16 +108,16 @@ impl Config {
             )));
         }
         let room = self.segment_size - DATA_START as u64 - FRAME_OVERHEAD as u64;
-        if u64::from(self.max_entry_size) > room {
+        let max = self.effective_max_entry_size();
+        if u64::from(max) > room {
             return Err(Error::Config(format!(
-                "max_entry_size {} does not fit an empty segment of {} bytes (at most {room})",
-                self.max_entry_size, self.segment_size
+                "max_entry_size {max} does not fit an empty segment of {} bytes (at most {room})",
+                self.segment_size
             )));
         }
-        if (self.max_entry_size as usize) < frame::MIN_PAYLOAD {
+        if (max as usize) < frame::MIN_PAYLOAD {
             return Err(Error::Config(format!(
-                "max_entry_size {} is below the smallest entry ({} bytes)",
-                self.max_entry_size,
+                "max_entry_size {max} is below the smallest entry ({} bytes)",
                 frame::MIN_PAYLOAD
             )));
         }
@@ -114,7 +125,7 @@ impl Config {
     }
 
     fn decoder(&self) -> Decoder {
-        Decoder::new(self.max_entry_size)
+        Decoder::new(self.effective_max_entry_size())
     }
 }
 
@@ -160,6 +171,8 @@ pub(crate) struct Shared {
     pub appends: AtomicU64,
     pub tail: (Mutex<()>, Condvar),
     pub tail_waiters: AtomicUsize,
+    /// Segments put into use whose headers are not written yet, oldest first.
+    pub seals: Mutex<VecDeque<SegRef>>,
 }
 
 impl Shared {
@@ -211,6 +224,38 @@ impl Shared {
             seg.sync_range(start, end)?;
         }
         Ok(())
+    }
+
+    /// Writes the headers of segments put into use since the last call, each
+    /// once everything before it is durable: so a durable header implies
+    /// every earlier segment is whole (DESIGN.md, "Rotation"). Only the
+    /// background thread calls this while the log is open.
+    pub(crate) fn seal_pending(&self) -> Result<()> {
+        loop {
+            let Some(next) = self.seals.lock().front().cloned() else {
+                return Ok(());
+            };
+            self.sync_to(next.first_lsn)?;
+            let header = Header::new(
+                self.instance,
+                next.seg.seq(),
+                next.first_lsn,
+                next.seg.len() as u64,
+            );
+            // SAFETY: readers never borrow a segment's header page (they
+            // slice from DATA_START), and only one thread writes headers:
+            // this one while the log is open, `open`/`close` otherwise.
+            unsafe { segment::write_header(&next.seg, &header) };
+            if let Err(e) = next.seg.sync_range(0, segment::HEADER_LEN) {
+                let cause = format!(
+                    "sync of {} header failed: {e}",
+                    segment::file_name(next.seg.seq())
+                );
+                self.group.set_poison(cause.clone());
+                return Err(Error::Poisoned { cause });
+            }
+            self.seals.lock().pop_front();
+        }
     }
 
     /// Wakes tail readers waiting for new entries. Pairs with the fence in
@@ -307,7 +352,7 @@ impl Wal {
                 changed = true;
             }
         }
-        let (instance, segments, end_lsn, report, index, reuse) = match recovered {
+        let (instance, segments, adopted, end_lsn, report, index, reuse) = match recovered {
             Some(r) if !r.segments.is_empty() => {
                 recovery::enforce(config.recovery_mode, &r.report)?;
                 let last = r.segments.last().expect("nonempty").clone();
@@ -332,11 +377,15 @@ impl Wal {
                     changed = true;
                 }
                 // Make whatever the previous process left in the page cache
-                // durable before acknowledging anything after it.
-                let end_off = last.offset_of(r.end_lsn);
-                last.seg
-                    .sync_range(0, end_off)
-                    .map_err(|e| Error::io("sync recovered segment", last.seg.path(), e))?;
+                // durable before acknowledging anything after it (the
+                // segments it had not sealed yet, and the last one).
+                for s in &r.segments[r.segments.len() - r.adopted - 1..] {
+                    let end = r.end_lsn.min(s.seg.len() as u64 + s.first_lsn);
+                    let end_off = s.offset_of(end).min(s.seg.len());
+                    s.seg
+                        .sync_range(0, end_off)
+                        .map_err(|e| Error::io("sync recovered segment", s.seg.path(), e))?;
+                }
                 let mut reuse = None;
                 for (seq, path) in &r.blanks {
                     let fits = fs::metadata(path)
@@ -350,7 +399,9 @@ impl Wal {
                         changed = true;
                     }
                 }
-                (r.instance, r.segments, r.end_lsn, r.report, r.index, reuse)
+                (
+                    r.instance, r.segments, r.adopted, r.end_lsn, r.report, r.index, reuse,
+                )
             }
             other => {
                 if let Some(r) = &other {
@@ -374,7 +425,15 @@ impl Wal {
                     segments: 1,
                     ..RecoveryReport::default()
                 };
-                (instance, vec![sref], 0, report, RunIndex::default(), None)
+                (
+                    instance,
+                    vec![sref],
+                    0,
+                    0,
+                    report,
+                    RunIndex::default(),
+                    None,
+                )
             }
         };
         if changed {
@@ -382,6 +441,10 @@ impl Wal {
         }
         let active = segments.last().expect("a log has a segment").clone();
         let start = segments[0].first_lsn;
+        let unsealed: VecDeque<SegRef> = segments[segments.len() - adopted..]
+            .iter()
+            .cloned()
+            .collect();
         let shared = Arc::new(Shared {
             dir,
             salt: segment::salt(&instance),
@@ -394,6 +457,7 @@ impl Wal {
             appends: AtomicU64::new(0),
             tail: (Mutex::new(()), Condvar::new()),
             tail_waiters: AtomicUsize::new(0),
+            seals: Mutex::new(unsealed),
             config,
         });
         let next_seq = active.seg.seq() + 1;
@@ -416,16 +480,14 @@ impl Wal {
             }),
             cv: Condvar::new(),
         });
+        // Segments adopted by recovery get their headers now; everything
+        // before them was synced above.
+        shared.seal_pending()?;
         let ticker = Arc::new(Ticker::new());
-        let mut threads = Vec::new();
-        threads.push(spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?);
-        if let Some(period) = shared.config.sync_mode.interval() {
-            threads.push(spawn_flusher(
-                Arc::clone(&shared),
-                Arc::clone(&ticker),
-                period,
-            )?);
-        }
+        let threads = vec![
+            spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?,
+            spawn_flusher(Arc::clone(&shared), Arc::clone(&ticker))?,
+        ];
         Ok(Wal {
             shared,
             writer: Mutex::new(writer),
@@ -470,7 +532,7 @@ impl Wal {
 
     fn check_size(&self, entry: &BorrowedEntry<'_>) -> Result<()> {
         let len = frame::payload_len(entry) as u64;
-        let max = u64::from(self.shared.config.max_entry_size);
+        let max = u64::from(self.shared.decoder.max_payload());
         if len > max {
             return Err(Error::EntryTooLarge { len, max });
         }
@@ -623,23 +685,21 @@ impl Wal {
         Ok(())
     }
 
-    /// Seals the active segment and moves to the next: everything in the
-    /// active segment is synced first, so a segment's header can only be
-    /// durable once every segment before it is whole (DESIGN.md, "Rotation").
+    /// Moves to the next segment. Its header is written later by the
+    /// background thread, once everything before it is durable; until then
+    /// recovery recognises it by its first frame, which only validates at
+    /// the LSN where this segment ends (DESIGN.md, "Rotation").
     #[cold]
     fn rotate(&self, w: &mut Writer) -> Result<()> {
-        self.shared.sync_to(w.next_lsn)?;
         let seq = w.active.seg.seq() + 1;
         let seg = self.take_prepared(seq)?;
-        let header = Header::new(self.shared.instance, seq, w.next_lsn, seg.len() as u64);
-        // SAFETY: we hold the writer lock and the segment is not yet in the
-        // segment list, so no reader can see its header page.
-        unsafe { segment::write_header(&seg, &header) };
         let sref = SegRef {
             seg: Arc::new(seg),
             first_lsn: w.next_lsn,
         };
         self.shared.segments.write().push(sref.clone());
+        self.shared.seals.lock().push_back(sref.clone());
+        self.ticker.kick();
         w.active = sref;
         w.off = DATA_START;
         Ok(())
@@ -840,6 +900,7 @@ impl Wal {
             let _ = t.join();
         }
         self.shared.notify_tail();
+        self.shared.seal_pending()?;
         let end = self.shared.published.load(Ordering::Acquire);
         self.shared.sync_to(end)
     }
@@ -892,18 +953,20 @@ fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>
         .map_err(|e| Error::io("spawn thread", "wal-prepare", e))
 }
 
-fn spawn_flusher(
-    shared: Arc<Shared>,
-    ticker: Arc<Ticker>,
-    period: Duration,
-) -> Result<JoinHandle<()>> {
+/// The background thread: seals new segments as they come into use and, in
+/// Batched and Async modes, syncs every interval.
+fn spawn_flusher(shared: Arc<Shared>, ticker: Arc<Ticker>) -> Result<JoinHandle<()>> {
+    let period = shared.config.sync_mode.interval();
     std::thread::Builder::new()
         .name("wal-flush".into())
         .spawn(move || {
             while ticker.wait(period) {
-                let end = shared.published.load(Ordering::Acquire);
-                if end > shared.group.synced() && shared.sync_to(end).is_err() {
+                if shared.seal_pending().is_err() {
                     // Poisoned: the handle reports it on the next call.
+                    return;
+                }
+                let end = shared.published.load(Ordering::Acquire);
+                if period.is_some() && end > shared.group.synced() && shared.sync_to(end).is_err() {
                     return;
                 }
             }

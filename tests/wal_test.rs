@@ -866,3 +866,97 @@ fn a_torn_tail_is_zeroed_on_write_open_and_appends_follow_it() {
     let new_end = 4096 + wal.end_lsn() as usize;
     assert!(bytes[new_end..].iter().all(|&b| b == 0));
 }
+
+fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut segs: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// Writes `n` transactions of ~1 KiB into 64 KiB segments and closes.
+fn write_rotating(dir: &Path, n: u64) -> Lsn {
+    let wal = Wal::open(dir, cfg(SyncMode::Async { interval_ms: 20 })).unwrap();
+    for i in 0..n {
+        wal.append_txn(
+            run(1),
+            i,
+            &[Op::Write {
+                key: b"k",
+                value: &[9; 1000],
+                version: i,
+            }],
+        )
+        .unwrap();
+    }
+    let end = wal.end_lsn();
+    wal.close().unwrap();
+    end
+}
+
+use durability::Lsn;
+
+#[test]
+fn an_unsealed_segment_is_adopted_when_its_first_frame_continues_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let end = write_rotating(dir.path(), 200);
+    // A writer killed right after rotating: the last segment's header was
+    // never written, though its frames were.
+    let segs = segment_files(dir.path());
+    let last = last_segment(dir.path());
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[..4096].fill(0);
+    fs::write(&last, &bytes).unwrap();
+    assert!(segs.len() >= 3);
+
+    let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
+    let r = reader.recovery_report();
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert_eq!((r.committed_txns, r.end_lsn), (200, end));
+    drop(reader);
+    let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
+    assert_eq!(wal.recovery_report().committed_txns, 200);
+    drop(wal);
+    // The write open sealed it: the header is back.
+    assert_ne!(fs::read(&last).unwrap()[..8], [0u8; 8]);
+}
+
+#[test]
+fn an_unsealed_segment_after_a_lost_tail_is_a_torn_tail_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    write_rotating(dir.path(), 200);
+    let last = last_segment(dir.path());
+    let segs = segment_files(dir.path());
+    let idx = segs.iter().position(|p| *p == last).unwrap();
+    let prev = &segs[idx - 1];
+    // Power loss: the new segment's header never reached the disk, nor did
+    // the last pages of the previous segment (the kernel wrote them out of
+    // order), though frames of the new segment did.
+    let mut bytes = fs::read(&last).unwrap();
+    bytes[..4096].fill(0);
+    fs::write(&last, &bytes).unwrap();
+    let mut p = fs::read(prev).unwrap();
+    let used = 4096 + 50 * 1024; // inside the last frames
+    p[used..].fill(0);
+    fs::write(prev, &p).unwrap();
+
+    let wal = Wal::open(
+        dir.path(),
+        cfg(SyncMode::Strict).recovery_mode(durability::RecoveryMode::AbsoluteConsistency),
+    )
+    .unwrap();
+    let r = wal.recovery_report().clone();
+    let problem = r.problem.expect("a torn tail");
+    assert_eq!(problem.class, ProblemClass::TornTail, "{problem}");
+    assert!(r.committed_txns < 200 && r.committed_txns > 100);
+    // The unadopted segment was moved aside, and appends go on.
+    assert!(!last.exists() || fs::read(&last).unwrap().iter().all(|&b| b == 0));
+    wal.append_txn(run(1), 999, &[]).unwrap();
+    drop(wal);
+    let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
+    assert!(wal.recovery_report().problem.is_none());
+    assert_eq!(wal.recovery_report().committed_txns, r.committed_txns + 1);
+}
