@@ -99,14 +99,13 @@ pub fn encode_into(entry: &BorrowedEntry<'_>, seed: u32, out: &mut [u8]) -> Resu
         });
     }
     let frame = &mut out[..total];
-    let (header, rest) = frame.split_at_mut(HEADER_LEN);
-    let (body, crc_out) = rest.split_at_mut(payload);
-    let written = serialize(entry, body)?;
+    let written = serialize(entry, &mut frame[HEADER_LEN..HEADER_LEN + payload])?;
     debug_assert_eq!(written, payload, "payload_len disagrees with rkyv");
-    header[..4].copy_from_slice(&(payload as u32).to_le_bytes());
-    header[4] = entry.kind().tag();
-    let crc = crc32c::crc32c_append(crc32c::crc32c_append(seed, &header[4..]), body);
-    crc_out.copy_from_slice(&crc.to_le_bytes());
+    frame[..4].copy_from_slice(&(payload as u32).to_le_bytes());
+    frame[4] = entry.kind().tag();
+    // One pass over [type][payload], which are adjacent.
+    let crc = crc32c::crc32c_append(seed, &frame[4..HEADER_LEN + payload]);
+    frame[HEADER_LEN + payload..].copy_from_slice(&crc.to_le_bytes());
     Ok(total)
 }
 
@@ -264,13 +263,39 @@ impl Decoder {
 #[cold]
 fn invalid_payload(payload: &[u8], pos: usize) -> Error {
     let detail = match access::<ArchivedWalEntry, rancor::Error>(payload) {
-        Err(e) => e.to_string(),
+        Err(e) => describe_addresses(&e.to_string(), payload),
         Ok(_) => "payload failed validation".to_string(),
     };
     Error::InvalidPayload {
         at: Location::at(pos as u64),
         detail,
     }
+}
+
+/// rkyv's messages name memory addresses; rewrite each one that falls in
+/// (or near) the payload as an offset into it, so the message is the same on
+/// every run and means something to whoever reads it.
+fn describe_addresses(msg: &str, payload: &[u8]) -> String {
+    let base = payload.as_ptr() as usize;
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find("0x") {
+        out.push_str(&rest[..i]);
+        let digits = rest[i + 2..]
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(rest.len() - i - 2);
+        let hex = &rest[i + 2..i + 2 + digits];
+        match usize::from_str_radix(hex, 16) {
+            Ok(addr) if digits >= 8 => {
+                let off = addr as isize - base as isize;
+                out.push_str(&format!("payload{off:+}"));
+            }
+            _ => out.push_str(&rest[i..i + 2 + digits]),
+        }
+        rest = &rest[i + 2 + digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Checks that `payload` is laid out exactly as the encoder lays it out:

@@ -236,7 +236,7 @@ impl<'a> FrameReader<'a> {
         let mut end = self.seg.len();
         while end > from {
             let start = end.saturating_sub(CHUNK).max(from);
-            let last = self.with_bytes(start, end, |b| b.iter().rposition(|&x| x != 0));
+            let last = self.with_bytes(start, end, last_nonzero);
             if let Some(i) = last {
                 return start + i + 1;
             }
@@ -244,6 +244,23 @@ impl<'a> FrameReader<'a> {
         }
         from
     }
+}
+
+/// The index of the last nonzero byte of `b`, 16 bytes at a time.
+fn last_nonzero(b: &[u8]) -> Option<usize> {
+    let tail = b.len() % 16;
+    let (body, rest) = b.split_at(b.len() - tail);
+    if let Some(i) = rest.iter().rposition(|&x| x != 0) {
+        return Some(body.len() + i);
+    }
+    let chunk = body
+        .chunks_exact(16)
+        .rposition(|c| u128::from_ne_bytes(c.try_into().unwrap_or([0; 16])) != 0)?;
+    let base = chunk * 16;
+    body[base..base + 16]
+        .iter()
+        .rposition(|&x| x != 0)
+        .map(|i| base + i)
 }
 
 /// Reads the header of `seg`.
@@ -377,7 +394,7 @@ fn has_zero_sector(r: &mut FrameReader<'_>, from: usize, to: usize) -> bool {
     let first = from.div_ceil(SECTOR) * SECTOR;
     let mut s = first;
     while s + SECTOR <= to {
-        if r.with_bytes(s, s + SECTOR, |b| b.iter().all(|&x| x == 0)) {
+        if r.with_bytes(s, s + SECTOR, |b| last_nonzero(b).is_none()) {
             return true;
         }
         s += SECTOR;
@@ -449,7 +466,16 @@ pub(crate) fn recover(
         if mapped.is_empty() {
             return Ok(None);
         }
-        // Only blank segments: a log created but never initialised.
+        // Only blank segments: a log created but never initialised. That is
+        // only true if they hold nothing; otherwise refuse to guess.
+        for seg in &mapped {
+            if data_bytes(seg, copy, decoder) > 0 {
+                return Err(Error::SegmentHeader {
+                    segment: seg.seq(),
+                    detail: "blank header, yet the segment holds data, and no segment identifies the log".into(),
+                });
+            }
+        }
         return Ok(Some(Recovered {
             instance: Uuid::nil(),
             segments: Vec::new(),
@@ -619,6 +645,15 @@ pub(crate) fn recover(
         }
         stop_at = i + 1;
         break;
+    }
+    if kept.is_empty() {
+        // The first segment failed its checks: it identifies the log, so
+        // there is no prefix to keep. Refuse rather than start over.
+        let detail = problem.map_or_else(|| "unusable".to_string(), |p| p.detail);
+        return Err(Error::SegmentHeader {
+            segment: mapped[0].seq(),
+            detail: format!("{detail}; the first segment must be valid to identify the log"),
+        });
     }
     // What lies after the kept segments: unused blank segments (prepared,
     // empty) may be reused; anything holding data is discarded.

@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
     for pos in [buf.len(), buf.len() + 1, usize::MAX] {
         match decoder.decode(buf, pos, seed) {
             Ok(None) => check_end(buf, pos),
-            other => panic!("decode at {pos} past a {}-byte buffer: {other:?}", buf.len()),
+            other => panic!(
+                "decode at {pos} past a {}-byte buffer: {other:?}",
+                buf.len()
+            ),
         }
     }
 });

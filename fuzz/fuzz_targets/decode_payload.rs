@@ -29,7 +29,11 @@ fuzz_target!(|data: &[u8]| {
             check_accepted(&decoder, &buf, 0, SEED, frame);
         }
         Ok(None) => {
-            assert!(payload.is_empty(), "Ok(None) for a {}-byte payload", payload.len());
+            assert!(
+                payload.is_empty(),
+                "Ok(None) for a {}-byte payload",
+                payload.len()
+            );
             check_end(&buf, 0);
         }
         Err(err) => check_rejected(&buf, 0, err),
@@ -45,7 +49,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(a.entry, b.entry);
         }
         (Ok(None), Ok(None)) => {}
-        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        // Not the messages: rkyv's validation errors quote buffer addresses.
+        (Err(a), Err(b)) => assert_eq!(
+            std::mem::discriminant(a),
+            std::mem::discriminant(b),
+            "trailing bytes changed the error: {a:?} vs {b:?}"
+        ),
         (a, b) => panic!("trailing bytes changed the result: {a:?} vs {b:?}"),
     }
 });

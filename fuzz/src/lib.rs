@@ -150,7 +150,11 @@ pub fn build_frame(tag: u8, payload: &[u8], seed: u32, out: &mut Vec<u8>) {
 pub fn encode(entry: &BorrowedEntry<'_>, seed: u32) -> Vec<u8> {
     let mut out = Vec::new();
     let n = frame::encode_to_vec(entry, seed, &mut out).expect("encode_to_vec failed");
-    assert_eq!(n, out.len(), "encode_to_vec returned a length other than it wrote");
+    assert_eq!(
+        n,
+        out.len(),
+        "encode_to_vec returned a length other than it wrote"
+    );
     out
 }
 
@@ -172,13 +176,25 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
         });
     let bytes = &buf[pos..end];
     let len_field = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    assert_eq!(len_field + FRAME_OVERHEAD, len, "frame.len disagrees with the length field");
-    assert_eq!(bytes[4], frame.entry.kind().tag(), "kind disagrees with the type tag");
+    assert_eq!(
+        len_field + FRAME_OVERHEAD,
+        len,
+        "frame.len disagrees with the length field"
+    );
+    assert_eq!(
+        bytes[4],
+        frame.entry.kind().tag(),
+        "kind disagrees with the type tag"
+    );
 
     // Re-encoding the zero-copy view gives the same bytes.
     let borrowed = frame.entry.as_borrowed();
     assert_eq!(frame::frame_len(&borrowed), len, "frame_len disagrees");
-    assert_eq!(frame::payload_len(&borrowed), len_field, "payload_len disagrees");
+    assert_eq!(
+        frame::payload_len(&borrowed),
+        len_field,
+        "payload_len disagrees"
+    );
     let reencoded = encode(&borrowed, seed);
     assert!(
         reencoded == bytes,
@@ -190,18 +206,28 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
 
     // So does the owned copy, through every encoder.
     let owned = frame.entry.to_owned();
-    assert_eq!(borrowed.to_owned(), owned, "as_borrowed().to_owned() != to_owned()");
+    assert_eq!(
+        borrowed.to_owned(),
+        owned,
+        "as_borrowed().to_owned() != to_owned()"
+    );
     assert_eq!(owned.kind(), frame.entry.kind());
     assert_eq!(owned.run_id(), frame.entry.run_id());
     assert_eq!(owned.txn_id(), frame.entry.txn_id());
     assert_eq!(owned.version(), frame.entry.version());
     let owned_bytes = encode(&owned.as_borrowed(), seed);
-    assert!(owned_bytes == bytes, "to_owned() re-encodes differently: {owned:?}");
+    assert!(
+        owned_bytes == bytes,
+        "to_owned() re-encodes differently: {owned:?}"
+    );
     if seed == 0 {
         assert!(frame::encode_entry(&owned) == bytes, "encode_entry differs");
     }
     let mut exact = vec![0u8; len];
-    assert_eq!(frame::encode_into(&borrowed, seed, &mut exact).ok(), Some(len));
+    assert_eq!(
+        frame::encode_into(&borrowed, seed, &mut exact).ok(),
+        Some(len)
+    );
     assert!(exact == bytes, "encode_into re-encodes differently");
     let mut short = vec![0u8; len - 1];
     assert!(
@@ -228,7 +254,10 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
 
 /// Checks an error `decoder` returned for `buf[pos..]`.
 pub fn check_rejected(buf: &[u8], pos: usize, err: &Error) {
-    assert!(err.is_corruption(), "decode returned a non-corruption error: {err:?}");
+    assert!(
+        err.is_corruption(),
+        "decode returned a non-corruption error: {err:?}"
+    );
     assert_eq!(
         err.location().map(|at| at.offset),
         Some(pos as u64),
