@@ -138,6 +138,9 @@ pub(crate) struct Recovered {
     /// In the last kept segment: `[start, end)` holds bytes after the valid
     /// end that must be zeroed before appending.
     pub zero_range: Option<(usize, usize)>,
+    /// The size the last kept segment was created with, if its file is now
+    /// shorter (a write open extends it back).
+    pub restore_size: Option<u64>,
     /// Segments after the valid end, to move aside on a write open.
     pub discard: Vec<PathBuf>,
     /// Blank segments after the last kept one (prepared, never used).
@@ -453,9 +456,28 @@ pub(crate) fn recover(
     let started = Instant::now();
     let listing = list(dir)?;
     let mut mapped = Vec::with_capacity(listing.segments.len());
-    for (seq, path) in &listing.segments {
+    // The first file too short to hold a header page, if any: it is never
+    // mapped, and it and everything after it are not part of the log.
+    let mut short: Option<(usize, u64)> = None;
+    for (k, (seq, path)) in listing.segments.iter().enumerate() {
+        let len = fs::metadata(path)
+            .map_err(|e| Error::io("stat segment", path, e))?
+            .len();
+        if len < DATA_START as u64 {
+            short = Some((k, len));
+            break;
+        }
         mapped.push(Arc::new(Segment::open(path, *seq, writable)?));
     }
+    if let (Some((0, len)), true) = (short, mapped.is_empty()) {
+        return Err(Error::SegmentHeader {
+            segment: listing.segments[0].0,
+            detail: format!(
+                "file is {len} bytes, shorter than its header page; the first segment must be valid to identify the log"
+            ),
+        });
+    }
+    let last_file = listing.segments.len().saturating_sub(1);
     let headers: Vec<HeaderState> = mapped.iter().map(|s| read_header(s, copy)).collect();
     // Segments from `n` on all have blank headers.
     let n = headers
@@ -484,6 +506,7 @@ pub(crate) fn recover(
             report: RecoveryReport::default(),
             index: RunIndex::default(),
             zero_range: None,
+            restore_size: None,
             discard: Vec::new(),
             blanks: listing.segments,
             temps: listing.temps,
@@ -532,13 +555,21 @@ pub(crate) fn recover(
     let mut discarded_bytes = 0u64;
     // Index of the first segment not kept.
     let mut stop_at = mapped.len();
+    // The size the last file was created with, if it is now shorter.
+    let mut truncated: Option<u64> = None;
     let mut i = 0;
     while i < mapped.len() {
         let seg = &mapped[i];
         let first_lsn = match &headers[i] {
             HeaderState::Valid(h) => {
-                match check_header(h, seg, &instance, expected_lsn, i, &mapped) {
-                    None => expected_lsn,
+                let may_be_short = i == last_file;
+                match check_header(h, seg, &instance, expected_lsn, i, &mapped, may_be_short) {
+                    None => {
+                        if (seg.len() as u64) < h.segment_size.get() {
+                            truncated = Some(h.segment_size.get());
+                        }
+                        expected_lsn
+                    }
                     Some(detail) => {
                         problem = Some(header_problem(seg, expected_lsn, detail));
                         stop_at = i;
@@ -621,6 +652,16 @@ pub(crate) fn recover(
                         end.error,
                         "bytes after the last valid frame",
                     ));
+                } else if let Some(size) = truncated {
+                    // Cut short at a frame boundary: frames may have been lost
+                    // with the cut, and nothing valid follows.
+                    problem = Some(problem_at(
+                        &sref,
+                        end.end,
+                        ProblemClass::TornTail,
+                        None,
+                        &format!("file truncated to {} of its {size} bytes", seg.len()),
+                    ));
                 }
             }
             Some(f) => {
@@ -658,6 +699,28 @@ pub(crate) fn recover(
     // What lies after the kept segments: unused blank segments (prepared,
     // empty) may be reused; anything holding data is discarded.
     let mut discard = Vec::new();
+    if let Some((k, len)) = short {
+        if problem.is_none() {
+            let seq = listing.segments[k].0;
+            // A file cut inside its header page: if nothing follows it, a
+            // torn tail (it held no frame that could be kept); otherwise the
+            // log has a hole.
+            let class = if k == last_file {
+                ProblemClass::TornTail
+            } else {
+                ProblemClass::MidLogCorruption
+            };
+            problem = Some(Problem {
+                class,
+                segment: seq,
+                file: segment::file_name(seq),
+                offset: 0,
+                lsn: expected_lsn,
+                detail: format!("file is {len} bytes, shorter than its header page"),
+            });
+        }
+        discard.extend(listing.segments[k..].iter().map(|(_, p)| p.clone()));
+    }
     let mut blanks = Vec::new();
     for (j, seg) in mapped.iter().enumerate().skip(stop_at) {
         let bytes = data_bytes(seg, copy, decoder);
@@ -687,6 +750,12 @@ pub(crate) fn recover(
         // Blank segments after a discarded one go with it.
         discard.extend(blanks.drain(..).map(|(_, p)| p));
     }
+    // A truncated last segment is kept (its valid frames are the tail of
+    // the prefix) and restored to full size by a write open.
+    let restore_size = match (truncated, kept.last()) {
+        (Some(size), Some(last)) if last.seg.seq() == listing.segments[last_file].0 => Some(size),
+        _ => None,
+    };
     let end_lsn = expected_lsn;
     let report = RecoveryReport {
         segments: kept.len(),
@@ -709,6 +778,7 @@ pub(crate) fn recover(
         report,
         index: tally.index,
         zero_range,
+        restore_size,
         discard,
         blanks,
         temps: listing.temps,
@@ -754,6 +824,7 @@ fn check_header(
     expected_lsn: u64,
     i: usize,
     all: &[Arc<Segment>],
+    may_be_short: bool,
 ) -> Option<String> {
     if h.instance() != *instance {
         return Some(format!(
@@ -774,7 +845,8 @@ fn check_header(
             segment::file_name(all[i - 1].seq() + 1)
         ));
     }
-    if h.segment_size.get() != seg.len() as u64 {
+    let short_ok = may_be_short && (seg.len() as u64) < h.segment_size.get();
+    if h.segment_size.get() != seg.len() as u64 && !short_ok {
         return Some(format!(
             "file is {} bytes but was created with {}",
             seg.len(),

@@ -173,6 +173,8 @@ pub(crate) struct Shared {
     pub tail_waiters: AtomicUsize,
     /// Segments put into use whose headers are not written yet, oldest first.
     pub seals: Mutex<VecDeque<SegRef>>,
+    /// Held while writing headers: one header writer at a time.
+    pub sealing: Mutex<()>,
 }
 
 impl Shared {
@@ -228,9 +230,10 @@ impl Shared {
 
     /// Writes the headers of segments put into use since the last call, each
     /// once everything before it is durable: so a durable header implies
-    /// every earlier segment is whole (DESIGN.md, "Rotation"). Only the
-    /// background thread calls this while the log is open.
+    /// every earlier segment is whole (DESIGN.md, "Rotation"). Serialised by
+    /// the `sealing` lock.
     pub(crate) fn seal_pending(&self) -> Result<()> {
+        let _one_sealer = self.sealing.lock();
         loop {
             let Some(next) = self.seals.lock().front().cloned() else {
                 return Ok(());
@@ -243,8 +246,8 @@ impl Shared {
                 next.seg.len() as u64,
             );
             // SAFETY: readers never borrow a segment's header page (they
-            // slice from DATA_START), and only one thread writes headers:
-            // this one while the log is open, `open`/`close` otherwise.
+            // slice from DATA_START), and only the holder of the `sealing`
+            // lock writes headers.
             unsafe { segment::write_header(&next.seg, &header) };
             if let Err(e) = next.seg.sync_range(0, segment::HEADER_LEN) {
                 let cause = format!(
@@ -399,8 +402,25 @@ impl Wal {
                         changed = true;
                     }
                 }
+                let mut segments = r.segments;
+                if let Some(size) = r.restore_size {
+                    // The last segment was cut short: give it back its size
+                    // (zero-filled) so appends can continue in it.
+                    let last = segments.pop().expect("nonempty");
+                    let path = last.seg.path().to_path_buf();
+                    let file = last.seg.file();
+                    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size)
+                        .map_err(|e| Error::io("restore truncated segment", &path, e.into()))?;
+                    file.sync_all()
+                        .map_err(|e| Error::io("restore truncated segment", &path, e))?;
+                    let seg = Segment::open(&path, last.seg.seq(), true)?;
+                    segments.push(SegRef {
+                        seg: Arc::new(seg),
+                        first_lsn: last.first_lsn,
+                    });
+                }
                 (
-                    r.instance, r.segments, r.adopted, r.end_lsn, r.report, r.index, reuse,
+                    r.instance, segments, r.adopted, r.end_lsn, r.report, r.index, reuse,
                 )
             }
             other => {
@@ -458,6 +478,7 @@ impl Wal {
             tail: (Mutex::new(()), Condvar::new()),
             tail_waiters: AtomicUsize::new(0),
             seals: Mutex::new(unsealed),
+            sealing: Mutex::new(()),
             config,
         });
         let next_seq = active.seg.seq() + 1;
@@ -749,9 +770,11 @@ impl Wal {
         self.check_open()
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable, and writes the headers of
+    /// segments put into use since the last sync.
     pub fn sync(&self) -> Result<()> {
         self.check_open()?;
+        self.shared.seal_pending()?;
         self.shared
             .sync_to(self.shared.published.load(Ordering::Acquire))
     }
@@ -871,11 +894,13 @@ impl Wal {
         }
         w.index.truncate_before(new_start);
         drop(w);
+        // Oldest first, each unlink durable before the next, so a crash
+        // leaves a prefix of them done and never a gap in the sequence.
         for s in &segs[..remove] {
             fs::remove_file(s.seg.path())
                 .map_err(|e| Error::io("remove segment", s.seg.path(), e))?;
+            segment::sync_dir(&self.shared.dir)?;
         }
-        segment::sync_dir(&self.shared.dir)?;
         Ok(remove)
     }
 
