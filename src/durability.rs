@@ -169,7 +169,7 @@ fn faults_sync() -> io::Result<()> {
     faults::before_sync()
 }
 
-/// Wakes the background thread: on its period, when kicked, or to stop.
+/// Wakes the background thread: on its period, or to stop.
 pub(crate) struct Ticker {
     state: Mutex<(bool, bool)>,
     cv: Condvar,
@@ -183,8 +183,7 @@ impl Ticker {
         }
     }
 
-    /// Waits for `period` (forever if `None`) or a kick; returns false once
-    /// stopped.
+    /// Waits for `period` (forever if `None`); returns false once stopped.
     pub(crate) fn wait(&self, period: Option<Duration>) -> bool {
         let mut st = self.state.lock();
         if !st.0 && !st.1 {
@@ -197,12 +196,6 @@ impl Ticker {
         }
         st.1 = false;
         !st.0
-    }
-
-    /// Wakes the thread early.
-    pub(crate) fn kick(&self) {
-        self.state.lock().1 = true;
-        self.cv.notify_all();
     }
 
     pub(crate) fn stop(&self) {

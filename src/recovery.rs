@@ -437,6 +437,26 @@ fn data_bytes(seg: &Segment, copy: bool, decoder: Decoder) -> u64 {
     (r.nonzero_end(DATA_START) - DATA_START) as u64
 }
 
+/// True if the file at `path` holds only zeros (read without mapping it
+/// for writing; small files are read, large ones mapped read-only).
+fn file_is_empty(path: &Path) -> Result<bool> {
+    let len = fs::metadata(path)
+        .map_err(|e| Error::io("stat segment", path, e))?
+        .len();
+    if len < DATA_START as u64 {
+        let bytes = fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        return Ok(last_nonzero(&bytes).is_none());
+    }
+    let seg = Segment::open(path, 0, false)?;
+    let mut r = FrameReader {
+        seg: &seg,
+        copy: true,
+        buf: Vec::new(),
+        decoder: Decoder::default(),
+    };
+    Ok(r.nonzero_end(0) == 0)
+}
+
 /// Scans the log in `dir`. `copy` selects the copying reader (read-only
 /// opens). Returns `Ok(None)` when the directory holds no log.
 ///
@@ -477,7 +497,22 @@ pub(crate) fn recover(
             ),
         });
     }
-    let last_file = listing.segments.len().saturating_sub(1);
+    // The last file that holds anything: blank, empty segments after it
+    // (prepared, never used) do not make it any less the last.
+    let mut last_file = listing.segments.len().saturating_sub(1);
+    while last_file > 0 {
+        let empty = match mapped.get(last_file) {
+            Some(seg) => {
+                matches!(read_header(seg, copy), HeaderState::Blank)
+                    && data_bytes(seg, copy, decoder) == 0
+            }
+            None => file_is_empty(&listing.segments[last_file].1)?,
+        };
+        if !empty {
+            break;
+        }
+        last_file -= 1;
+    }
     let headers: Vec<HeaderState> = mapped.iter().map(|s| read_header(s, copy)).collect();
     // Segments from `n` on all have blank headers.
     let n = headers
@@ -594,6 +629,9 @@ pub(crate) fn recover(
                 break;
             }
         };
+        if matches!(headers[i], HeaderState::Valid(_)) {
+            seg.set_sealed();
+        }
         let sref = SegRef {
             seg: Arc::clone(seg),
             first_lsn,
@@ -609,10 +647,28 @@ pub(crate) fn recover(
         kept.push(sref.clone());
         expected_lsn = end_here;
         // Where the next segment, if it continues the log, says it starts.
+        // A next segment whose header is damaged or belongs elsewhere is
+        // reported there (`Some(end_here)` lets the loop reach it), unless
+        // this segment already ended in damage.
         let next_first = match headers.get(i + 1) {
-            Some(HeaderState::Valid(h)) => Some(h.first_lsn.get()),
-            Some(HeaderState::Invalid(_)) => Some(u64::MAX),
-            Some(HeaderState::Blank) if i + 1 < n => Some(u64::MAX),
+            Some(HeaderState::Valid(h)) => {
+                let short_ok = i + 1 == last_file;
+                let next = &mapped[i + 1];
+                match check_header(
+                    h,
+                    next,
+                    &instance,
+                    h.first_lsn.get(),
+                    i + 1,
+                    &mapped,
+                    short_ok,
+                ) {
+                    Some(_) => Some(end_here),
+                    None => Some(h.first_lsn.get()),
+                }
+            }
+            Some(HeaderState::Invalid(_)) => Some(end_here),
+            Some(HeaderState::Blank) if i + 1 < n => Some(end_here),
             Some(HeaderState::Blank) if end.error.is_none() => {
                 // An unsealed successor continues the log only if its first
                 // frame was written for exactly this LSN.
@@ -705,7 +761,7 @@ pub(crate) fn recover(
             // A file cut inside its header page: if nothing follows it, a
             // torn tail (it held no frame that could be kept); otherwise the
             // log has a hole.
-            let class = if k == last_file {
+            let class = if k >= last_file {
                 ProblemClass::TornTail
             } else {
                 ProblemClass::MidLogCorruption

@@ -192,6 +192,8 @@ pub struct Segment {
     file: File,
     map: MmapRaw,
     len: usize,
+    /// True once the segment's header is written and durable.
+    sealed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -244,6 +246,7 @@ impl Segment {
             file,
             map,
             len,
+            sealed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -332,6 +335,18 @@ impl Segment {
     pub fn advise_sequential(&self) {
         // Advice only: failure changes nothing but speed.
         let _ = self.map.advise(Advice::Sequential);
+    }
+
+    /// True once the header is written and durable (set by whoever made it
+    /// so: recovery for a valid header, the log's sync path otherwise).
+    pub fn is_sealed(&self) -> bool {
+        self.sealed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that the header is written and durable.
+    pub fn set_sealed(&self) {
+        self.sealed
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The underlying file.

@@ -5,7 +5,6 @@
 //! (Acquire) and only look below it. The [`SyncMode`] decides when published
 //! bytes are made durable. See DESIGN.md, "Write and publish protocol".
 
-use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -171,10 +170,6 @@ pub(crate) struct Shared {
     pub appends: AtomicU64,
     pub tail: (Mutex<()>, Condvar),
     pub tail_waiters: AtomicUsize,
-    /// Segments put into use whose headers are not written yet, oldest first.
-    pub seals: Mutex<VecDeque<SegRef>>,
-    /// Held while writing headers: one header writer at a time.
-    pub sealing: Mutex<()>,
 }
 
 impl Shared {
@@ -201,10 +196,17 @@ impl Shared {
             .map_err(|cause| Error::Poisoned { cause })
     }
 
-    /// `msync`s the bytes of `[from, to)` in every segment they touch, plus
-    /// the header page of any segment that starts inside the range.
+    /// Makes `[from, to)` durable: `msync`s its bytes in every segment it
+    /// touches, oldest first. A segment not yet sealed gets its header
+    /// written first and its header page synced with its data, so (R): a
+    /// header is written only once everything before it is durable (the
+    /// parts of earlier segments are synced earlier in this loop, or were
+    /// by an earlier sync), and any synced data has a durable header.
+    ///
+    /// Called only by the group-commit leader (one at a time) or by `open`
+    /// before any other thread exists: it is the only writer of headers.
     fn sync_range(&self, from: Lsn, to: Lsn) -> std::io::Result<()> {
-        let parts: Vec<(Arc<Segment>, usize, usize)> = {
+        let parts: Vec<(SegRef, usize, usize)> = {
             let segs = self.segments.read();
             let mut parts = Vec::new();
             for (i, s) in segs.iter().enumerate() {
@@ -218,47 +220,26 @@ impl Shared {
                     s.offset_of(from)
                 };
                 let end = s.offset_of(to.min(seg_end));
-                parts.push((Arc::clone(&s.seg), start, end));
+                parts.push((s.clone(), start, end));
             }
             parts
         };
-        for (seg, start, end) in parts {
-            seg.sync_range(start, end)?;
+        for (s, start, end) in parts {
+            let start = if s.seg.is_sealed() {
+                start
+            } else {
+                let header =
+                    Header::new(self.instance, s.seg.seq(), s.first_lsn, s.seg.len() as u64);
+                // SAFETY: readers never borrow a segment's header page (they
+                // slice from DATA_START), and this function is the only
+                // writer of headers, run by one thread at a time.
+                unsafe { segment::write_header(&s.seg, &header) };
+                0
+            };
+            s.seg.sync_range(start, end)?;
+            s.seg.set_sealed();
         }
         Ok(())
-    }
-
-    /// Writes the headers of segments put into use since the last call, each
-    /// once everything before it is durable: so a durable header implies
-    /// every earlier segment is whole (DESIGN.md, "Rotation"). Serialised by
-    /// the `sealing` lock.
-    pub(crate) fn seal_pending(&self) -> Result<()> {
-        let _one_sealer = self.sealing.lock();
-        loop {
-            let Some(next) = self.seals.lock().front().cloned() else {
-                return Ok(());
-            };
-            self.sync_to(next.first_lsn)?;
-            let header = Header::new(
-                self.instance,
-                next.seg.seq(),
-                next.first_lsn,
-                next.seg.len() as u64,
-            );
-            // SAFETY: readers never borrow a segment's header page (they
-            // slice from DATA_START), and only the holder of the `sealing`
-            // lock writes headers.
-            unsafe { segment::write_header(&next.seg, &header) };
-            if let Err(e) = next.seg.sync_range(0, segment::HEADER_LEN) {
-                let cause = format!(
-                    "sync of {} header failed: {e}",
-                    segment::file_name(next.seg.seq())
-                );
-                self.group.set_poison(cause.clone());
-                return Err(Error::Poisoned { cause });
-            }
-            self.seals.lock().pop_front();
-        }
     }
 
     /// Wakes tail readers waiting for new entries. Pairs with the fence in
@@ -328,10 +309,20 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(file),
-        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked { lock_file: path }),
-        Err(e) => Err(Error::io("lock", &path, e.into())),
+    // A process that forks keeps a copy of our descriptor in the child
+    // until the child execs, so a lock just released can look held for a
+    // moment: retry briefly before calling it held.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) if tries < 10 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Locked { lock_file: path }),
+            Err(e) => return Err(Error::io("lock", &path, e.into())),
+        }
     }
 }
 
@@ -378,16 +369,6 @@ impl Wal {
                     fs::rename(path, &to)
                         .map_err(|e| Error::io("move discarded segment", path, e))?;
                     changed = true;
-                }
-                // Make whatever the previous process left in the page cache
-                // durable before acknowledging anything after it (the
-                // segments it had not sealed yet, and the last one).
-                for s in &r.segments[r.segments.len() - r.adopted - 1..] {
-                    let end = r.end_lsn.min(s.seg.len() as u64 + s.first_lsn);
-                    let end_off = s.offset_of(end).min(s.seg.len());
-                    s.seg
-                        .sync_range(0, end_off)
-                        .map_err(|e| Error::io("sync recovered segment", s.seg.path(), e))?;
                 }
                 let mut reuse = None;
                 for (seq, path) in &r.blanks {
@@ -437,6 +418,7 @@ impl Wal {
                 unsafe { segment::write_header(&seg, &header) };
                 seg.sync_range(0, DATA_START)
                     .map_err(|e| Error::io("sync new segment header", seg.path(), e))?;
+                seg.set_sealed();
                 let sref = SegRef {
                     seg: Arc::new(seg),
                     first_lsn: 0,
@@ -461,10 +443,10 @@ impl Wal {
         }
         let active = segments.last().expect("a log has a segment").clone();
         let start = segments[0].first_lsn;
-        let unsealed: VecDeque<SegRef> = segments[segments.len() - adopted..]
-            .iter()
-            .cloned()
-            .collect();
+        // Make whatever the previous process left in the page cache durable
+        // before acknowledging anything after it: the last segment and any
+        // it had not sealed (which get their headers now).
+        let resync_from = segments[segments.len() - 1 - adopted].first_lsn;
         let shared = Arc::new(Shared {
             dir,
             salt: segment::salt(&instance),
@@ -477,8 +459,6 @@ impl Wal {
             appends: AtomicU64::new(0),
             tail: (Mutex::new(()), Condvar::new()),
             tail_waiters: AtomicUsize::new(0),
-            seals: Mutex::new(unsealed),
-            sealing: Mutex::new(()),
             config,
         });
         let next_seq = active.seg.seq() + 1;
@@ -501,14 +481,18 @@ impl Wal {
             }),
             cv: Condvar::new(),
         });
-        // Segments adopted by recovery get their headers now; everything
-        // before them was synced above.
-        shared.seal_pending()?;
+        shared
+            .sync_range(resync_from, end_lsn)
+            .map_err(|e| Error::io("sync recovered log", &shared.dir, e))?;
         let ticker = Arc::new(Ticker::new());
-        let threads = vec![
-            spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?,
-            spawn_flusher(Arc::clone(&shared), Arc::clone(&ticker))?,
-        ];
+        let mut threads = vec![spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?];
+        if let Some(period) = shared.config.sync_mode.interval() {
+            threads.push(spawn_flusher(
+                Arc::clone(&shared),
+                Arc::clone(&ticker),
+                period,
+            )?);
+        }
         Ok(Wal {
             shared,
             writer: Mutex::new(writer),
@@ -719,8 +703,6 @@ impl Wal {
             first_lsn: w.next_lsn,
         };
         self.shared.segments.write().push(sref.clone());
-        self.shared.seals.lock().push_back(sref.clone());
-        self.ticker.kick();
         w.active = sref;
         w.off = DATA_START;
         Ok(())
@@ -774,7 +756,6 @@ impl Wal {
     /// segments put into use since the last sync.
     pub fn sync(&self) -> Result<()> {
         self.check_open()?;
-        self.shared.seal_pending()?;
         self.shared
             .sync_to(self.shared.published.load(Ordering::Acquire))
     }
@@ -871,6 +852,8 @@ impl Wal {
         }
         let active: Vec<RunId> = at.entry.active_runs().to_vec();
         drop(snap);
+        // The first segment kept must have a durable header before anything
+        // before it disappears: recovery identifies the log by it.
         let mut w = self.writer.lock();
         let segs = self.shared.segments.read().clone();
         let mut remove = 0;
@@ -925,7 +908,6 @@ impl Wal {
             let _ = t.join();
         }
         self.shared.notify_tail();
-        self.shared.seal_pending()?;
         let end = self.shared.published.load(Ordering::Acquire);
         self.shared.sync_to(end)
     }
@@ -978,20 +960,19 @@ fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>
         .map_err(|e| Error::io("spawn thread", "wal-prepare", e))
 }
 
-/// The background thread: seals new segments as they come into use and, in
-/// Batched and Async modes, syncs every interval.
-fn spawn_flusher(shared: Arc<Shared>, ticker: Arc<Ticker>) -> Result<JoinHandle<()>> {
-    let period = shared.config.sync_mode.interval();
+/// The background thread of Batched and Async modes: syncs every interval.
+fn spawn_flusher(
+    shared: Arc<Shared>,
+    ticker: Arc<Ticker>,
+    period: Duration,
+) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("wal-flush".into())
         .spawn(move || {
-            while ticker.wait(period) {
-                if shared.seal_pending().is_err() {
-                    // Poisoned: the handle reports it on the next call.
-                    return;
-                }
+            while ticker.wait(Some(period)) {
                 let end = shared.published.load(Ordering::Acquire);
-                if period.is_some() && end > shared.group.synced() && shared.sync_to(end).is_err() {
+                if end > shared.group.synced() && shared.sync_to(end).is_err() {
+                    // Poisoned: the handle reports it on the next call.
                     return;
                 }
             }

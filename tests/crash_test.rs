@@ -1,0 +1,789 @@
+//! Crashes and damage, exhaustively and at random, on real files.
+//!
+//! * Sweeps: every bit of every used byte of a small multi-segment log
+//!   flipped, the last segment truncated at every offset and zeroed from
+//!   every offset; each time the recovered log is a prefix and the report's
+//!   class is the one DESIGN.md §7 gives.
+//! * Crash images: the disk a power cut could leave (the durable image as
+//!   of the last completed sync, plus any subset of the pages written since,
+//!   each old, new, torn at 512-byte sectors, or garbage where nothing
+//!   durable was), in all three modes, across rotations and retention.
+//!
+//! Process kills are in `process_kill_test.rs`, a binary of their own: a
+//! forked child briefly holds copies of the parent's file descriptors
+//! (until it execs), which would make other tests' lock files look held.
+//!
+//! The invariant: recovery yields a prefix of what was written, never an
+//! entry that was not written or that follows the first bad one, and every
+//! transaction acknowledged as durable is in it. Every random choice comes
+//! from a printed seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+use durability::frame;
+use durability::{Config, Error, Lsn, Op, ProblemClass, RunId, SyncMode, Wal, WalEntry, WalReader};
+use uuid::Uuid;
+
+/// A small deterministic generator (xorshift64*).
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// The segment files of `dir`, read until two reads agree (a background
+/// thread may be writing a header page at that moment).
+fn read_segments(dir: &Path) -> Files {
+    loop {
+        let once = read_once(dir);
+        if once == read_once(dir) {
+            return once;
+        }
+    }
+}
+
+fn read_once(dir: &Path) -> Files {
+    let mut out = Files::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wal") {
+            if let Ok(bytes) = fs::read(e.path()) {
+                out.insert(name, bytes);
+            }
+        }
+    }
+    out
+}
+
+fn write_image(dir: &Path, files: &Files) {
+    for e in fs::read_dir(dir).unwrap() {
+        fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    for (name, bytes) in files {
+        fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+/// Where image directories live: tmpfs when there is one (fast, and syncs
+/// there cost nothing).
+fn scratch() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        if let Ok(d) = tempfile::tempdir_in("/dev/shm") {
+            return d;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+fn entries_of(reader: &WalReader) -> Vec<(Lsn, WalEntry)> {
+    reader
+        .snapshot()
+        .iter()
+        .map(|e| {
+            let e = e.expect("an entry below the recovered end failed to decode");
+            (e.lsn, e.entry.to_owned())
+        })
+        .collect()
+}
+
+fn run(n: u8) -> RunId {
+    RunId::from_bytes([n; 16])
+}
+
+// ---------------------------------------------------------------- sweeps --
+
+const SWEEP_SEG: u64 = 8192;
+
+/// A frame of the reference log: its segment file, offset, length, LSN.
+#[derive(Clone, Debug)]
+struct FrameAt {
+    file: String,
+    offset: usize,
+    len: usize,
+}
+
+/// A closed log of three or more 8 KiB segments holding every entry type,
+/// and where each of its frames is.
+fn reference_log(dir: &Path) -> (Vec<(Lsn, WalEntry)>, Vec<FrameAt>) {
+    let wal = Wal::open(
+        dir,
+        Config::default()
+            .segment_size(SWEEP_SEG)
+            .sync_mode(SyncMode::Strict)
+            .prefault(false),
+    )
+    .unwrap();
+    let mut i = 0u64;
+    while wal.stats().segments < 3 {
+        let r = run((i % 3) as u8 + 1);
+        let key = format!("run/{}/step/{i}", i % 3);
+        let value = vec![b'a' + (i % 26) as u8; 60 + (i as usize * 37) % 300];
+        wal.append(&WalEntry::BeginTxn {
+            txn_id: i,
+            run_id: r,
+            timestamp: 1_700_000_000_000_000 + i,
+        })
+        .unwrap();
+        wal.append(&WalEntry::Write {
+            run_id: r,
+            key: key.clone().into_bytes(),
+            value,
+            version: i,
+        })
+        .unwrap();
+        if i % 4 == 1 {
+            wal.append(&WalEntry::Delete {
+                run_id: r,
+                key: key.into_bytes(),
+                version: i,
+            })
+            .unwrap();
+        }
+        let end = if i % 5 == 3 {
+            WalEntry::AbortTxn {
+                txn_id: i,
+                run_id: r,
+            }
+        } else {
+            WalEntry::CommitTxn {
+                txn_id: i,
+                run_id: r,
+            }
+        };
+        wal.append(&end).unwrap();
+        if i % 6 == 2 {
+            wal.checkpoint(Uuid::from_bytes([i as u8; 16]), i, &[r, run(9)])
+                .unwrap();
+        }
+        i += 1;
+    }
+    wal.close().unwrap();
+    let reader = WalReader::open(dir, &Config::default()).unwrap();
+    assert!(reader.recovery_report().problem.is_none());
+    let entries = entries_of(&reader);
+    let frames = reader
+        .snapshot()
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let len = frame::frame_len(&e.entry.as_borrowed());
+            // No payload length is a power of two, so no single flip can
+            // turn a length into zero (which would read as a clean end).
+            assert!(!(len - 9).is_power_of_two());
+            FrameAt {
+                file: durability::segment::file_name(e.segment),
+                offset: e.offset,
+                len,
+            }
+        })
+        .collect();
+    let kinds: BTreeSet<_> = entries.iter().map(|(_, e)| e.kind()).collect();
+    assert_eq!(kinds.len(), 6, "the reference log holds every entry type");
+    (entries, frames)
+}
+
+/// What a sweep case must recover.
+#[derive(Debug, PartialEq)]
+enum Expect {
+    /// The open is refused (the first segment is damaged).
+    Refused,
+    /// This many entries, and this problem (class, file, offset), if any.
+    Prefix(usize, Option<(ProblemClass, String, u64)>),
+}
+
+fn observe(dir: &Path) -> (Expect, Vec<(Lsn, WalEntry)>) {
+    match WalReader::open(dir, &Config::default()) {
+        Err(Error::SegmentHeader { .. }) => (Expect::Refused, Vec::new()),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(r) => {
+            let entries = entries_of(&r);
+            let p = r
+                .recovery_report()
+                .problem
+                .as_ref()
+                .map(|p| (p.class, p.file.clone(), p.offset));
+            (Expect::Prefix(entries.len(), p), entries)
+        }
+    }
+}
+
+/// Opens `dir` for writing (repairing it), then checks that the repair kept
+/// exactly `want` entries, left no problem behind, and accepts appends.
+fn repair_and_check(dir: &Path, want: &[(Lsn, WalEntry)], ctx: &str) {
+    let cfg = Config::default()
+        .segment_size(SWEEP_SEG)
+        .sync_mode(SyncMode::Strict)
+        .prefault(false);
+    let wal = Wal::open(dir, cfg.clone()).unwrap_or_else(|e| panic!("{ctx}: write open: {e}"));
+    let got: Vec<_> = wal
+        .snapshot()
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.lsn, e.entry.to_owned())
+        })
+        .collect();
+    assert_eq!(got, want, "{ctx}: write open kept a different prefix");
+    wal.append_txn(run(7), 1_000_000, &[]).unwrap();
+    drop(wal);
+    let wal = Wal::open(dir, cfg).unwrap();
+    assert!(
+        wal.recovery_report().problem.is_none(),
+        "{ctx}: problem after repair: {:?}",
+        wal.recovery_report().problem
+    );
+    assert_eq!(wal.recovery_report().entries as usize, want.len() + 2);
+}
+
+#[test]
+fn sweep_every_bit_flip_in_a_multi_segment_log() {
+    let base = tempfile::tempdir().unwrap();
+    let (entries, frames) = reference_log(base.path());
+    let files = read_segments(base.path());
+    let names: Vec<String> = files.keys().cloned().collect();
+    let last_name = frames.last().unwrap().file.clone();
+    assert!(names.len() >= 3, "{names:?}");
+    let work = scratch();
+    write_image(work.path(), &files);
+    let mut flips = 0u64;
+    for name in &names {
+        let original = &files[name];
+        let data_end = frames
+            .iter()
+            .filter(|f| &f.file == name)
+            .map(|f| f.offset + f.len)
+            .max()
+            .unwrap_or(4096);
+        // The header, the frames, and (in the last segment) a little of the
+        // zero space after them. Zero space at the end of an earlier
+        // segment is never read: damage there is harmless and unreported.
+        let tail = if *name == last_name { 16 } else { 0 };
+        let bytes = (0..128).chain(4096..(data_end + tail).min(original.len()));
+        for byte in bytes {
+            for bit in 0..8 {
+                let mut bad = original.clone();
+                bad[byte] ^= 1 << bit;
+                fs::write(work.path().join(name), &bad).unwrap();
+                let ctx = format!("{name} byte {byte} bit {bit}");
+                let want = expected_for_flip(name, byte, &names, &frames, &last_name, data_end);
+                let (got, recovered) = observe(work.path());
+                assert_eq!(got, want, "{ctx}");
+                if let Expect::Prefix(n, _) = want {
+                    assert_eq!(recovered, entries[..n], "{ctx}: not a prefix");
+                    if flips % 97 == 0 {
+                        let copy = scratch();
+                        write_image(copy.path(), &read_once(work.path()));
+                        repair_and_check(copy.path(), &entries[..n], &ctx);
+                    }
+                }
+                flips += 1;
+            }
+        }
+        fs::write(work.path().join(name), original).unwrap();
+    }
+    eprintln!("bit flips tried: {flips}");
+    assert!(flips > 60_000);
+}
+
+fn expected_for_flip(
+    name: &str,
+    byte: usize,
+    names: &[String],
+    frames: &[FrameAt],
+    last_name: &str,
+    data_end: usize,
+) -> Expect {
+    // The first frame at or after this file (a blank, unused segment after
+    // the last one holds none).
+    let first_of = |file: &str| {
+        frames
+            .iter()
+            .position(|f| f.file.as_str() >= file)
+            .unwrap_or(frames.len())
+    };
+    if byte < 128 {
+        if name == names[0] {
+            return Expect::Refused;
+        }
+        return Expect::Prefix(
+            first_of(name),
+            Some((ProblemClass::MidLogCorruption, name.to_string(), 0)),
+        );
+    }
+    if byte >= data_end {
+        // Garbage after the last frame of the log.
+        return Expect::Prefix(
+            frames.len(),
+            Some((ProblemClass::TornTail, name.to_string(), data_end as u64)),
+        );
+    }
+    let k = frames
+        .iter()
+        .position(|f| f.file == name && f.offset <= byte && byte < f.offset + f.len)
+        .unwrap();
+    let class = if name == last_name && k + 1 == frames.len() {
+        ProblemClass::TornTail
+    } else {
+        ProblemClass::MidLogCorruption
+    };
+    Expect::Prefix(k, Some((class, name.to_string(), frames[k].offset as u64)))
+}
+
+#[test]
+fn sweep_truncate_and_zero_the_last_segment_at_every_offset() {
+    let base = tempfile::tempdir().unwrap();
+    let (entries, frames) = reference_log(base.path());
+    let files = read_segments(base.path());
+    let last_name = frames.last().unwrap().file.clone();
+    let before_last = frames.iter().filter(|f| f.file != last_name).count();
+    let last = &files[&last_name];
+    let data_end = frames.last().map(|f| f.offset + f.len).unwrap();
+    let work = scratch();
+    write_image(work.path(), &files);
+    let frames_below = |cut: usize| {
+        before_last
+            + frames
+                .iter()
+                .filter(|f| f.file == last_name && f.offset + f.len <= cut)
+                .count()
+    };
+    let at_boundary = |cut: usize| {
+        cut == 4096
+            || frames
+                .iter()
+                .any(|f| f.file == last_name && f.offset + f.len == cut)
+    };
+    let mut cases = 0;
+    for cut in 0..=last.len() {
+        // Truncated at `cut`.
+        fs::write(work.path().join(&last_name), &last[..cut]).unwrap();
+        let want = if cut == last.len() {
+            Expect::Prefix(entries.len(), None)
+        } else if cut < 4096 {
+            Expect::Prefix(
+                before_last,
+                Some((ProblemClass::TornTail, last_name.clone(), 0)),
+            )
+        } else {
+            let n = frames_below(cut);
+            let offset = if n == entries.len() {
+                data_end
+            } else {
+                frames[n].offset
+            };
+            Expect::Prefix(
+                n,
+                Some((ProblemClass::TornTail, last_name.clone(), offset as u64)),
+            )
+        };
+        let (got, recovered) = observe(work.path());
+        assert_eq!(got, want, "truncated at {cut}");
+        if let Expect::Prefix(n, _) = want {
+            assert_eq!(recovered, entries[..n], "truncated at {cut}");
+            if cut % 509 == 0 {
+                let copy = scratch();
+                write_image(copy.path(), &read_once(work.path()));
+                repair_and_check(copy.path(), &entries[..n], &format!("truncated at {cut}"));
+            }
+        }
+
+        // Zeroed from `cut` to the end.
+        let mut zeroed = last.clone();
+        zeroed[cut..].fill(0);
+        fs::write(work.path().join(&last_name), &zeroed).unwrap();
+        let want = if cut == 0 {
+            // All zero: indistinguishable from a prepared, unused segment.
+            Expect::Prefix(before_last, None)
+        } else if cut < 128 {
+            Expect::Prefix(
+                before_last,
+                Some((ProblemClass::MidLogCorruption, last_name.clone(), 0)),
+            )
+        } else if cut <= 4096 || cut >= data_end || at_boundary(cut) {
+            Expect::Prefix(frames_below(cut.max(4096)), None)
+        } else {
+            let n = frames_below(cut);
+            Expect::Prefix(
+                n,
+                Some((
+                    ProblemClass::TornTail,
+                    last_name.clone(),
+                    frames[n].offset as u64,
+                )),
+            )
+        };
+        let (got, recovered) = observe(work.path());
+        assert_eq!(got, want, "zeroed from {cut}");
+        if let Expect::Prefix(n, _) = want {
+            assert_eq!(recovered, entries[..n], "zeroed from {cut}");
+        }
+        cases += 2;
+    }
+    fs::write(work.path().join(&last_name), last).unwrap();
+    eprintln!("truncation and zeroing cases: {cases}");
+}
+
+// ---------------------------------------------------------- crash images --
+
+const IMAGE_SEG: u64 = 16384;
+
+/// One moment at which the power could fail.
+struct CrashPoint {
+    /// The files as of the last completed sync.
+    durable: Files,
+    /// The files now (the page cache).
+    live: Files,
+    /// Everything written so far, in LSN order.
+    written: Vec<(Lsn, WalEntry)>,
+    /// Everything below this LSN was acknowledged as durable.
+    acked: Lsn,
+    /// The log's first LSN now (retention may have raised it).
+    live_start: Lsn,
+    /// Transactions that were aborted.
+    aborted: BTreeSet<(RunId, u64)>,
+    what: String,
+}
+
+/// Runs a seeded workload in `mode` and collects crash points: after
+/// appends, across rotations, after syncs and around retention.
+fn crash_points(mode: SyncMode, seed: u64) -> Vec<CrashPoint> {
+    let mut rng = Rng::new(seed);
+    let dir = scratch();
+    let wal = Wal::open(
+        dir.path(),
+        Config::default()
+            .segment_size(IMAGE_SEG)
+            .sync_mode(mode)
+            .prefault(false),
+    )
+    .unwrap();
+    let mut durable = read_segments(dir.path());
+    let mut acked = 0;
+    let mut aborted = BTreeSet::new();
+    let mut points = Vec::new();
+    let mut last_syncs = wal.stats().syncs;
+    for step in 0..120u64 {
+        let r = run(1 + rng.below(4) as u8);
+        let what = match rng.below(10) {
+            0 => {
+                // An aborted transaction, entry by entry.
+                wal.append(&WalEntry::BeginTxn {
+                    txn_id: step,
+                    run_id: r,
+                    timestamp: step,
+                })
+                .unwrap();
+                wal.append(&WalEntry::Write {
+                    run_id: r,
+                    key: b"aborted".to_vec(),
+                    value: vec![1; rng.below(700) as usize],
+                    version: step,
+                })
+                .unwrap();
+                wal.append(&WalEntry::AbortTxn {
+                    txn_id: step,
+                    run_id: r,
+                })
+                .unwrap();
+                aborted.insert((r, step));
+                "abort"
+            }
+            1 if step > 30 => {
+                let ck = wal
+                    .checkpoint(Uuid::from_bytes([step as u8; 16]), step, &[run(4)])
+                    .unwrap();
+                wal.truncate_before(ck).unwrap();
+                "retention"
+            }
+            2 => {
+                wal.sync().unwrap();
+                "sync"
+            }
+            _ => {
+                let n = rng.below(4) as usize;
+                let values: Vec<Vec<u8>> = (0..n)
+                    .map(|j| vec![b'v' + j as u8; rng.below(1500) as usize])
+                    .collect();
+                let keys: Vec<String> = (0..n).map(|j| format!("k{step}-{j}")).collect();
+                let ops: Vec<Op> = (0..n)
+                    .map(|j| Op::Write {
+                        key: keys[j].as_bytes(),
+                        value: &values[j],
+                        version: step,
+                    })
+                    .collect();
+                wal.append_txn(r, step, &ops).unwrap();
+                "txn"
+            }
+        };
+        let stats = wal.stats();
+        if stats.syncs != last_syncs || what == "sync" {
+            // A sync completed: this is the new durable image.
+            last_syncs = stats.syncs;
+            acked = stats.synced_lsn;
+            durable = read_segments(dir.path());
+        }
+        if rng.chance(35) || what == "retention" {
+            let snap = wal.snapshot();
+            let written = snap
+                .iter()
+                .map(|e| {
+                    let e = e.unwrap();
+                    (e.lsn, e.entry.to_owned())
+                })
+                .collect();
+            points.push(CrashPoint {
+                durable: durable.clone(),
+                live: read_segments(dir.path()),
+                written,
+                acked: acked.min(stats.synced_lsn),
+                live_start: wal.start_lsn(),
+                aborted: aborted.clone(),
+                what: format!("step {step} after {what}, {} segments", stats.segments),
+            });
+        }
+    }
+    drop(wal);
+    points
+}
+
+/// Everything ever written across the crash points of one workload,
+/// including what retention later removed.
+fn all_written(points: &[CrashPoint]) -> BTreeMap<Lsn, WalEntry> {
+    let mut all = BTreeMap::new();
+    for p in points {
+        for (l, e) in &p.written {
+            all.insert(*l, e.clone());
+        }
+    }
+    all
+}
+
+/// Builds one disk image a power cut at `p` could leave.
+fn crash_image(p: &CrashPoint, rng: &mut Rng) -> Files {
+    const PAGE: usize = 4096;
+    const SECTOR: usize = 512;
+    let mut out = Files::new();
+    // Files retention deleted since the durable image: their unlinks are
+    // durable oldest first, so some prefix of them is gone.
+    let deleted: Vec<&String> = p
+        .durable
+        .keys()
+        .filter(|k| !p.live.contains_key(*k))
+        .collect();
+    let gone = rng.below(deleted.len() as u64 + 1) as usize;
+    for name in deleted.iter().skip(gone) {
+        out.insert((*name).clone(), p.durable[*name].clone());
+    }
+    for (name, new) in &p.live {
+        // A file created since the durable image exists (creation syncs
+        // the directory) and was allocated zero.
+        let zero = vec![0u8; new.len()];
+        let old = p.durable.get(name).unwrap_or(&zero);
+        let mut img = old.clone();
+        img.resize(new.len(), 0);
+        for page in (0..new.len()).step_by(PAGE) {
+            let range = page..(page + PAGE).min(new.len());
+            if old.get(range.clone()) == Some(&new[range.clone()]) {
+                continue;
+            }
+            match rng.below(4) {
+                0 => {} // old
+                1 => img[range.clone()].copy_from_slice(&new[range.clone()]),
+                choice => {
+                    // Torn at sectors; with `garbage`, sectors that held
+                    // nothing durable (still zero in the durable image) may
+                    // come back as garbage instead.
+                    for s in range.clone().step_by(SECTOR) {
+                        let sr = s..(s + SECTOR).min(range.end);
+                        let fresh = old[sr.clone()].iter().all(|&b| b == 0);
+                        match rng.below(3) {
+                            0 => {}
+                            1 => img[sr.clone()].copy_from_slice(&new[sr.clone()]),
+                            _ if choice == 3 && fresh => {
+                                for b in &mut img[sr.clone()] {
+                                    *b = rng.next() as u8;
+                                }
+                            }
+                            _ => img[sr.clone()].copy_from_slice(&new[sr.clone()]),
+                        }
+                    }
+                }
+            }
+        }
+        out.insert(name.clone(), img);
+    }
+    out
+}
+
+/// Recovers `image` and checks the invariant; sometimes repairs it too.
+fn check_image(
+    image: &Files,
+    p: &CrashPoint,
+    all: &BTreeMap<Lsn, WalEntry>,
+    repair: bool,
+    ctx: &str,
+) {
+    let dir = scratch();
+    write_image(dir.path(), image);
+    let reader = WalReader::open(dir.path(), &Config::default())
+        .unwrap_or_else(|e| panic!("{ctx}: recovery refused a crash image: {e}"));
+    let got = entries_of(&reader);
+    let start = reader.snapshot().start_lsn();
+    assert!(
+        start <= p.live_start,
+        "{ctx}: starts at {start}, after the retention point {}",
+        p.live_start
+    );
+    // A prefix of what was written, from the recovered start.
+    let expected: Vec<(Lsn, WalEntry)> = all
+        .range(start..)
+        .map(|(l, e)| (*l, e.clone()))
+        .take(got.len())
+        .collect();
+    assert_eq!(
+        got, expected,
+        "{ctx}: recovered entries are not a prefix of what was written"
+    );
+    // Every acknowledged entry that retention did not remove is there.
+    let end = reader.snapshot().end_lsn();
+    if end < p.acked.max(start) {
+        if let Ok(d) = std::env::var("CRASH_DEBUG_DIR") {
+            let d = Path::new(&d);
+            for (sub, files) in [("image", image), ("durable", &p.durable), ("live", &p.live)] {
+                let _ = fs::create_dir_all(d.join(sub));
+                write_image(&d.join(sub), files);
+            }
+        }
+        eprintln!("{ctx}: report {:?}", reader.recovery_report());
+    }
+    assert!(
+        end >= p.acked.max(start),
+        "{ctx}: recovered end {end} < acknowledged {}",
+        p.acked
+    );
+    // Replay never delivers an aborted or incomplete transaction.
+    reader
+        .replay(|t| {
+            if let Some(id) = t.txn_id {
+                assert!(
+                    !p.aborted.contains(&(t.run_id, id)),
+                    "{ctx}: aborted txn replayed"
+                );
+                assert!(
+                    got.iter().any(|(l, e)| *l == t.commit_lsn
+                        && matches!(e, WalEntry::CommitTxn { txn_id, .. } if *txn_id == id)),
+                    "{ctx}: replayed txn without its commit"
+                );
+            }
+        })
+        .unwrap();
+    drop(reader);
+    if repair {
+        let cfg = Config::default().segment_size(IMAGE_SEG).prefault(false);
+        let wal = Wal::open(dir.path(), cfg.clone())
+            .unwrap_or_else(|e| panic!("{ctx}: write open refused: {e}"));
+        let kept: Vec<(Lsn, WalEntry)> = wal
+            .snapshot()
+            .iter()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.lsn, e.entry.to_owned())
+            })
+            .collect();
+        assert_eq!(kept, got, "{ctx}: the write open kept something else");
+        wal.append_txn(
+            run(8),
+            u64::MAX,
+            &[Op::Delete {
+                key: b"after",
+                version: 1,
+            }],
+        )
+        .unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path(), cfg).unwrap();
+        assert!(
+            wal.recovery_report().problem.is_none(),
+            "{ctx}: {:?}",
+            wal.recovery_report().problem
+        );
+        assert_eq!(
+            wal.recovery_report().entries as usize,
+            got.len() + 3,
+            "{ctx}"
+        );
+    }
+}
+
+fn crash_images_in(mode: SyncMode, seeds: std::ops::Range<u64>, per_point: usize) -> usize {
+    let mut images = 0;
+    for seed in seeds {
+        let points = crash_points(mode, seed);
+        let all = all_written(&points);
+        let mut rng = Rng::new(seed ^ 0xC0FFEE);
+        for (pi, p) in points.iter().enumerate() {
+            for k in 0..per_point {
+                let image = crash_image(p, &mut rng);
+                let ctx = format!(
+                    "mode {mode:?} seed {seed} point {pi} ({}) image {k}",
+                    p.what
+                );
+                check_image(&image, p, &all, k == 0 && pi % 3 == 0, &ctx);
+                images += 1;
+            }
+        }
+    }
+    images
+}
+
+#[test]
+fn crash_images_strict() {
+    let n = crash_images_in(SyncMode::Strict, 0..6, 20);
+    eprintln!("strict crash images: {n}");
+    assert!(n >= 3000, "{n}");
+}
+
+#[test]
+fn crash_images_batched() {
+    let mode = SyncMode::Batched {
+        interval_ms: 3_600_000,
+        batch_size: 3,
+    };
+    let n = crash_images_in(mode, 100..106, 20);
+    eprintln!("batched crash images: {n}");
+    assert!(n >= 3000, "{n}");
+}
+
+#[test]
+fn crash_images_async() {
+    let n = crash_images_in(
+        SyncMode::Async {
+            interval_ms: 3_600_000,
+        },
+        200..206,
+        20,
+    );
+    eprintln!("async crash images: {n}");
+    assert!(n >= 3000, "{n}");
+}
