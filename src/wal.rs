@@ -853,7 +853,9 @@ impl Wal {
         let active: Vec<RunId> = at.entry.active_runs().to_vec();
         drop(snap);
         // The first segment kept must have a durable header before anything
-        // before it disappears: recovery identifies the log by it.
+        // before it disappears: recovery identifies the log by it. Syncing
+        // past the checkpoint seals every segment up to it (A).
+        self.shared.sync_to(checkpoint_lsn + 1)?;
         let mut w = self.writer.lock();
         let segs = self.shared.segments.read().clone();
         let mut remove = 0;
