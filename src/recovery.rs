@@ -249,21 +249,28 @@ impl<'a> FrameReader<'a> {
     }
 }
 
-/// The index of the last nonzero byte of `b`, 16 bytes at a time.
+/// The index of the last nonzero byte of `b`. Works back in 256-byte
+/// blocks whose words are OR-ed together (the compiler vectorises it), so a
+/// zero region is skipped at memory speed.
 fn last_nonzero(b: &[u8]) -> Option<usize> {
-    let tail = b.len() % 16;
-    let (body, rest) = b.split_at(b.len() - tail);
-    if let Some(i) = rest.iter().rposition(|&x| x != 0) {
-        return Some(body.len() + i);
+    const BLOCK: usize = 256;
+    let mut end = b.len();
+    while end > 0 {
+        let start = end.saturating_sub(BLOCK);
+        let block = &b[start..end];
+        let any = if block.len() == BLOCK {
+            block.chunks_exact(8).fold(0u64, |acc, w| {
+                acc | u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]))
+            }) != 0
+        } else {
+            block.iter().any(|&x| x != 0)
+        };
+        if any {
+            return block.iter().rposition(|&x| x != 0).map(|i| start + i);
+        }
+        end = start;
     }
-    let chunk = body
-        .chunks_exact(16)
-        .rposition(|c| u128::from_ne_bytes(c.try_into().unwrap_or([0; 16])) != 0)?;
-    let base = chunk * 16;
-    body[base..base + 16]
-        .iter()
-        .rposition(|&x| x != 0)
-        .map(|i| base + i)
+    None
 }
 
 /// Reads the header of `seg`.

@@ -159,13 +159,7 @@ impl Snapshot {
 
     /// Every entry, in log order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            snap: self,
-            seg: 0,
-            lsn: self.start,
-            end: self.end,
-            done: false,
-        }
+        Iter::new(self, 0, self.start)
     }
 
     /// Every entry from `lsn` on, in log order. `lsn` must be the position of
@@ -181,13 +175,7 @@ impl Snapshot {
             .segs
             .partition_point(|s| s.first_lsn <= lsn)
             .saturating_sub(1);
-        Ok(Iter {
-            snap: self,
-            seg,
-            lsn,
-            end: self.end,
-            done: false,
-        })
+        Ok(Iter::new(self, seg, lsn))
     }
 
     /// The entry at `lsn`.
@@ -263,6 +251,53 @@ pub struct Iter<'a> {
     lsn: Lsn,
     end: Lsn,
     done: bool,
+    /// The current segment's frames, `[DATA_START, end)` of the file, and
+    /// the LSN of their first byte.
+    cur: &'a [u8],
+    cur_lsn: Lsn,
+    cur_seq: u64,
+}
+
+impl<'a> Iter<'a> {
+    fn new(snap: &'a Snapshot, seg: usize, lsn: Lsn) -> Self {
+        Iter {
+            snap,
+            seg,
+            lsn,
+            end: snap.end,
+            done: false,
+            cur: &[],
+            cur_lsn: lsn,
+            cur_seq: 0,
+        }
+    }
+
+    /// Moves to the segment holding `self.lsn`; false past the last.
+    #[cold]
+    fn enter_segment(&mut self) -> bool {
+        let segs = &self.snap.segs;
+        loop {
+            let Some(sref) = segs.get(self.seg) else {
+                return false;
+            };
+            let seg_end = segs.get(self.seg + 1).map_or(self.end, |n| n.first_lsn);
+            if self.lsn < seg_end && self.lsn >= sref.first_lsn {
+                let end_off = sref.offset_of(seg_end).min(sref.seg.len());
+                // SAFETY: everything in [DATA_START, end_off) lies below the
+                // snapshot's end, so it was published (or, for a read-only
+                // open, validated from a private copy and so was complete);
+                // the writer never writes there again, so these bytes do not
+                // change while the snapshot (which keeps the mapping alive)
+                // is borrowed. The header page is not borrowed: the sync path
+                // may still write it.
+                self.cur = unsafe { sref.seg.bytes(DATA_START, end_off) };
+                self.cur_lsn = sref.first_lsn;
+                self.cur_seq = sref.seg.seq();
+                return true;
+            }
+            self.seg += 1;
+        }
+    }
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -273,44 +308,33 @@ impl<'a> Iterator for Iter<'a> {
         if self.done || self.lsn >= self.end {
             return None;
         }
-        let segs = &self.snap.segs;
-        loop {
-            let sref = segs.get(self.seg)?;
-            let seg_end = segs.get(self.seg + 1).map_or(self.end, |n| n.first_lsn);
-            if self.lsn < seg_end {
-                let off = sref.offset_of(self.lsn);
-                let end_off = sref.offset_of(seg_end);
-                // SAFETY: everything in [DATA_START, end_off) lies below the
-                // snapshot's end, so it was published (or, for a read-only
-                // open, validated from a private copy and so was complete);
-                // the writer never writes there again, so these bytes do not
-                // change while the snapshot (which keeps the mapping alive)
-                // is borrowed. The header page is not borrowed: the sealer
-                // may still write it.
-                let bytes = unsafe { sref.seg.bytes(DATA_START, end_off) };
-                let seed = segment::seed(self.snap.salt, self.lsn);
-                let result = match self.snap.decoder.decode(bytes, off - DATA_START, seed) {
-                    Ok(Some(frame)) => {
-                        let e = LogEntry {
-                            lsn: self.lsn,
-                            segment: sref.seg.seq(),
-                            offset: off,
-                            entry: frame.entry,
-                        };
-                        self.lsn += frame.len as u64;
-                        return Some(Ok(e));
-                    }
-                    Ok(None) => Err(Error::BadLsn {
-                        lsn: self.lsn,
-                        detail: "no entry starts there".into(),
-                    }),
-                    Err(e) => Err(e.shifted(DATA_START as u64).in_segment(sref.seg.seq())),
-                };
-                self.done = true;
-                return Some(result);
+        let mut pos = (self.lsn - self.cur_lsn) as usize;
+        if self.lsn < self.cur_lsn || pos >= self.cur.len() {
+            if !self.enter_segment() {
+                return None;
             }
-            self.seg += 1;
+            pos = (self.lsn - self.cur_lsn) as usize;
         }
+        let seed = segment::seed(self.snap.salt, self.lsn);
+        let result = match self.snap.decoder.decode(self.cur, pos, seed) {
+            Ok(Some(frame)) => {
+                let e = LogEntry {
+                    lsn: self.lsn,
+                    segment: self.cur_seq,
+                    offset: DATA_START + pos,
+                    entry: frame.entry,
+                };
+                self.lsn += frame.len as u64;
+                return Some(Ok(e));
+            }
+            Ok(None) => Err(Error::BadLsn {
+                lsn: self.lsn,
+                detail: "no entry starts there".into(),
+            }),
+            Err(e) => Err(e.shifted(DATA_START as u64).in_segment(self.cur_seq)),
+        };
+        self.done = true;
+        Some(result)
     }
 }
 

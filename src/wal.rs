@@ -169,7 +169,9 @@ pub(crate) struct Shared {
     pub group: GroupCommit,
     pub appends: AtomicU64,
     pub tail: (Mutex<()>, Condvar),
+    /// Tail readers waiting; changed and read only under the writer lock.
     pub tail_waiters: AtomicUsize,
+    pub writer: Mutex<Writer>,
 }
 
 impl Shared {
@@ -242,25 +244,20 @@ impl Shared {
         Ok(())
     }
 
-    /// Wakes tail readers waiting for new entries. Pairs with the fence in
-    /// [`Tail::next_timeout`]: either the waiter sees the new end, or we see
-    /// the waiter and wake it under the mutex.
-    #[inline]
+    /// Wakes tail readers waiting for new entries.
     fn notify_tail(&self) {
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.tail_waiters.load(Ordering::Relaxed) > 0 {
-            let _g = self.tail.0.lock();
-            self.tail.1.notify_all();
-        }
+        let _g = self.tail.0.lock();
+        self.tail.1.notify_all();
     }
 }
 
 /// What the writer owns: the active segment and where the next frame goes.
-struct Writer {
+pub(crate) struct Writer {
     active: SegRef,
     off: usize,
     next_lsn: Lsn,
     since_sync: u64,
+    appends: u64,
     index: RunIndex,
 }
 
@@ -282,7 +279,6 @@ struct PrepSlot {
 /// threads; appends are serialised, syncs are shared (group commit).
 pub struct Wal {
     shared: Arc<Shared>,
-    writer: Mutex<Writer>,
     prep: Arc<Prep>,
     ticker: Arc<Ticker>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -447,6 +443,15 @@ impl Wal {
         // before acknowledging anything after it: the last segment and any
         // it had not sealed (which get their headers now).
         let resync_from = segments[segments.len() - 1 - adopted].first_lsn;
+        let next_seq = active.seg.seq() + 1;
+        let writer = Writer {
+            off: active.offset_of(end_lsn),
+            active: active.clone(),
+            next_lsn: end_lsn,
+            since_sync: 0,
+            appends: 0,
+            index,
+        };
         let shared = Arc::new(Shared {
             dir,
             salt: segment::salt(&instance),
@@ -459,16 +464,9 @@ impl Wal {
             appends: AtomicU64::new(0),
             tail: (Mutex::new(()), Condvar::new()),
             tail_waiters: AtomicUsize::new(0),
+            writer: Mutex::new(writer),
             config,
         });
-        let next_seq = active.seg.seq() + 1;
-        let writer = Writer {
-            off: active.offset_of(end_lsn),
-            active,
-            next_lsn: end_lsn,
-            since_sync: 0,
-            index,
-        };
         let prep = Arc::new(Prep {
             slot: Mutex::new(PrepSlot {
                 want: if reuse.is_some() {
@@ -495,7 +493,6 @@ impl Wal {
         }
         Ok(Wal {
             shared,
-            writer: Mutex::new(writer),
             prep,
             ticker,
             threads: Mutex::new(threads),
@@ -553,14 +550,13 @@ impl Wal {
     /// Appends one borrowed entry (no allocation); returns its LSN.
     pub fn append_entry(&self, entry: BorrowedEntry<'_>) -> Result<Lsn> {
         self.check_size(&entry)?;
-        let (lsn, end, sync_now) = {
-            let mut w = self.writer.lock();
+        let (lsn, (end, sync_now, wake)) = {
+            let mut w = self.shared.writer.lock();
             self.check_open()?;
             let lsn = self.write_one(&mut w, &entry)?;
-            self.publish(&mut w)
-                .map(|(end, sync_now)| (lsn, end, sync_now))?
+            (lsn, self.publish(&mut w)?)
         };
-        self.after_append(end, sync_now).map(|()| lsn)
+        self.after_append(end, sync_now, wake).map(|()| lsn)
     }
 
     /// Appends a whole transaction of run `run_id` — its BeginTxn (timestamp
@@ -588,8 +584,8 @@ impl Wal {
             timestamp,
         };
         let commit = BorrowedEntry::CommitTxn { txn_id, run_id };
-        let (pos, sync_now) = {
-            let mut w = self.writer.lock();
+        let (pos, sync_now, wake) = {
+            let mut w = self.shared.writer.lock();
             self.check_open()?;
             let txn_start = w.next_lsn;
             let begin_lsn = self.write_one(&mut w, &begin)?;
@@ -610,7 +606,7 @@ impl Wal {
                     return Err(e);
                 }
             };
-            let (end, sync_now) = self.publish(&mut w)?;
+            let (end, sync_now, wake) = self.publish(&mut w)?;
             (
                 TxnPosition {
                     begin: begin_lsn,
@@ -618,9 +614,10 @@ impl Wal {
                     end,
                 },
                 sync_now,
+                wake,
             )
         };
-        self.after_append(pos.end, sync_now)?;
+        self.after_append(pos.end, sync_now, wake)?;
         Ok(pos)
     }
 
@@ -663,9 +660,14 @@ impl Wal {
     /// Publishes everything written; returns the new end and whether this
     /// append must sync now (Batched mode's count).
     #[inline]
-    fn publish(&self, w: &mut Writer) -> Result<(Lsn, bool)> {
+    fn publish(&self, w: &mut Writer) -> Result<(Lsn, bool, bool)> {
         self.shared.published.store(w.next_lsn, Ordering::Release);
-        self.shared.appends.fetch_add(1, Ordering::Relaxed);
+        w.appends += 1;
+        self.shared.appends.store(w.appends, Ordering::Relaxed);
+        // Read under the writer lock, which waiters also take to register:
+        // either a waiter registered before this publish (and is woken), or
+        // it reads the new end when it registers. No fence on this path.
+        let wake = self.shared.tail_waiters.load(Ordering::Relaxed) > 0;
         let sync_now = match self.shared.config.sync_mode {
             SyncMode::Batched { batch_size, .. } => {
                 w.since_sync += 1;
@@ -678,12 +680,14 @@ impl Wal {
             }
             _ => false,
         };
-        Ok((w.next_lsn, sync_now))
+        Ok((w.next_lsn, sync_now, wake))
     }
 
     #[inline]
-    fn after_append(&self, end: Lsn, sync_now: bool) -> Result<()> {
-        self.shared.notify_tail();
+    fn after_append(&self, end: Lsn, sync_now: bool, wake: bool) -> Result<()> {
+        if wake {
+            self.shared.notify_tail();
+        }
         if sync_now || self.shared.config.sync_mode == SyncMode::Strict {
             self.shared.sync_to(end)?;
         }
@@ -807,7 +811,7 @@ impl Wal {
     /// The keys whose final state differs between runs `a` and `b`.
     pub fn diff_runs(&self, a: RunId, b: RunId) -> Result<Vec<KeyDiff>> {
         let (snap, sa) = self.run_view(&a);
-        let sb = self.writer.lock().index.stretches(&b);
+        let sb = self.shared.writer.lock().index.stretches(&b);
         Ok(diff_states(
             snap.final_state(a, &sa)?,
             snap.final_state(b, &sb)?,
@@ -816,11 +820,11 @@ impl Wal {
 
     /// Every run with an entry in the log.
     pub fn runs(&self) -> Vec<RunId> {
-        self.writer.lock().index.runs().copied().collect()
+        self.shared.writer.lock().index.runs().copied().collect()
     }
 
     fn run_view(&self, run: &RunId) -> (Snapshot, Vec<Lsn>) {
-        let w = self.writer.lock();
+        let w = self.shared.writer.lock();
         let stretches = w.index.stretches(run);
         let snap = self.shared.snapshot();
         drop(w);
@@ -856,7 +860,7 @@ impl Wal {
         // before it disappears: recovery identifies the log by it. Syncing
         // past the checkpoint seals every segment up to it (A).
         self.shared.sync_to(checkpoint_lsn + 1)?;
-        let mut w = self.writer.lock();
+        let mut w = self.shared.writer.lock();
         let segs = self.shared.segments.read().clone();
         let mut remove = 0;
         for i in 0..segs.len().saturating_sub(1) {
@@ -1019,10 +1023,16 @@ impl Tail {
                 return Ok(Some(e));
             }
             let mut g = self.shared.tail.0.lock();
-            self.shared.tail_waiters.fetch_add(1, Ordering::Relaxed);
-            std::sync::atomic::fence(Ordering::SeqCst);
-            let timed_out = self.next >= self.shared.published.load(Ordering::Acquire)
-                && self.shared.tail.1.wait_until(&mut g, deadline).timed_out();
+            // Register under the writer lock (see `Wal::publish`): then
+            // either a publish sees us and wakes us, which needs the tail
+            // mutex we hold until we wait, or we see its new end here.
+            let end = {
+                let _w = self.shared.writer.lock();
+                self.shared.tail_waiters.fetch_add(1, Ordering::Relaxed);
+                self.shared.published.load(Ordering::Acquire)
+            };
+            let timed_out =
+                self.next >= end && self.shared.tail.1.wait_until(&mut g, deadline).timed_out();
             self.shared.tail_waiters.fetch_sub(1, Ordering::Relaxed);
             drop(g);
             if timed_out {

@@ -1,0 +1,134 @@
+//! `walctl replay DIR --run UUID [--json]`: the committed transactions of one
+//! run, in commit order, read-only. Aborted and unfinished transactions are
+//! not shown (they are counted at the end, in text mode).
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Result;
+use durability::{RunId, Txn};
+use serde::Serialize;
+
+use crate::common::{fmt_int, fmt_micros, open_reader, parse_run, show_bytes, EntryJson, EXIT_OK};
+
+/// Arguments of `walctl replay`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The log directory.
+    pub dir: PathBuf,
+    /// The run to replay.
+    #[arg(long, value_name = "UUID")]
+    pub run: String,
+    /// One JSON object per transaction per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct TxnJson {
+    run_id: RunId,
+    txn_id: Option<u64>,
+    timestamp: Option<u64>,
+    begin_lsn: u64,
+    commit_lsn: u64,
+    ops: Vec<EntryJson>,
+}
+
+pub fn run(a: Args) -> Result<u8> {
+    let run = parse_run(&a.run)?;
+    let reader = open_reader(&a.dir)?;
+    if !reader.runs().contains(&run) {
+        eprintln!(
+            "walctl: note: run {run} has no entries in this log (`walctl stats` lists the runs)"
+        );
+    }
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut failed: Option<io::Error> = None;
+    let stats = reader.replay_run(run, |txn: &Txn<'_, '_>| {
+        if failed.is_some() {
+            return;
+        }
+        let r = if a.json {
+            write_txn_json(&mut out, txn)
+        } else {
+            write_txn_text(&mut out, txn)
+        };
+        if let Err(e) = r {
+            failed = Some(e);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if !a.json {
+        writeln!(
+            out,
+            "{} committed transactions{} of run {run}; not shown: {} aborted, {} incomplete",
+            fmt_int(stats.committed),
+            if stats.standalone > 0 {
+                format!(" and {} standalone writes", fmt_int(stats.standalone))
+            } else {
+                String::new()
+            },
+            fmt_int(stats.aborted),
+            fmt_int(stats.incomplete)
+        )?;
+    }
+    out.flush()?;
+    if let Some(p) = &reader.recovery_report().problem {
+        eprintln!(
+            "walctl: note: the log stops early, at LSN {} ({} in {} at offset {}); later transactions are not shown",
+            p.lsn, p.class, p.file, p.offset
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+fn write_txn_json(out: &mut impl Write, txn: &Txn<'_, '_>) -> io::Result<()> {
+    let t = TxnJson {
+        run_id: txn.run_id,
+        txn_id: txn.txn_id,
+        timestamp: txn.timestamp,
+        begin_lsn: txn.begin_lsn,
+        commit_lsn: txn.commit_lsn,
+        ops: txn.ops.iter().map(EntryJson::new).collect(),
+    };
+    serde_json::to_writer(&mut *out, &t)?;
+    out.write_all(b"\n")
+}
+
+fn write_txn_text(out: &mut impl Write, txn: &Txn<'_, '_>) -> io::Result<()> {
+    let id = txn
+        .txn_id
+        .map_or_else(|| "(standalone)".to_string(), |t| t.to_string());
+    let when = txn.timestamp.map(fmt_micros).unwrap_or_default();
+    writeln!(
+        out,
+        "txn {id:<8} lsn {}..{}  {when}  {} op{}",
+        txn.begin_lsn,
+        txn.commit_lsn,
+        txn.ops.len(),
+        if txn.ops.len() == 1 { "" } else { "s" }
+    )?;
+    for op in txn.ops {
+        let x = op.entry;
+        let key = show_bytes(x.key().unwrap_or_default(), 60);
+        match x.value() {
+            Some(v) => writeln!(
+                out,
+                "    {:<6} v{:<6} {key} = {}",
+                x.kind().name(),
+                x.version().unwrap_or(0),
+                show_bytes(v, 80)
+            )?,
+            None => writeln!(
+                out,
+                "    {:<6} v{:<6} {key}",
+                x.kind().name(),
+                x.version().unwrap_or(0)
+            )?,
+        }
+    }
+    Ok(())
+}
