@@ -138,8 +138,8 @@ pub(crate) struct Recovered {
     /// In the last kept segment: `[start, end)` holds bytes after the valid
     /// end that must be zeroed before appending.
     pub zero_range: Option<(usize, usize)>,
-    /// The size the last kept segment was created with, if its file is now
-    /// shorter (a write open extends it back).
+    /// The size the last kept segment was created with, if its file now has
+    /// another size (a write open restores it).
     pub restore_size: Option<u64>,
     /// Segments after the valid end, to move aside on a write open.
     pub discard: Vec<PathBuf>,
@@ -599,6 +599,8 @@ pub(crate) fn recover(
     let mut stop_at = mapped.len();
     // The size the last file was created with, if it is now shorter.
     let mut truncated: Option<u64> = None;
+    // The size the last file was created with, if it now differs.
+    let mut resized: Option<u64> = None;
     let mut i = 0;
     while i < mapped.len() {
         let seg = &mapped[i];
@@ -607,8 +609,12 @@ pub(crate) fn recover(
                 let may_be_short = i == last_file;
                 match check_header(h, seg, &instance, expected_lsn, i, &mapped, may_be_short) {
                     None => {
-                        if (seg.len() as u64) < h.segment_size.get() {
-                            truncated = Some(h.segment_size.get());
+                        let size = h.segment_size.get();
+                        if (seg.len() as u64) < size {
+                            truncated = Some(size);
+                        }
+                        if seg.len() as u64 != size {
+                            resized = Some(size);
                         }
                         expected_lsn
                     }
@@ -785,12 +791,31 @@ pub(crate) fn recover(
         discard.extend(listing.segments[k..].iter().map(|(_, p)| p.clone()));
     }
     let mut blanks = Vec::new();
+    let mut next_seq = kept.last().map_or(0, |k| k.seg.seq() + 1);
     for (j, seg) in mapped.iter().enumerate().skip(stop_at) {
         let bytes = data_bytes(seg, copy, decoder);
         let blank = matches!(headers[j], HeaderState::Blank);
-        if blank && bytes == 0 {
+        let expected = next_seq;
+        let in_sequence = seg.seq() == expected;
+        next_seq = seg.seq() + 1;
+        if blank && bytes == 0 && in_sequence {
             blanks.push((seg.seq(), seg.path().to_path_buf()));
             continue;
+        }
+        if blank && bytes == 0 && problem.is_none() {
+            // A prepared segment after a hole: the segment that held the
+            // end of the log is gone. A crash cannot do that.
+            problem = Some(Problem {
+                class: ProblemClass::MidLogCorruption,
+                segment: seg.seq(),
+                file: segment::file_name(seg.seq()),
+                offset: 0,
+                lsn: expected_lsn,
+                detail: format!(
+                    "segment {} is missing (gap in the sequence)",
+                    segment::file_name(expected)
+                ),
+            });
         }
         if problem.is_none() {
             // Frames in an unsealed segment that does not continue the log:
@@ -815,7 +840,7 @@ pub(crate) fn recover(
     }
     // A truncated last segment is kept (its valid frames are the tail of
     // the prefix) and restored to full size by a write open.
-    let restore_size = match (truncated, kept.last()) {
+    let restore_size = match (resized, kept.last()) {
         (Some(size), Some(last)) if last.seg.seq() == listing.segments[last_file].0 => Some(size),
         _ => None,
     };
@@ -908,8 +933,9 @@ fn check_header(
             segment::file_name(all[i - 1].seq() + 1)
         ));
     }
-    let short_ok = may_be_short && (seg.len() as u64) < h.segment_size.get();
-    if h.segment_size.get() != seg.len() as u64 && !short_ok {
+    // The last file may have been cut short or grown (a filesystem that
+    // appended to it): its frames still count, what follows them is a tail.
+    if h.segment_size.get() != seg.len() as u64 && !may_be_short {
         return Some(format!(
             "file is {} bytes but was created with {}",
             seg.len(),

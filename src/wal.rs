@@ -337,6 +337,7 @@ impl Wal {
         let recovered = recovery::recover(&dir, decoder, true, false)?;
         let mut changed = false;
         if let Some(r) = &recovered {
+            recovery::enforce(config.recovery_mode, &r.report)?;
             for t in &r.temps {
                 fs::remove_file(t).map_err(|e| Error::io("remove temporary file", t, e))?;
                 changed = true;
@@ -344,7 +345,6 @@ impl Wal {
         }
         let (instance, segments, adopted, end_lsn, report, index, reuse) = match recovered {
             Some(r) if !r.segments.is_empty() => {
-                recovery::enforce(config.recovery_mode, &r.report)?;
                 let last = r.segments.last().expect("nonempty").clone();
                 if let Some((start, end)) = r.zero_range {
                     if matches!(&r.report.problem, Some(p) if p.class == crate::ProblemClass::MidLogCorruption)
@@ -360,7 +360,11 @@ impl Wal {
                         .sync_range(start, end)
                         .map_err(|e| Error::io("zero torn tail", last.seg.path(), e))?;
                 }
-                for path in &r.discard {
+                // Highest sequence first: an interrupted repair leaves the
+                // log a prefix of segments, never one with a hole.
+                let mut discard = r.discard.clone();
+                discard.sort_unstable_by(|a, b| b.file_name().cmp(&a.file_name()));
+                for path in &discard {
                     let to = recovery::discarded_name(path);
                     fs::rename(path, &to)
                         .map_err(|e| Error::io("move discarded segment", path, e))?;
@@ -379,21 +383,43 @@ impl Wal {
                         changed = true;
                     }
                 }
+                drop(last);
                 let mut segments = r.segments;
                 if let Some(size) = r.restore_size {
-                    // The last segment was cut short: give it back its size
-                    // (zero-filled) so appends can continue in it.
+                    // The last segment was cut short, or grew: give it back
+                    // its size (zero-filled when extended; anything past it
+                    // lies after the valid end and was zeroed above), so
+                    // appends continue in it and it rotates like any other.
                     let last = segments.pop().expect("nonempty");
-                    let path = last.seg.path().to_path_buf();
-                    let file = last.seg.file();
-                    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, size)
-                        .map_err(|e| Error::io("restore truncated segment", &path, e.into()))?;
+                    let (path, seq, first_lsn) = (
+                        last.seg.path().to_path_buf(),
+                        last.seg.seq(),
+                        last.first_lsn,
+                    );
+                    // Unmap before shrinking: nothing may map past the end.
+                    drop(last);
+                    let file = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| Error::io("open segment", &path, e))?;
+                    let len = file
+                        .metadata()
+                        .map_err(|e| Error::io("stat segment", &path, e))?
+                        .len();
+                    if len < size {
+                        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
+                            .map_err(|e| Error::io("restore segment size", &path, e.into()))?;
+                    } else {
+                        file.set_len(size)
+                            .map_err(|e| Error::io("restore segment size", &path, e))?;
+                    }
                     file.sync_all()
-                        .map_err(|e| Error::io("restore truncated segment", &path, e))?;
-                    let seg = Segment::open(&path, last.seg.seq(), true)?;
+                        .map_err(|e| Error::io("restore segment size", &path, e))?;
+                    let seg = Segment::open(&path, seq, true)?;
+                    seg.set_sealed();
                     segments.push(SegRef {
                         seg: Arc::new(seg),
-                        first_lsn: last.first_lsn,
+                        first_lsn,
                     });
                 }
                 (
@@ -712,39 +738,35 @@ impl Wal {
         Ok(())
     }
 
+    /// The prepared segment `seq`, or a new one made here if none is ready.
+    /// After a failure the next segment is not prepared in the background:
+    /// the next rotation tries again in the foreground (no retry storm while
+    /// the disk is full).
     fn take_prepared(&self, seq: u64) -> Result<Segment> {
+        let size = self.shared.config.segment_size;
         let mut slot = self.prep.slot.lock();
-        loop {
-            if let Some((s, result)) = slot.ready.take() {
-                if s == seq {
-                    slot.want = Some(seq + 1);
-                    self.prep.cv.notify_all();
-                    if let Ok(seg) = &result {
-                        if seg.len() as u64 == self.shared.config.segment_size {
-                            return result;
-                        }
-                    } else {
-                        return result;
-                    }
-                }
-                // A stale or mismatched segment: make a fresh one below.
-                continue;
-            }
-            if slot.want == Some(seq) && !slot.stop {
-                self.prep.cv.wait(&mut slot);
-                continue;
-            }
-            break;
+        while slot.ready.is_none() && slot.want == Some(seq) && !slot.stop {
+            self.prep.cv.wait(&mut slot);
         }
+        let ready = slot.ready.take();
+        slot.want = None;
+        match ready {
+            Some((s, Ok(seg))) if s == seq && seg.len() as u64 == size => {
+                slot.want = Some(seq + 1);
+                self.prep.cv.notify_all();
+                return Ok(seg);
+            }
+            Some((s, Err(e))) if s == seq => return Err(e),
+            // Nothing ready, or a segment for another number or size: make
+            // a fresh one (creating it renames over any file of that name).
+            _ => {}
+        }
+        drop(slot);
+        let seg = segment::create(&self.shared.dir, seq, size, self.shared.config.prefault)?;
+        let mut slot = self.prep.slot.lock();
         slot.want = Some(seq + 1);
         self.prep.cv.notify_all();
-        drop(slot);
-        segment::create(
-            &self.shared.dir,
-            seq,
-            self.shared.config.segment_size,
-            self.shared.config.prefault,
-        )
+        Ok(seg)
     }
 
     /// Checks the handle is usable. Appended bytes are handed to the
