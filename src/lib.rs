@@ -56,3 +56,8 @@ pub use frame::{Decoder, EntryRef, Frame};
 pub use recovery::{Problem, RecoveryMode, RecoveryReport};
 pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, Txn};
 pub use wal::{Config, Stats, Tail, TxnPosition, Wal, WalReader};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
