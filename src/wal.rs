@@ -45,6 +45,10 @@ pub struct Config {
     /// Pre-fault the next segment's pages for writing in the background, so
     /// appends never take first-touch page faults. Default on.
     pub prefault: bool,
+    /// The id a log created by this open gets (the CRC seeds derive from
+    /// it). Default `None`: a random v4 UUID. Fixing it makes a new log's
+    /// bytes reproducible (tests, fixtures); an existing log keeps its id.
+    pub instance_id: Option<Uuid>,
 }
 
 impl Default for Config {
@@ -55,6 +59,7 @@ impl Default for Config {
             sync_mode: SyncMode::default(),
             recovery_mode: RecoveryMode::default(),
             prefault: true,
+            instance_id: None,
         }
     }
 }
@@ -90,6 +95,12 @@ impl Config {
     /// Sets the recovery mode.
     pub fn recovery_mode(mut self, mode: RecoveryMode) -> Self {
         self.recovery_mode = mode;
+        self
+    }
+
+    /// Sets the id of a log this open creates (see [`Config::instance_id`]).
+    pub fn instance_id(mut self, id: Uuid) -> Self {
+        self.instance_id = Some(id);
         self
     }
 
@@ -433,7 +444,7 @@ impl Wal {
                             .map_err(|e| Error::io("remove blank segment", path, e))?;
                     }
                 }
-                let instance = Uuid::new_v4();
+                let instance = config.instance_id.unwrap_or_else(Uuid::new_v4);
                 let seg = segment::create(&dir, 0, config.segment_size, config.prefault)?;
                 let header = Header::new(instance, 0, 0, config.segment_size);
                 // SAFETY: the segment is new and private to this function.

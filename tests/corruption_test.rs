@@ -23,10 +23,15 @@ const SEG: u64 = 64 << 10;
 /// File offset of the first frame of every segment.
 const DATA: u64 = 4096;
 
+/// A fixed log id, so every CRC (seeded from it) and so every run of these
+/// tests is the same.
 fn cfg() -> Config {
     Config::default()
         .segment_size(SEG)
         .sync_mode(SyncMode::Async { interval_ms: 1_000 })
+        .instance_id(uuid::Uuid::from_u128(
+            0x5EED_0000_0000_4000_8000_0000_0000_0001,
+        ))
 }
 
 fn run(n: u8) -> RunId {
@@ -464,7 +469,16 @@ fn test_truncated_entry_handling() {
     for cut in start..end {
         let ctx = format!("seed {seed:#x}: last frame [{start}, {end}) written up to {cut}");
         let dir = copy_log(base.path());
-        zero(&seg_path(dir.path(), 0), cut, end);
+        let seg = seg_path(dir.path(), 0);
+        let original = fs::read(&seg).unwrap();
+        if original[cut as usize..end as usize].iter().all(|&b| b == 0) {
+            // The bytes not written were zero anyway (the CRC's last bytes
+            // depend on the log's random id): the frame is whole.
+            let (_, got) = read(dir.path());
+            assert_prefix(dir.path(), &got, &m, n, &ctx);
+            continue;
+        }
+        zero(&seg, cut, end);
         let (r, got) = read(dir.path());
         assert_prefix(dir.path(), &got, &m, n - 1, &ctx);
         assert_eq!(r.end_lsn, lsn, "{ctx}");
