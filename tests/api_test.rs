@@ -1,0 +1,344 @@
+//! The public surface that the behaviour suites do not reach on their way:
+//! accessors, Display and Debug output, builders, and refusals of bad
+//! arguments. Each assertion checks what a caller would rely on.
+
+use durability::frame::{self, Decoder};
+use durability::segment::{self, Header, HeaderState, Segment};
+use durability::{
+    BorrowedEntry, Config, EntryKind, Error, Location, Op, ProblemClass, RecoveryMode, RunId,
+    SyncMode, Wal, WalEntry, WalReader,
+};
+use uuid::Uuid;
+
+fn run(n: u8) -> RunId {
+    RunId::from_bytes([n; 16])
+}
+
+fn every_entry() -> Vec<WalEntry> {
+    vec![
+        WalEntry::BeginTxn {
+            txn_id: 1,
+            run_id: run(1),
+            timestamp: 11,
+        },
+        WalEntry::Write {
+            run_id: run(1),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            version: 2,
+        },
+        WalEntry::Delete {
+            run_id: run(1),
+            key: b"k".to_vec(),
+            version: 3,
+        },
+        WalEntry::CommitTxn {
+            txn_id: 1,
+            run_id: run(1),
+        },
+        WalEntry::AbortTxn {
+            txn_id: 4,
+            run_id: run(2),
+        },
+        WalEntry::Checkpoint {
+            snapshot_id: Uuid::from_u128(9),
+            version: 5,
+            active_runs: vec![run(1), run(2)],
+        },
+    ]
+}
+
+#[test]
+fn run_ids_and_entry_kinds_convert_and_print() {
+    let u = Uuid::from_u128(0x1234);
+    let r = RunId::from(u);
+    assert_eq!(r.as_uuid(), u);
+    assert_eq!(r.as_bytes(), u.as_bytes());
+    assert_eq!(format!("{r:?}"), format!("RunId({u})"));
+    assert_eq!(r.to_string(), u.to_string());
+    for k in EntryKind::ALL {
+        assert_eq!(k.to_string(), k.name());
+        assert_eq!(EntryKind::from_tag(k.tag()), Some(k));
+    }
+    assert_eq!(ProblemClass::TornTail.to_string(), "torn tail");
+    assert_eq!(
+        ProblemClass::MidLogCorruption.to_string(),
+        "mid-log corruption"
+    );
+    assert_eq!(Location::at(7).to_string(), "offset 7");
+    assert_eq!(
+        Location::in_segment(3, 4100).to_string(),
+        "segment 00000000000000000003.wal at offset 4100"
+    );
+}
+
+#[test]
+fn borrowed_and_viewed_entries_agree_with_owned_ones() {
+    let dec = Decoder::default();
+    assert_eq!(dec.max_payload(), frame::DEFAULT_MAX_PAYLOAD);
+    for e in every_entry() {
+        let b = e.as_borrowed();
+        assert_eq!(b.kind(), e.kind());
+        assert_eq!(b.run_id(), e.run_id());
+        assert_eq!(b.to_owned(), e);
+        let bytes = frame::encode_entry(&e);
+        let f = dec.decode(&bytes, 0, 0).unwrap().unwrap();
+        let v = f.entry;
+        assert_eq!(v, v, "EntryRef compares by value");
+        assert!(!format!("{v:?}").is_empty());
+        assert_eq!(v.archived().clone_kind(), e.kind());
+        assert_eq!(
+            v.key(),
+            match &e {
+                WalEntry::Write { key, .. } | WalEntry::Delete { key, .. } => Some(&key[..]),
+                _ => None,
+            }
+        );
+        assert_eq!(v.value().is_some(), matches!(e, WalEntry::Write { .. }));
+        assert_eq!(
+            v.timestamp(),
+            match e {
+                WalEntry::BeginTxn { timestamp, .. } => Some(timestamp),
+                _ => None,
+            }
+        );
+        assert_eq!(
+            v.snapshot_id(),
+            match e {
+                WalEntry::Checkpoint { snapshot_id, .. } => Some(snapshot_id),
+                _ => None,
+            }
+        );
+        assert_eq!(v.active_runs().len(), if e.is_checkpoint() { 2 } else { 0 });
+        assert_eq!(v.run_id_ref().copied(), e.run_id());
+    }
+    let op = Op::Delete {
+        key: b"x",
+        version: 1,
+    };
+    assert_eq!(op.entry(run(3)).kind(), EntryKind::Delete);
+}
+
+/// A tiny extension so the test reads the archived enum's variant directly.
+trait CloneKind {
+    fn clone_kind(&self) -> EntryKind;
+}
+
+impl CloneKind for durability::ArchivedWalEntry {
+    fn clone_kind(&self) -> EntryKind {
+        match self {
+            durability::ArchivedWalEntry::BeginTxn { .. } => EntryKind::BeginTxn,
+            durability::ArchivedWalEntry::Write { .. } => EntryKind::Write,
+            durability::ArchivedWalEntry::Delete { .. } => EntryKind::Delete,
+            durability::ArchivedWalEntry::CommitTxn { .. } => EntryKind::CommitTxn,
+            durability::ArchivedWalEntry::AbortTxn { .. } => EntryKind::AbortTxn,
+            durability::ArchivedWalEntry::Checkpoint { .. } => EntryKind::Checkpoint,
+        }
+    }
+}
+
+#[test]
+fn segment_names_and_headers_are_checked() {
+    assert_eq!(
+        segment::parse_file_name("00000000000000000042.wal"),
+        Some(42)
+    );
+    for bad in [
+        "42.wal",
+        "0000000000000000004x.wal",
+        "00000000000000000042.log",
+        "x",
+    ] {
+        assert_eq!(segment::parse_file_name(bad), None, "{bad}");
+    }
+    assert!(matches!(Header::read(&[1, 2, 3]), HeaderState::Invalid(_)));
+    assert!(matches!(Header::read(&[0; 128]), HeaderState::Blank));
+    let h = Header::new(Uuid::from_u128(5), 3, 100, 8192);
+    assert_eq!(h.instance(), Uuid::from_u128(5));
+    let mut bytes = zerocopy::IntoBytes::as_bytes(&h).to_vec();
+    assert!(matches!(Header::read(&bytes), HeaderState::Valid(_)));
+    bytes[0] ^= 1;
+    assert!(matches!(Header::read(&bytes), HeaderState::Invalid(d) if d.contains("magic")));
+    bytes[0] ^= 1;
+    bytes[8] = 9; // version, with the CRC fixed up
+    let crc = crc32c::crc32c(&bytes[..124]);
+    bytes[124..].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(Header::read(&bytes), HeaderState::Invalid(d) if d.contains("version")));
+
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("00000000000000000000.wal");
+    std::fs::write(&short, [0u8; 100]).unwrap();
+    assert!(matches!(
+        Segment::open(&short, 0, false),
+        Err(Error::SegmentHeader { .. })
+    ));
+    assert!(matches!(
+        Segment::open(&dir.path().join("missing.wal"), 0, false),
+        Err(Error::Io { .. })
+    ));
+    std::fs::write(&short, vec![0u8; 8192]).unwrap();
+    let seg = Segment::open(&short, 0, false).unwrap();
+    assert_eq!((seg.seq(), seg.len(), seg.is_empty()), (0, 8192, false));
+    assert_eq!(seg.path(), short);
+    assert!(format!("{seg:?}").contains("Segment"));
+    seg.advise_sequential();
+    assert!(!seg.is_sealed());
+    let mut buf = [1u8; 16];
+    assert_eq!(seg.copy_out(8190, &mut buf), 2);
+}
+
+#[test]
+fn configs_handles_and_readers_expose_what_they_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Uuid::from_u128(77);
+    let cfg = Config::default()
+        .segment_size(64 << 10)
+        .sync_mode(SyncMode::Strict)
+        .recovery_mode(RecoveryMode::AbsoluteConsistency)
+        .prefault(false)
+        .instance_id(id);
+    assert_eq!(cfg.effective_max_entry_size(), (64 << 10) - 4096 - 9);
+    assert!(matches!(
+        Wal::open(dir.path(), cfg.clone().segment_size(1000)),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        Wal::open(dir.path(), cfg.clone().max_entry_size(3)),
+        Err(Error::Config(_))
+    ));
+    let wal = Wal::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(wal.instance_id(), id);
+    assert_eq!(wal.dir(), dir.path());
+    assert_eq!(wal.config(), &cfg);
+    assert!(format!("{wal:?}").contains("Wal"));
+    wal.flush().unwrap();
+    for e in every_entry() {
+        wal.append(&e).unwrap();
+    }
+    assert_eq!(wal.runs().len(), 2);
+    let snap = wal.snapshot();
+    assert!(format!("{snap:?}").contains("Snapshot"));
+    assert_eq!(snap.segment_seqs().collect::<Vec<_>>(), vec![0]);
+    assert!(matches!(
+        snap.read_at(snap.end_lsn()),
+        Err(Error::BadLsn { .. })
+    ));
+    assert_eq!(wal.size(), snap.len_bytes());
+    drop(snap);
+    let tail = wal.tail(0);
+    assert_eq!(tail.position(), 0);
+    wal.close().unwrap();
+
+    let reader = WalReader::open(dir.path(), &cfg).unwrap();
+    assert_eq!(reader.instance_id(), id);
+    assert_eq!(reader.dir(), dir.path());
+    assert!(format!("{reader:?}").contains("WalReader"));
+    assert_eq!(reader.runs().len(), 2);
+    let diffs = reader.diff_runs(run(1), run(2)).unwrap();
+    assert!(
+        diffs.is_empty(),
+        "run 1 deleted its only key; run 2 never wrote it: {diffs:?}"
+    );
+    let file = dir.path().join("00000000000000000000.wal");
+    assert!(matches!(
+        WalReader::open(&file, &cfg),
+        Err(Error::Io { .. })
+    ));
+}
+
+#[test]
+fn errors_say_what_they_are() {
+    let at = Location::in_segment(1, 4096);
+    let all = [
+        Error::Checksum {
+            at,
+            expected: 1,
+            got: 2,
+        },
+        Error::Truncated {
+            at,
+            needed: 9,
+            available: 3,
+        },
+        Error::TooLarge {
+            at,
+            len: 10,
+            max: 5,
+        },
+        Error::TooSmall {
+            at,
+            len: 1,
+            min: 41,
+        },
+        Error::UnknownType { at, tag: 99 },
+        Error::TypeMismatch {
+            at,
+            tag: 2,
+            payload_tag: 3,
+        },
+        Error::InvalidPayload {
+            at,
+            detail: "x".into(),
+        },
+        Error::Corrupt {
+            at,
+            class: ProblemClass::MidLogCorruption,
+            detail: "x".into(),
+        },
+    ];
+    for e in &all {
+        assert_eq!(e.location(), Some(at), "{e}");
+        assert!(e.is_corruption());
+        assert!(
+            e.to_string()
+                .contains("00000000000000000001.wal at offset 4096"),
+            "{e}"
+        );
+    }
+    let others = [
+        Error::EntryTooLarge { len: 1, max: 0 },
+        Error::Locked {
+            lock_file: "LOCK".into(),
+        },
+        Error::NotALog { dir: "d".into() },
+        Error::Config("c".into()),
+        Error::Poisoned {
+            cause: "eio".into(),
+        },
+        Error::Closed,
+        Error::BadLsn {
+            lsn: 3,
+            detail: "d".into(),
+        },
+        Error::Io {
+            op: "read",
+            path: "p".into(),
+            source: std::io::Error::other("boom"),
+        },
+    ];
+    for e in &others {
+        assert_eq!(e.location(), None);
+        assert!(!e.is_corruption());
+        assert!(!e.to_string().is_empty());
+    }
+    assert!(Error::SegmentHeader {
+        segment: 2,
+        detail: "d".into()
+    }
+    .is_corruption());
+    assert!(Error::Layout {
+        dir: "d".into(),
+        detail: "x".into()
+    }
+    .to_string()
+    .contains('x'));
+    let b = BorrowedEntry::CommitTxn {
+        txn_id: 1,
+        run_id: run(1),
+    };
+    let mut small = [0u8; 10];
+    assert!(matches!(
+        frame::encode_into(&b, 0, &mut small),
+        Err(Error::EntryTooLarge { .. })
+    ));
+}
