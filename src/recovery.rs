@@ -16,7 +16,9 @@ use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Location, ProblemClass, Result};
 use crate::frame::{Decoder, Frame, FRAME_OVERHEAD, MIN_PAYLOAD};
 use crate::replay::RunIndex;
-use crate::segment::{self, Header, HeaderState, Segment, DATA_START, HEADER_LEN, SECTOR};
+use crate::segment::{
+    self, Header, HeaderState, Segment, DATA_START, HEADER_LEN, MIN_SEGMENT_SIZE, SECTOR,
+};
 
 /// What to do when recovery finds more than a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -402,6 +404,12 @@ fn resync(r: &mut FrameReader<'_>, sref: &SegRef, salt: u32, from: usize, to: us
 /// a sector write that never happened, which a crash explains.
 fn has_zero_sector(r: &mut FrameReader<'_>, from: usize, to: usize) -> bool {
     let first = from.div_ceil(SECTOR) * SECTOR;
+    // The sector holding the stop itself, zero from the stop to its end: it
+    // reverted to what was synced (the stop is a sync point) while later
+    // sectors were written.
+    if first > from && first < to && r.with_bytes(from, first, |b| last_nonzero(b).is_none()) {
+        return true;
+    }
     let mut s = first;
     while s + SECTOR <= to {
         if r.with_bytes(s, s + SECTOR, |b| last_nonzero(b).is_none()) {
@@ -682,9 +690,12 @@ pub(crate) fn recover(
             }
             Some(HeaderState::Invalid(_)) => Some(end_here),
             Some(HeaderState::Blank) if i + 1 < n => Some(end_here),
-            Some(HeaderState::Blank) if end.error.is_none() => {
-                // An unsealed successor continues the log only if its first
-                // frame was written for exactly this LSN.
+            Some(HeaderState::Blank)
+                if end.error.is_none() && mapped[i + 1].seq() == seg.seq() + 1 =>
+            {
+                // An unsealed successor continues the log only if it is the
+                // next segment and its first frame was written for exactly
+                // this LSN.
                 let next = &mapped[i + 1];
                 let mut probe = FrameReader {
                     seg: next,
@@ -755,6 +766,22 @@ pub(crate) fn recover(
         }
         stop_at = i + 1;
         break;
+    }
+    if let (None, Some(last)) = (zero_range, kept.last()) {
+        // The scan stopped at a later segment's header: bytes after the last
+        // kept segment's frames must still be zeroed before appending there.
+        let end = last.offset_of(expected_lsn).min(last.seg.len());
+        let mut reader = FrameReader {
+            seg: &last.seg,
+            copy,
+            buf: Vec::new(),
+            decoder,
+        };
+        let nz_end = reader.nonzero_end(end);
+        if nz_end > end {
+            zero_range = Some((end, nz_end));
+            discarded_bytes += (nz_end - end) as u64;
+        }
     }
     if kept.is_empty() {
         // The first segment failed its checks: it identifies the log, so
@@ -932,6 +959,10 @@ fn check_header(
             "segment {} is missing (gap in the sequence)",
             segment::file_name(all[i - 1].seq() + 1)
         ));
+    }
+    let size = h.segment_size.get();
+    if size < MIN_SEGMENT_SIZE || size % 4096 != 0 {
+        return Some(format!("header gives an impossible segment size {size}"));
     }
     // The last file may have been cut short or grown (a filesystem that
     // appended to it): its frames still count, what follows them is a tail.

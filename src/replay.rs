@@ -94,7 +94,9 @@ impl RunIndex {
             let cut = s.partition_point(|&l| l < start);
             if cut > 0 {
                 s.drain(..cut);
-                s.insert(0, start);
+                if s.first() != Some(&start) {
+                    s.insert(0, start);
+                }
             }
             !s.is_empty()
         });

@@ -397,6 +397,12 @@ impl Wal {
                 drop(last);
                 let mut segments = r.segments;
                 if let Some(size) = r.restore_size {
+                    // Never below the frames kept (a header may lie about
+                    // its size under a valid CRC only if forged, but then
+                    // the frames still win).
+                    let last = segments.last().expect("nonempty");
+                    let frames_end = last.offset_of(r.end_lsn) as u64;
+                    let size = size.max(frames_end.div_ceil(4096) * 4096);
                     // The last segment was cut short, or grew: give it back
                     // its size (zero-filled when extended; anything past it
                     // lies after the valid end and was zeroed above), so
