@@ -691,7 +691,10 @@ pub(crate) fn recover(
             Some(HeaderState::Invalid(_)) => Some(end_here),
             Some(HeaderState::Blank) if i + 1 < n => Some(end_here),
             Some(HeaderState::Blank)
-                if end.error.is_none() && mapped[i + 1].seq() == seg.seq() + 1 =>
+                if end.error.is_none()
+                    && mapped[i + 1].seq() == seg.seq() + 1
+                    && mapped[i + 1].len() as u64 >= MIN_SEGMENT_SIZE
+                    && mapped[i + 1].len() % 4096 == 0 =>
             {
                 // An unsealed successor continues the log only if it is the
                 // next segment and its first frame was written for exactly

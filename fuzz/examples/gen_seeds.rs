@@ -1,4 +1,4 @@
-//! Writes the seed corpora of the three fuzz targets:
+//! Writes the seed corpora of the fuzz targets:
 //!
 //! ```text
 //! cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds [OUT_DIR]
@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use arbitrary::{Arbitrary, Unstructured};
 use durability::frame::{encode_to_vec, ROOT_LEN};
 use durability::{RunId, WalEntry};
+use durability_fuzz::model::{ModelInput, ModelOp};
+use durability_fuzz::recover::{self, Mutation, RecoverInput};
 use durability_fuzz::{build_frame, FuzzEntry, RoundtripInput};
 use uuid::Uuid;
 
@@ -264,4 +266,127 @@ fn main() {
         "wrote seeds under {} (roundtrip kinds found: {found:?}, all: {found_all})",
         out.display()
     );
+    recover_dir_seeds(&out.join("recover_dir"), &mut rng);
+    model_seeds(&out.join("model"), &mut rng);
+}
+
+fn random_bytes(rng: &mut Rng, min: usize, max: usize) -> Vec<u8> {
+    let len = min + (rng.next() as usize) % (max - min);
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+fn mutation_kind(m: &Mutation) -> usize {
+    match m {
+        Mutation::Flip { .. } => 0,
+        Mutation::Zero { .. } => 1,
+        Mutation::ZeroSectors { .. } => 2,
+        Mutation::Garbage { .. } => 3,
+        Mutation::Write { .. } => 4,
+        Mutation::Truncate { .. } => 5,
+        Mutation::Extend { .. } => 6,
+        Mutation::Remove { .. } => 7,
+        Mutation::Rename { .. } => 8,
+        Mutation::Duplicate { .. } => 9,
+        Mutation::BlankHeader { .. } => 10,
+        Mutation::Seal { .. } => 11,
+        Mutation::Header { .. } => 12,
+        Mutation::Forge { .. } => 13,
+        Mutation::Raw { .. } => 14,
+    }
+}
+
+/// `recover_dir`: inputs whose valid log spans at least two segments, one
+/// undamaged, and for every kind of mutation one with that kind among at
+/// most three mutations.
+fn recover_dir_seeds(dir: &Path, rng: &mut Rng) {
+    fs::create_dir_all(dir).unwrap();
+    let mut found = [false; 15];
+    let mut undamaged = 0;
+    for _ in 0..2_000_000 {
+        if found.iter().all(|&f| f) && undamaged >= 2 {
+            break;
+        }
+        let bytes = random_bytes(rng, 32, 400);
+        let Ok(input) = RecoverInput::arbitrary_take_rest(Unstructured::new(&bytes)) else {
+            continue;
+        };
+        let built = recover::build(&input.log);
+        let segments = built
+            .files
+            .iter()
+            .filter(|f| f.origin.is_some() && f.bytes.iter().skip(4096).any(|&b| b != 0))
+            .count();
+        if segments < 2 || built.entries.len() < 20 {
+            continue;
+        }
+        if input.mutations.is_empty() && undamaged < 2 {
+            write(dir, &format!("undamaged{undamaged}"), &bytes);
+            undamaged += 1;
+        }
+        if input.mutations.len() > 3 {
+            continue;
+        }
+        for m in input.mutations.iter() {
+            let k = mutation_kind(m);
+            if !found[k] {
+                found[k] = true;
+                write(dir, &format!("mutation{k}"), &bytes);
+            }
+        }
+    }
+    println!("recover_dir: mutation kinds found {found:?}, undamaged {undamaged}");
+}
+
+fn op_kind(op: &ModelOp) -> usize {
+    match op {
+        ModelOp::Txn { .. } => 0,
+        ModelOp::Single { .. } => 1,
+        ModelOp::Aborted { .. } => 2,
+        ModelOp::Begin { .. } => 3,
+        ModelOp::End { .. } => 4,
+        ModelOp::Big { .. } => 5,
+        ModelOp::Sync => 6,
+        ModelOp::Checkpoint { .. } => 7,
+        ModelOp::Reopen => 8,
+        ModelOp::Crash { .. } => 9,
+        ModelOp::PowerCut { .. } => 10,
+    }
+}
+
+/// `model`: inputs of 16 to 64 operations that append enough to rotate
+/// (several transactions or large writes), for every kind of operation one
+/// that holds it after the appends.
+fn model_seeds(dir: &Path, rng: &mut Rng) {
+    fs::create_dir_all(dir).unwrap();
+    let mut found = [false; 11];
+    for _ in 0..2_000_000 {
+        if found.iter().all(|&f| f) {
+            break;
+        }
+        let bytes = random_bytes(rng, 64, 600);
+        let Ok(input) = ModelInput::arbitrary_take_rest(Unstructured::new(&bytes)) else {
+            continue;
+        };
+        let n = input.ops.len();
+        if !(16..=64).contains(&n) {
+            continue;
+        }
+        let appends = input
+            .ops
+            .iter()
+            .filter(|o| matches!(o, ModelOp::Txn { .. } | ModelOp::Big { .. }))
+            .count();
+        if appends < 6 {
+            continue;
+        }
+        // The kind must come after half the ops, when the log has grown.
+        for op in &input.ops[n / 2..] {
+            let k = op_kind(op);
+            if !found[k] {
+                found[k] = true;
+                write(dir, &format!("op{k}"), &bytes);
+            }
+        }
+    }
+    println!("model: op kinds found {found:?}");
 }

@@ -14,6 +14,10 @@
 //!
 //! And every rejection (checked by [`check_rejected`]) is a corruption error
 //! located at the frame's start whose message renders.
+//!
+//! The targets over whole logs live in their own modules: [`recover`]
+//! (`recover_dir`), [`model`] (`model`), with [`log`] (headers, the replay
+//! model, read-back checks) and [`scratch`] (scratch directories) shared.
 
 use arbitrary::Arbitrary;
 use durability::frame::{self, Decoder, Frame, FRAME_OVERHEAD};
@@ -298,5 +302,83 @@ pub fn walk(decoder: &Decoder, buf: &[u8], seed: u32) -> usize {
                 return count;
             }
         }
+    }
+}
+
+pub mod log;
+pub mod model;
+pub mod recover;
+pub mod scratch;
+
+/// A list of at most `N` items that takes one byte for its length (a `Vec`
+/// inside an `Arbitrary` input would take its length from the end of the
+/// data and could swallow the rest of the input).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Few<T, const N: usize>(pub Vec<T>);
+
+impl<'a, T: Arbitrary<'a>, const N: usize> Arbitrary<'a> for Few<T, N> {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let n = u.int_in_range(0..=N)?;
+        (0..n)
+            .map(|_| T::arbitrary(u))
+            .collect::<arbitrary::Result<_>>()
+            .map(Few)
+    }
+
+    fn size_hint(_depth: usize) -> (usize, Option<usize>) {
+        (1, None)
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for Few<T, N> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T, const N: usize> From<Vec<T>> for Few<T, N> {
+    fn from(v: Vec<T>) -> Self {
+        Few(v)
+    }
+}
+
+/// A list that, as the last field of an input, takes items until the input
+/// is used up (at most `N`; the derived `Vec` stops at each item with
+/// probability 1/2 instead, so most random inputs would hold one or two).
+/// Elsewhere it is length-prefixed like [`Few`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rest<T, const N: usize>(pub Vec<T>);
+
+impl<'a, T: Arbitrary<'a>, const N: usize> Arbitrary<'a> for Rest<T, N> {
+    fn arbitrary(u: &mut arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        Few::<T, N>::arbitrary(u).map(|f| Rest(f.0))
+    }
+
+    fn arbitrary_take_rest(mut u: arbitrary::Unstructured<'a>) -> arbitrary::Result<Self> {
+        let mut items = Vec::new();
+        while !u.is_empty() && items.len() < N {
+            items.push(T::arbitrary(&mut u)?);
+        }
+        Ok(Rest(items))
+    }
+
+    fn size_hint(_depth: usize) -> (usize, Option<usize>) {
+        (0, None)
+    }
+}
+
+impl<T, const N: usize> std::ops::Deref for Rest<T, N> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T, const N: usize> From<Vec<T>> for Rest<T, N> {
+    fn from(v: Vec<T>) -> Self {
+        Rest(v)
     }
 }
