@@ -406,15 +406,15 @@ fn has_zero_sector(r: &mut FrameReader<'_>, from: usize, to: usize) -> bool {
     let first = from.div_ceil(SECTOR) * SECTOR;
     // The sector holding the stop itself, zero from the stop to its end: it
     // reverted to what was synced (the stop is a sync point) while later
-    // sectors were written.
-    if first > from && first < to && r.with_bytes(from, first, |b| last_nonzero(b).is_none()) {
+    // sectors were written. The valid frame may start right at its end.
+    if first > from && first <= to && r.with_bytes(from, first, |b| last_nonzero(b).is_none()) {
         return true;
     }
     // The same sector written back while a frame was being copied into it
     // and never again: it ends in a run of zeros (at least 32 bytes, longer
     // than any run inside a frame's fixed fields) after the stop.
     const TORN_RUN: usize = 32;
-    if first >= from + TORN_RUN && first < to {
+    if first >= from + TORN_RUN && first <= to {
         let tail_zero = r.with_bytes(from, first, |b| match last_nonzero(b) {
             Some(i) => b.len() - i > TORN_RUN,
             None => true,

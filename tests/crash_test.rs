@@ -458,6 +458,125 @@ fn sweep_truncate_and_zero_the_last_segment_at_every_offset() {
     eprintln!("truncation and zeroing cases: {cases}");
 }
 
+/// A power cut can leave the sector holding the end of the synced frames in
+/// an older version than the sectors after it: as of the last sync (zero
+/// from the end of the synced frames), or as of a write-back caught in the
+/// middle of copying a frame (that frame's first bytes, then zeros). For
+/// every frame, with its segment made the last one (later files removed),
+/// revert its sector both ways while keeping the later sectors: the frames
+/// before it are kept and the report says torn tail at that frame, never
+/// mid-log corruption.
+#[test]
+fn sweep_revert_the_sector_holding_each_frame_start() {
+    const SECTOR: usize = 512;
+    let base = tempfile::tempdir().unwrap();
+    let (entries, frames) = reference_log(base.path());
+    let files = read_segments(base.path());
+    let mut cases = 0;
+    for (k, f) in frames.iter().enumerate() {
+        let sector_end = (f.offset / SECTOR + 1) * SECTOR;
+        // Reverted to the last sync: zero from the frame on. Written back
+        // mid-copy: the frame's first bytes, then at least 32 zero bytes.
+        let mid = f.offset + (sector_end - f.offset) / 2;
+        let mut cuts = vec![f.offset];
+        if sector_end - mid >= 32 && mid > f.offset && mid < f.offset + f.len {
+            cuts.push(mid);
+        }
+        for cut in cuts {
+            let mut img: Files = files
+                .iter()
+                .filter(|(name, _)| **name <= f.file)
+                .map(|(name, bytes)| (name.clone(), bytes.clone()))
+                .collect();
+            let seg = img.get_mut(&f.file).unwrap();
+            seg[cut..sector_end].fill(0);
+            let rest = seg[f.offset..].iter().any(|&b| b != 0);
+            let work = scratch();
+            write_image(work.path(), &img);
+            let ctx = format!(
+                "frame {k} at {} of {}, zeroed {cut}..{sector_end}",
+                f.offset, f.file
+            );
+            let want = Expect::Prefix(
+                k,
+                rest.then(|| (ProblemClass::TornTail, f.file.clone(), f.offset as u64)),
+            );
+            let (got, recovered) = observe(work.path());
+            assert_eq!(got, want, "{ctx}");
+            assert_eq!(recovered, entries[..k], "{ctx}");
+            cases += 1;
+        }
+    }
+    eprintln!("reverted-sector cases: {cases}");
+    assert!(cases >= 60, "{cases}");
+}
+
+/// The boundary case of the sweep above, built on purpose: the first frame
+/// after the reverted part starts exactly where the reverted sector ends.
+/// (The model fuzz target found that this was called mid-log corruption.)
+#[test]
+fn a_reverted_sector_ending_where_a_valid_frame_starts_is_a_torn_tail() {
+    const SECTOR: usize = 512;
+    let begin = WalEntry::BeginTxn {
+        txn_id: 1,
+        run_id: run(1),
+        timestamp: 7,
+    };
+    let write = |len: usize| WalEntry::Write {
+        run_id: run(1),
+        key: b"k".to_vec(),
+        value: vec![0x5A; len],
+        version: 1,
+    };
+    let begin_len = frame::frame_len(&begin.as_borrowed());
+    let value_len = (0..SECTOR)
+        .find(|&v| begin_len + frame::frame_len(&write(v).as_borrowed()) == SECTOR)
+        .expect("a Write frame that ends the first sector");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default()
+        .segment_size(SWEEP_SEG)
+        .sync_mode(SyncMode::Strict)
+        .prefault(false)
+        .instance_id(FIXED_ID);
+    let wal = Wal::open(dir.path(), cfg.clone()).unwrap();
+    wal.append(&begin).unwrap();
+    wal.append(&write(value_len)).unwrap();
+    let commit = wal
+        .append(&WalEntry::CommitTxn {
+            txn_id: 1,
+            run_id: run(1),
+        })
+        .unwrap();
+    assert_eq!(commit, SECTOR as Lsn, "the commit starts the second sector");
+    wal.append_txn(run(2), 8, &[]).unwrap();
+    wal.close().unwrap();
+    let files = read_segments(dir.path());
+    let (name, seg) = files.iter().next().unwrap();
+    let stop = 4096 + begin_len;
+    let sector_end = 4096 + SECTOR;
+    for cut in [stop, sector_end - 40] {
+        let mut img = files.clone();
+        img.get_mut(name).unwrap()[cut..sector_end].fill(0);
+        let work = scratch();
+        write_image(work.path(), &img);
+        let ctx = format!("zeroed {cut}..{sector_end}");
+        let (got, recovered) = observe(work.path());
+        assert_eq!(
+            got,
+            Expect::Prefix(1, Some((ProblemClass::TornTail, name.clone(), stop as u64))),
+            "{ctx}"
+        );
+        assert_eq!(recovered[0].1, begin, "{ctx}");
+        // A torn tail is what AbsoluteConsistency accepts.
+        let strict = Config::default().recovery_mode(durability::RecoveryMode::AbsoluteConsistency);
+        WalReader::open(work.path(), &strict).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let copy = scratch();
+        write_image(copy.path(), &img);
+        repair_and_check(copy.path(), &recovered, &ctx);
+    }
+    assert_eq!(seg.len(), SWEEP_SEG as usize);
+}
+
 // ---------------------------------------------------------- crash images --
 
 const IMAGE_SEG: u64 = 16384;
