@@ -599,6 +599,9 @@ impl Model {
                     Some(k) => points[k as usize % points.len()],
                     None => points[0],
                 };
+                if debug() {
+                    eprintln!("  lose: file {i} bytes {from}..{to} (points {points:?})");
+                }
                 let range = &mut files[*i].1[from..*to];
                 match l.garble {
                     None => range.fill(0),
@@ -681,6 +684,11 @@ impl Model {
         let dir = scratch::fresh(&format!("model{}", self.cur));
         self.dirs[self.cur] = dir.clone();
         scratch::write_files(&dir, &files);
+        if let Some(to) = std::env::var_os("DURABILITY_FUZZ_DUMP") {
+            let to = std::path::Path::new(&to).join(format!("step{}", self.step));
+            std::fs::create_dir_all(&to).expect("create the dump dir");
+            scratch::write_files(&to, &files);
+        }
         if let Err(e) = self.open() {
             match (&expect, &e) {
                 (
@@ -943,15 +951,23 @@ pub fn run(input: &ModelInput) {
 
 #[cfg(test)]
 mod tests {
-    //! Hand-written inputs: a run through every operation that the library
-    //! handles today, and (ignored until the library is fixed) reproductions
-    //! of the library bugs the target found. Run them with
-    //! `cargo test --release --manifest-path fuzz/Cargo.toml -- --include-ignored`.
+    //! Hand-written inputs: a run through every operation, and
+    //! reproductions of the library bugs the target found (each fixed; kept
+    //! as regression tests). `.ci/run` runs them with
+    //! `cargo test --release --manifest-path fuzz/Cargo.toml`.
     use super::*;
 
     fn kv(key: u8, value_len: u8) -> KvOp {
         KvOp {
             delete: false,
+            key,
+            value_len,
+        }
+    }
+
+    fn del(key: u8, value_len: u8) -> KvOp {
+        KvOp {
+            delete: true,
             key,
             value_len,
         }
@@ -1043,14 +1059,14 @@ mod tests {
         ops(v);
     }
 
-    /// Library bug: a power cut that leaves the first sector of an
-    /// unsynced transaction holding only its BeginTxn (an older write-back
-    /// of that sector; the newer one was lost), while the later sectors,
-    /// holding the rest of the Write and the CommitTxn, were written, is
-    /// classified mid-log corruption: the torn-tail test only counts whole
-    /// zero sectors, not a sector zero from some point on.
+    /// Found by this target, now fixed (a regression test): a power cut that
+    /// leaves the first sector of an unsynced transaction holding only its
+    /// BeginTxn (an older write-back of that sector; the newer one was lost),
+    /// while the later sectors, holding the rest of the Write and the
+    /// CommitTxn, were written, was classified mid-log corruption: the torn-tail
+    /// test only counted whole zero sectors, not a sector zero from some point
+    /// on.
     #[test]
-    #[ignore = "library bug: a partly old sector is not taken for a torn write"]
     fn partly_old_sector_is_a_torn_tail() {
         ops(vec![
             ModelOp::Big {
@@ -1069,11 +1085,66 @@ mod tests {
         ]);
     }
 
-    /// Library bug: retention leaves a run's stretch list with `start`
-    /// twice when the run's next stretch begins exactly at the new start,
-    /// so `replay_run` delivers that stretch twice.
+    /// Found by this target, now fixed (a regression test): a power cut reverts
+    /// the sector holding the end of the synced frames to a write-back that
+    /// ended at a frame boundary (zero after it), and the next valid frame
+    /// starts exactly where that sector ends. The zero-from-the-stop rule only
+    /// looked for valid frames past the sector's end, so this was classified
+    /// mid-log corruption.
     #[test]
-    #[ignore = "library bug: RunIndex::truncate_before duplicates a stretch"]
+    fn reverted_sector_ending_at_a_frame_start_is_a_torn_tail() {
+        ops(vec![
+            ModelOp::Aborted {
+                run: 48,
+                txn: 48,
+                ops: Few(vec![kv(48, 48), kv(48, 48), kv(48, 56)]),
+            },
+            ModelOp::End {
+                run: 79,
+                txn: 67,
+                abort: true,
+            },
+            ModelOp::Single {
+                run: 51,
+                op: del(134, 113),
+            },
+            ModelOp::Txn {
+                run: 223,
+                txn: 208,
+                ops: Few(vec![]),
+            },
+            ModelOp::Txn {
+                run: 52,
+                txn: 82,
+                ops: Few(vec![
+                    del(81, 31),
+                    del(129, 102),
+                    kv(138, 4),
+                    del(70, 90),
+                    kv(215, 129),
+                    del(129, 129),
+                    del(129, 129),
+                    del(129, 129),
+                ]),
+            },
+            // Sector 0, reverted to a version that ends after the frame at
+            // LSN 311 (the seventh frame boundary in it); the frame at LSN
+            // 512 and those after it were written.
+            ModelOp::PowerCut {
+                lose: Few(vec![Loss {
+                    sector: 0,
+                    keep: Some(6),
+                    garble: None,
+                }]),
+                flips: Few(vec![]),
+            },
+        ]);
+    }
+
+    /// Found by this target, now fixed (a regression test): retention left a
+    /// run's stretch list with `start` twice when the run's next stretch begins
+    /// exactly at the new start, so `replay_run` delivered that stretch twice.
+    #[test]
     fn replay_run_after_retention() {
         ops(vec![
             ModelOp::Big {

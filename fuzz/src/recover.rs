@@ -905,9 +905,9 @@ fn dir_files(dir: &std::path::Path) -> Vec<FileState> {
 #[cfg(test)]
 mod tests {
     //! Hand-written inputs: the harness accepts valid and plausibly damaged
-    //! logs, and (ignored until the library is fixed) reproductions of the
-    //! library bugs the target found. Run them with
-    //! `cargo test --release --manifest-path fuzz/Cargo.toml -- --include-ignored`.
+    //! logs, and reproductions of the library bugs the target found (each
+    //! fixed; kept as regression tests). `.ci/run` runs them with
+    //! `cargo test --release --manifest-path fuzz/Cargo.toml`.
     use super::*;
 
     /// `n` transactions of ~350 bytes in segments of `(2 + pages) * 4 KiB`.
@@ -1006,12 +1006,11 @@ mod tests {
         }
     }
 
-    /// Library bug: an unsealed segment is adopted across a gap in the
-    /// sequence numbers; the write open seals it under its own number, and
-    /// the next open calls the gap mid-log corruption and drops it (with
-    /// everything appended in it meanwhile).
+    /// Found by this target, now fixed (a regression test): an unsealed segment
+    /// was adopted across a gap in the sequence numbers; the write open sealed it
+    /// under its own number, and the next open called the gap mid-log corruption
+    /// and dropped it (with everything appended in it meanwhile).
     #[test]
-    #[ignore = "library bug: adoption ignores a gap in the sequence"]
     fn adopting_across_a_gap() {
         damaged(
             LogSpec {
@@ -1022,11 +1021,11 @@ mod tests {
         );
     }
 
-    /// Library bug: junk after the last frame of a segment is not zeroed
-    /// when the scan stops at the next segment's header, so the write open
-    /// appends in front of it and the next open finds a problem.
+    /// Found by this target, now fixed (a regression test): junk after the last
+    /// frame of a segment was not zeroed when the scan stopped at the next
+    /// segment's header, so the write open appended in front of it and the next
+    /// open found a problem.
     #[test]
-    #[ignore = "library bug: stale tail kept when the next header is bad"]
     fn stale_tail_before_a_bad_header() {
         damaged(
             LogSpec {
@@ -1048,11 +1047,11 @@ mod tests {
         );
     }
 
-    /// Library bug: a header (valid CRC) whose `segment_size` is below a
-    /// page, or below the end of the frames, makes the write open cut the
-    /// file to that size and then fail, though the read-only open succeeded.
+    /// Found by this target, now fixed (a regression test): a header (valid
+    /// CRC) whose `segment_size` is below a page, or below the end of the
+    /// frames, made the write open cut the file to that size and then fail,
+    /// though the read-only open succeeded.
     #[test]
-    #[ignore = "library bug: the header's segment_size is trusted"]
     fn header_size_below_frames() {
         damaged(
             spec(1, 12),
