@@ -758,6 +758,48 @@ fn test_zero_byte_segment() {
     assert_eq!(after, before);
 }
 
+/// Segment files that are all blank (a log whose creation crashed before
+/// its first header reached the disk): with nothing in them it is an empty
+/// log, which a write open initialises; with data in one of them nothing
+/// identifies the log, so both opens refuse and change nothing.
+#[test]
+fn test_only_blank_segments() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(seg_path(dir.path(), 0), vec![0u8; SEG as usize]).unwrap();
+    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    assert_eq!(reader.snapshot().iter().count(), 0);
+    assert!(reader.recovery_report().problem.is_none());
+    drop(reader);
+    let wal = Wal::open(dir.path(), cfg()).unwrap();
+    wal.append_txn(run(1), 1, &small_write(1)).unwrap();
+    wal.close().unwrap();
+    let (report, got) = read(dir.path());
+    assert!(report.problem.is_none(), "{report:?}");
+    assert_eq!(got.len(), 3, "the txn written after initialising");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = vec![0u8; SEG as usize];
+    bytes[5000] = 0x41;
+    fs::write(seg_path(dir.path(), 0), vec![0u8; SEG as usize]).unwrap();
+    fs::write(seg_path(dir.path(), 1), &bytes).unwrap();
+    let before = hash_dir(dir.path());
+    for e in [
+        WalReader::open(dir.path(), &cfg()).unwrap_err(),
+        Wal::open(dir.path(), cfg()).unwrap_err(),
+    ] {
+        match e {
+            Error::SegmentHeader { segment: 1, detail } => {
+                assert!(detail.contains("holds data"), "{detail}")
+            }
+            e => panic!("blank segments holding data: {e}"),
+        }
+    }
+    let mut after = hash_dir(dir.path());
+    after.remove("LOCK");
+    assert_eq!(after, before);
+}
+
 #[test]
 fn test_segment_shorter_than_its_size() {
     let _s = serial();
