@@ -98,8 +98,10 @@ pub enum Error {
         available: u64,
     },
 
-    /// A frame's length exceeds the configured maximum entry size.
-    #[error("{at}: frame payload length {len} exceeds the maximum entry size {max}; the length is damaged or the log was written with a larger limit")]
+    /// A frame's length exceeds the limit of the [`Decoder`](crate::frame::Decoder)
+    /// that read it. (The log reads its own files with no limit but the
+    /// segment's size: a damaged length there is [`Error::Truncated`].)
+    #[error("{at}: frame payload length {len} exceeds the decoder's limit of {max} bytes; the length is damaged or the frame was written under a larger limit")]
     TooLarge {
         /// Where the frame starts.
         at: Location,

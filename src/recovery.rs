@@ -208,6 +208,18 @@ impl<'a> FrameReader<'a> {
         let mut len = [0u8; 4];
         let n = self.seg.copy_out(off, &mut len);
         let len = u32::from_le_bytes(len) as usize;
+        let room = self.seg.len().saturating_sub(off);
+        if n == 4 && len >= MIN_PAYLOAD && len + FRAME_OVERHEAD > room {
+            // Never an allocation sized by a damaged length; the error the
+            // in-place decode gives.
+            return Err(Error::Truncated {
+                at: Location::in_segment(seq, off as u64),
+                needed: (len + FRAME_OVERHEAD) as u64,
+                available: room as u64,
+            });
+        }
+        // Copy the whole frame if its length is plausible, else the length
+        // field alone, for the decoder to reject.
         let want = if n < 4 || len < MIN_PAYLOAD || len > self.decoder.max_payload() as usize {
             4
         } else {

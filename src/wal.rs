@@ -34,9 +34,10 @@ pub struct Config {
     /// segment is created; a log may be reopened with another size (new
     /// segments get the new size).
     pub segment_size: u64,
-    /// The largest entry payload accepted, in bytes; it must fit an empty
-    /// segment. `None` (the default): 16 MiB, or less if the segment is
-    /// smaller.
+    /// The largest entry payload an append accepts, in bytes; it must fit
+    /// an empty segment. `None` (the default): 16 MiB, or less if the
+    /// segment is smaller. Reading is not limited by it: entries already in
+    /// the log are kept and read whatever their size.
     pub max_entry_size: Option<u32>,
     /// When appends become durable. Default `Batched { 100 ms, 1000 }`.
     pub sync_mode: SyncMode,
@@ -133,11 +134,15 @@ impl Config {
         }
         Ok(())
     }
-
-    fn decoder(&self) -> Decoder {
-        Decoder::new(self.effective_max_entry_size())
-    }
 }
+
+/// The decoder the log reads its own files with. `max_entry_size` limits
+/// appends only: a log written under a larger limit (or with larger
+/// segments and the default limit) must read back whole under a smaller
+/// one, or a write open would discard its large entries as damage. The
+/// bound that remains is structural: a frame must fit in the segment that
+/// holds it, which every read checks before touching the payload.
+const READ_DECODER: Decoder = Decoder::new(u32::MAX);
 
 /// Counters that show what the log has done, for tests and monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,7 +349,7 @@ impl Wal {
         config.validate()?;
         fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = lock_dir(&dir)?;
-        let decoder = config.decoder();
+        let decoder = READ_DECODER;
         let recovered = recovery::recover(&dir, decoder, true, false)?;
         let mut changed = false;
         if let Some(r) = &recovered {
@@ -577,7 +582,7 @@ impl Wal {
 
     fn check_size(&self, entry: &BorrowedEntry<'_>) -> Result<()> {
         let len = frame::payload_len(entry) as u64;
-        let max = u64::from(self.shared.decoder.max_payload());
+        let max = u64::from(self.shared.config.effective_max_entry_size());
         if len > max {
             return Err(Error::EntryTooLarge { len, max });
         }
@@ -1106,6 +1111,11 @@ impl WalReader {
     /// buffer before it is validated, since a writer in another process may
     /// be writing the bytes at the end; what validated is then stable and is
     /// read in place (DESIGN.md, "Soundness").
+    ///
+    /// Of `config`, only `recovery_mode` applies: `AbsoluteConsistency`
+    /// refuses mid-log corruption with [`Error::Corrupt`], as a write open
+    /// does. The other settings concern writing; entries of any size that
+    /// fits a segment are read, whatever `max_entry_size` says.
     pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<WalReader> {
         let dir = dir.as_ref().to_path_buf();
         let meta = fs::metadata(&dir).map_err(|e| Error::io("open log directory", &dir, e))?;
@@ -1116,10 +1126,11 @@ impl WalReader {
                 std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
             ));
         }
-        let decoder = config.decoder();
+        let decoder = READ_DECODER;
         let Some(r) = recovery::recover(&dir, decoder, false, true)? else {
             return Err(Error::NotALog { dir });
         };
+        recovery::enforce(config.recovery_mode, &r.report)?;
         let start = r.segments.first().map_or(0, |s| s.first_lsn);
         let snapshot = Snapshot {
             segs: r.segments,

@@ -186,6 +186,74 @@ fn an_entry_too_large_for_a_segment_is_a_clear_error() {
     ));
 }
 
+/// `max_entry_size` limits appends only. A log written with larger entries
+/// (a larger limit, or larger segments and the default limit) reads back
+/// whole under a smaller one, and a write open with the smaller one keeps
+/// every entry; it only refuses new entries above its limit.
+#[test]
+fn a_smaller_max_entry_size_on_reopen_never_drops_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let wide = Config::default()
+        .segment_size(1 << 20)
+        .sync_mode(SyncMode::Strict);
+    let wal = Wal::open(dir.path(), wide).unwrap();
+    let big = vec![7u8; 200 << 10];
+    for i in 0..3u64 {
+        wal.append_txn(
+            run(1),
+            i,
+            &[Op::Write {
+                key: b"big",
+                value: &big,
+                version: i,
+            }],
+        )
+        .unwrap();
+        wal.append_txn(run(2), 100 + i, &[]).unwrap();
+    }
+    let written = all_entries(&wal);
+    wal.close().unwrap();
+
+    // Smaller segments: the default limit is then below the entries' size.
+    let narrow = cfg(SyncMode::Strict);
+    assert!(narrow.effective_max_entry_size() < 200 << 10);
+    let reader = WalReader::open(dir.path(), &narrow).unwrap();
+    assert!(
+        reader.recovery_report().problem.is_none(),
+        "{:?}",
+        reader.recovery_report().problem
+    );
+    let read: Vec<WalEntry> = reader
+        .snapshot()
+        .iter()
+        .map(|e| e.unwrap().entry.to_owned())
+        .collect();
+    assert_eq!(read, written);
+    drop(reader);
+    for strict in [false, true] {
+        let c = if strict {
+            narrow
+                .clone()
+                .recovery_mode(durability::RecoveryMode::AbsoluteConsistency)
+        } else {
+            narrow.clone()
+        };
+        let wal = Wal::open(dir.path(), c).unwrap();
+        assert!(wal.recovery_report().problem.is_none());
+        assert_eq!(all_entries(&wal), written);
+        let err = wal
+            .append(&WalEntry::Write {
+                run_id: run(1),
+                key: b"big".to_vec(),
+                value: big.clone(),
+                version: 9,
+            })
+            .unwrap_err();
+        assert!(matches!(err, Error::EntryTooLarge { .. }), "{err}");
+        wal.close().unwrap();
+    }
+}
+
 #[test]
 fn strict_syncs_every_commit_before_returning() {
     let dir = tempfile::tempdir().unwrap();

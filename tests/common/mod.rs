@@ -306,15 +306,22 @@ pub fn assert_problem(
     assert_eq!(r.end_lsn, lsn, "{ctx}: the valid log ends at the problem");
 }
 
-/// A write open in AbsoluteConsistency must refuse mid-log corruption with
-/// `Error::Corrupt` at the problem's location.
+/// A write open and a read-only open in AbsoluteConsistency must both
+/// refuse mid-log corruption with `Error::Corrupt` at the problem's location.
 pub fn assert_refused(dir: &Path, seq: u64, off: u64, ctx: &str) {
-    match Wal::open(dir, cfg().recovery_mode(RecoveryMode::AbsoluteConsistency)) {
-        Err(Error::Corrupt { at, class, .. }) => {
-            assert_eq!(class, ProblemClass::MidLogCorruption, "{ctx}");
-            assert_eq!(at, Location::in_segment(seq, off), "{ctx}");
+    let strict = cfg().recovery_mode(RecoveryMode::AbsoluteConsistency);
+    let results = [
+        ("write open", Wal::open(dir, strict.clone()).map(drop)),
+        ("read-only open", WalReader::open(dir, &strict).map(drop)),
+    ];
+    for (how, result) in results {
+        match result {
+            Err(Error::Corrupt { at, class, .. }) => {
+                assert_eq!(class, ProblemClass::MidLogCorruption, "{ctx}: {how}");
+                assert_eq!(at, Location::in_segment(seq, off), "{ctx}: {how}");
+            }
+            Err(e) => panic!("{ctx}: {how} refused with the wrong error: {e}"),
+            Ok(()) => panic!("{ctx}: AbsoluteConsistency {how} opened a corrupt log"),
         }
-        Err(e) => panic!("{ctx}: refused with the wrong error: {e}"),
-        Ok(_) => panic!("{ctx}: AbsoluteConsistency opened a corrupt log"),
     }
 }
