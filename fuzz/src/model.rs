@@ -29,6 +29,11 @@ use crate::{scratch, Few, Rest};
 /// Segment size of the model's log: 4 KiB of frames per segment, so a few
 /// transactions rotate.
 pub const SEGMENT_SIZE: u64 = 8192;
+/// The segment size of every other open (odd-numbered reopens, crashes and
+/// power cuts): a log holds segments of both sizes, and entries too large
+/// for the default limit of the smaller size, which must read back whole
+/// when it is opened with the smaller size again.
+pub const WIDE_SEGMENT_SIZE: u64 = 12288;
 /// At most this many operations are run.
 pub const MAX_OPS: usize = 64;
 /// At most this many ops in one transaction.
@@ -260,12 +265,20 @@ impl Model {
         &self.dirs[self.cur]
     }
 
-    fn config() -> durability::Config {
-        log::config(SEGMENT_SIZE)
+    /// The configuration of the next open: it alternates between two
+    /// segment sizes (and so two default entry-size limits).
+    fn config(&self) -> durability::Config {
+        log::config(if self.opens % 2 == 1 {
+            WIDE_SEGMENT_SIZE
+        } else {
+            SEGMENT_SIZE
+        })
     }
 
     fn open(&mut self) -> Result<(), Error> {
-        let wal = Wal::open(self.dir(), Self::config())?;
+        let config = self.config();
+        self.max_payload = config.effective_max_entry_size() as usize;
+        let wal = Wal::open(self.dir(), config)?;
         self.wal = Some(wal);
         let s = self.wal().stats();
         assert_eq!(
@@ -921,7 +934,7 @@ pub fn run(input: &ModelInput) {
         synced: 0,
         step: 0,
         opens: 0,
-        max_payload: Model::config().effective_max_entry_size() as usize,
+        max_payload: 0, // set by each open
     };
     m.open().expect("create the log");
     for op in input.ops.iter().take(MAX_OPS) {
@@ -1138,6 +1151,31 @@ mod tests {
                 }]),
                 flips: Few(vec![]),
             },
+        ]);
+    }
+
+    /// A reopen with smaller segments (so a smaller default entry limit)
+    /// must keep an entry written under the larger one. The library read
+    /// its files with the opener's `max_entry_size`, found the entry "too
+    /// large", called it mid-log corruption, and the write open discarded it
+    /// and everything after it.
+    #[test]
+    fn a_smaller_entry_limit_on_reopen_keeps_large_entries() {
+        ops(vec![
+            ModelOp::Reopen, // the first reopen uses WIDE_SEGMENT_SIZE
+            ModelOp::Big {
+                run: 1,
+                len: 4199,
+                in_txn: true,
+            },
+            txn(2, 2),
+            ModelOp::Reopen, // back to SEGMENT_SIZE: the entry is over its limit
+            txn(3, 1),
+            ModelOp::Big {
+                run: 1,
+                len: 4199,
+                in_txn: false,
+            }, // refused now
         ]);
     }
 
