@@ -112,6 +112,9 @@ pub struct LogEntry<'a> {
     pub segment: u64,
     /// Its byte offset in the segment file.
     pub offset: usize,
+    /// Bytes its frame occupies (payload + 9): the next entry is at
+    /// `lsn + len`.
+    pub len: usize,
     /// The entry, borrowed from the mapped segment.
     pub entry: EntryRef<'a>,
 }
@@ -324,6 +327,7 @@ impl<'a> Iterator for Iter<'a> {
                     lsn: self.lsn,
                     segment: self.cur_seq,
                     offset: DATA_START + pos,
+                    len: frame.len,
                     entry: frame.entry,
                 };
                 self.lsn += frame.len as u64;

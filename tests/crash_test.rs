@@ -192,6 +192,7 @@ fn reference_log(dir: &Path) -> (Vec<(Lsn, WalEntry)>, Vec<FrameAt>) {
         .map(|e| {
             let e = e.unwrap();
             let len = frame::frame_len(&e.entry.as_borrowed());
+            assert_eq!(e.len, len, "LogEntry::len is the frame's length");
             // No payload length is a power of two, so no single flip can
             // turn a length into zero (which would read as a clean end).
             assert!(!(len - 9).is_power_of_two());

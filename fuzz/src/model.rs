@@ -439,9 +439,10 @@ impl Model {
             .iter()
             .map(|r| {
                 let r = r.expect("read the live log");
+                assert_eq!(r.len, frame::frame_len(&r.entry.as_borrowed()));
                 Pos {
                     lsn: r.lsn,
-                    end: r.lsn + frame::frame_len(&r.entry.as_borrowed()) as u64,
+                    end: r.lsn + r.len as u64,
                     segment: r.segment,
                     offset: r.offset,
                 }

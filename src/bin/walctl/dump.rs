@@ -92,7 +92,7 @@ pub fn run(a: Args) -> Result<u8> {
             }
         };
         first = false;
-        next = e.lsn + durability::frame::frame_len(&e.entry.as_borrowed()) as u64;
+        next = e.lsn + e.len as u64;
         if let Some(r) = &run {
             if e.entry.run_id_ref() != Some(r) {
                 continue;

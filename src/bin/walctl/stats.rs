@@ -136,7 +136,7 @@ pub fn run(a: Args) -> Result<u8> {
         let kind = x.kind();
         entries += 1;
         by_type.add(kind);
-        let len = durability::frame::frame_len(&x.as_borrowed()) as u64;
+        let len = e.len as u64;
         if let Some(run) = x.run_id_ref() {
             let i = *run_pos.entry(*run).or_insert_with(|| {
                 runs.push(RunStats {

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
-use durability::frame::frame_len;
 use durability::segment::file_name;
 use serde::Serialize;
 
@@ -142,7 +141,7 @@ pub fn check(dir: &Path) -> Result<Verdict> {
                     break;
                 }
                 entries += 1;
-                next = e.lsn + frame_len(&e.entry.as_borrowed()) as u64;
+                next = e.lsn + e.len as u64;
                 if next - shown >= 1 << 20 {
                     pb.inc(next - shown);
                     shown = next;
