@@ -254,6 +254,76 @@ fn a_smaller_max_entry_size_on_reopen_never_drops_entries() {
     }
 }
 
+/// Reopened with larger segments, a log whose active segment is empty (a
+/// new log here; or one whose last segment lost all its frames in a crash)
+/// and too small for the next entry rotates at once and leaves that segment
+/// empty. The empty segment is a valid part of the log: it is sealed (a
+/// segment active at open always is: only a sealed segment can be kept with
+/// no frame), and every open, with either configuration, reads through it.
+#[test]
+fn an_entry_too_large_for_the_active_segment_leaves_it_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = cfg(SyncMode::Strict);
+    Wal::open(dir.path(), small.clone())
+        .unwrap()
+        .close()
+        .unwrap();
+
+    let large = Config::default()
+        .segment_size(4 * SEG)
+        .sync_mode(SyncMode::Strict);
+    let wal = Wal::open(dir.path(), large.clone()).unwrap();
+    let before = wal.stats().segments;
+    let big = vec![3u8; SEG as usize];
+    let lsn = wal
+        .append(&WalEntry::Write {
+            run_id: run(2),
+            key: b"big".to_vec(),
+            value: big.clone(),
+            version: 1,
+        })
+        .unwrap();
+    wal.append_txn(run(3), 3, &[]).unwrap();
+    let written = all_entries(&wal);
+    let seqs: Vec<u64> = wal.snapshot().segment_seqs().collect();
+    let holding: Vec<u64> = wal.snapshot().iter().map(|e| e.unwrap().segment).collect();
+    assert_eq!(wal.stats().segments, before + 1);
+    let empty = seqs[seqs.len() - 2];
+    assert!(!holding.contains(&empty), "segment {empty} holds no entry");
+    assert_eq!(wal.snapshot().read_at(lsn).unwrap().segment, empty + 1);
+    // Both segments' headers are on disk: the empty one's since it was
+    // made, the next one's since the Strict append's sync.
+    for seq in [empty, empty + 1] {
+        let bytes = fs::read(dir.path().join(format!("{seq:020}.wal"))).unwrap();
+        assert!(
+            bytes[..128].iter().any(|&b| b != 0),
+            "segment {seq} is not sealed"
+        );
+    }
+    // A power cut now loses nothing: the open sees exactly these files.
+    let image = tempfile::tempdir().unwrap();
+    for e in fs::read_dir(dir.path()).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), image.path().join(e.file_name())).unwrap();
+    }
+    drop(wal);
+    for (d, c) in [(dir.path(), &small), (image.path(), &large)] {
+        let reader = WalReader::open(d, c).unwrap();
+        assert!(reader.recovery_report().problem.is_none());
+        let read: Vec<WalEntry> = reader
+            .snapshot()
+            .iter()
+            .map(|e| e.unwrap().entry.to_owned())
+            .collect();
+        assert_eq!(read, written);
+        drop(reader);
+        let wal = Wal::open(d, c.clone()).unwrap();
+        assert!(wal.recovery_report().problem.is_none());
+        assert_eq!(all_entries(&wal), written);
+        wal.close().unwrap();
+    }
+}
+
 #[test]
 fn strict_syncs_every_commit_before_returning() {
     let dir = tempfile::tempdir().unwrap();

@@ -449,19 +449,24 @@ impl Model {
             })
             .collect();
         let seqs: Vec<u64> = snap.segment_seqs().collect();
-        let mut segs = Vec::new();
-        for (i, &seq) in seqs.iter().enumerate() {
+        let mut segs: Vec<Seg> = Vec::new();
+        // Backwards, so an empty segment can start where the next one does.
+        for &seq in seqs.iter().rev() {
             let mine: Vec<&Pos> = reads.iter().filter(|r| r.segment == seq).collect();
             let (first, end) = match (mine.first(), mine.last()) {
                 (Some(f), Some(l)) => (f.lsn - (f.offset - DATA_START) as u64, l.end),
-                // Only the last segment can be empty: it starts at the end.
+                // An empty segment: the last one, or one the writer left
+                // because the next entry did not fit it (a reopen with
+                // larger segments and limit). It starts and ends where the
+                // next segment starts.
                 _ => {
-                    assert_eq!(i, seqs.len() - 1, "segment {seq} holds no entry");
-                    (self.end, self.end)
+                    let at = segs.last().map_or(self.end, |next| next.first);
+                    (at, at)
                 }
             };
             segs.push(Seg { seq, first, end });
         }
+        segs.reverse();
         (reads, segs)
     }
 
