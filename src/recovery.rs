@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Location, ProblemClass, Result};
-use crate::frame::{Decoder, Frame, FRAME_OVERHEAD, MIN_PAYLOAD};
+use crate::frame::{Decoder, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD};
 use crate::replay::RunIndex;
 use crate::segment::{
     self, Header, HeaderState, Segment, DATA_START, HEADER_LEN, MIN_SEGMENT_SIZE, SECTOR,
@@ -307,12 +307,15 @@ struct Tally {
     committed: u64,
     aborted: u64,
     index: RunIndex,
+    /// The largest payload of a valid frame so far.
+    largest: usize,
 }
 
 impl Tally {
     fn visit(&mut self, lsn: u64, frame: &Frame<'_>) {
         let e = &frame.entry;
         self.entries += 1;
+        self.largest = self.largest.max(frame.len - FRAME_OVERHEAD);
         self.last_lsn = Some(lsn);
         let run = e.run_id();
         self.index.note(run, lsn, lsn + frame.len as u64);
@@ -384,9 +387,15 @@ enum Resync {
 }
 
 /// Looks for a valid frame (valid *at its own position*: the CRC seed binds
-/// it to its LSN) anywhere in `(from, to)`.
-fn resync(r: &mut FrameReader<'_>, sref: &SegRef, salt: u32, from: usize, to: usize) -> Resync {
-    let max = r.decoder.max_payload() as usize;
+/// it to its LSN) anywhere in `(from, to)`, with a payload of at most `max`
+/// bytes.
+fn resync(
+    r: &mut FrameReader<'_>,
+    sref: &SegRef,
+    salt: u32,
+    (from, to): (usize, usize),
+    max: usize,
+) -> Resync {
     let seg_len = r.seg.len();
     let mut budget = RESYNC_BUDGET;
     for q in from + 1..to {
@@ -446,19 +455,21 @@ fn has_zero_sector(r: &mut FrameReader<'_>, from: usize, to: usize) -> bool {
 }
 
 /// Classifies what follows the end of the valid frames in the last segment.
-/// `None`: a clean end (only zeros follow).
+/// `None`: a clean end (only zeros follow). The search for a valid frame
+/// after the stop considers payloads of up to `max_payload` bytes.
 fn classify_tail(
     r: &mut FrameReader<'_>,
     sref: &SegRef,
     salt: u32,
     stop: usize,
     has_error: bool,
+    max_payload: usize,
 ) -> (Option<ProblemClass>, usize) {
     let nz_end = r.nonzero_end(stop);
     if nz_end == stop && !has_error {
         return (None, nz_end);
     }
-    let class = match resync(r, sref, salt, stop, nz_end) {
+    let class = match resync(r, sref, salt, (stop, nz_end), max_payload) {
         Resync::NotFound => ProblemClass::TornTail,
         Resync::Found(q) if has_zero_sector(r, stop, q) => ProblemClass::TornTail,
         Resync::Found(_) | Resync::GaveUp => ProblemClass::MidLogCorruption,
@@ -507,9 +518,16 @@ fn file_is_empty(path: &Path) -> Result<bool> {
 /// durable, see DESIGN.md, "Rotation"): it is adopted if its first frame
 /// validates at the LSN where the previous segment ends (the CRC seed binds
 /// a frame to its LSN), and is otherwise an unused or torn tail.
+///
+/// `decoder` reads the frames; `expect_max` is the largest payload the
+/// opener's configuration allows. After damage, the search for a valid
+/// frame further on considers payloads up to the largest of `expect_max`,
+/// the default limit (16 MiB) and the largest frame already read: what the
+/// log may hold, not the segment size, bounds each candidate's work.
 pub(crate) fn recover(
     dir: &Path,
     decoder: Decoder,
+    expect_max: u32,
     writable: bool,
     copy: bool,
 ) -> Result<Option<Recovered>> {
@@ -621,6 +639,7 @@ pub(crate) fn recover(
         committed: 0,
         aborted: 0,
         index: RunIndex::default(),
+        largest: 0,
     };
     let mut kept: Vec<SegRef> = Vec::with_capacity(mapped.len());
     let mut adopted = 0;
@@ -746,8 +765,15 @@ pub(crate) fn recover(
             None => {
                 // The last segment of the log: what follows its frames is
                 // either nothing, or a tail a crash can leave, or damage.
-                let (class, nz_end) =
-                    classify_tail(&mut reader, &sref, salt, end.end, end.error.is_some());
+                let max_payload = (expect_max.max(DEFAULT_MAX_PAYLOAD) as usize).max(tally.largest);
+                let (class, nz_end) = classify_tail(
+                    &mut reader,
+                    &sref,
+                    salt,
+                    end.end,
+                    end.error.is_some(),
+                    max_payload,
+                );
                 if nz_end > end.end {
                     zero_range = Some((end.end, nz_end));
                     discarded_bytes += (nz_end - end.end) as u64;

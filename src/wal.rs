@@ -350,7 +350,8 @@ impl Wal {
         fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = lock_dir(&dir)?;
         let decoder = READ_DECODER;
-        let recovered = recovery::recover(&dir, decoder, true, false)?;
+        let expect_max = config.effective_max_entry_size();
+        let recovered = recovery::recover(&dir, decoder, expect_max, true, false)?;
         let mut changed = false;
         if let Some(r) = &recovered {
             recovery::enforce(config.recovery_mode, &r.report)?;
@@ -1127,7 +1128,8 @@ impl WalReader {
             ));
         }
         let decoder = READ_DECODER;
-        let Some(r) = recovery::recover(&dir, decoder, false, true)? else {
+        let expect_max = config.effective_max_entry_size();
+        let Some(r) = recovery::recover(&dir, decoder, expect_max, false, true)? else {
             return Err(Error::NotALog { dir });
         };
         recovery::enforce(config.recovery_mode, &r.report)?;

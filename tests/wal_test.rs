@@ -254,6 +254,59 @@ fn a_smaller_max_entry_size_on_reopen_never_drops_entries() {
     }
 }
 
+/// After damage, recovery searches for a valid frame further on to tell a
+/// torn tail from mid-log corruption. It must consider frames as large as
+/// those the log holds, not only those the opener's limit allows: here the
+/// only valid frame after the damage is larger than that limit (100 KiB
+/// under a 16 KiB limit; 17 MiB under the default 16 MiB, written with a
+/// raised limit).
+#[test]
+fn damage_before_a_frame_above_the_opener_limit_is_mid_log_corruption() {
+    let cases = [
+        (
+            100usize << 10,
+            Config::default().segment_size(1 << 20),
+            cfg(SyncMode::Strict),
+        ),
+        (
+            17 << 20,
+            Config::default().max_entry_size(20 << 20),
+            Config::default(),
+        ),
+    ];
+    for (size, wide, narrow) in cases {
+        assert!(narrow.effective_max_entry_size() < size as u32);
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(dir.path(), wide.prefault(false)).unwrap();
+        let write = |v: u64| WalEntry::Write {
+            run_id: run(1),
+            key: b"big".to_vec(),
+            value: vec![7u8; size],
+            version: v,
+        };
+        wal.append(&write(1)).unwrap();
+        let damaged = wal.append(&write(2)).unwrap();
+        wal.append(&write(3)).unwrap();
+        let (seq, off) = {
+            let snap = wal.snapshot();
+            let e = snap.read_at(damaged).unwrap();
+            (e.segment, e.offset)
+        };
+        wal.close().unwrap();
+        let path = dir.path().join(format!("{seq:020}.wal"));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[off + 100] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+        drop(bytes);
+
+        let reader = WalReader::open(dir.path(), &narrow).unwrap();
+        let p = reader.recovery_report().problem.clone().expect("a problem");
+        assert_eq!(p.class, ProblemClass::MidLogCorruption, "{size}: {p}");
+        assert_eq!((p.segment, p.offset), (seq, off as u64), "{size}: {p}");
+        assert_eq!(reader.snapshot().iter().count(), 1, "{size}");
+    }
+}
+
 /// Reopened with larger segments, a log whose active segment is empty (a
 /// new log here; or one whose last segment lost all its frames in a crash)
 /// and too small for the next entry rotates at once and leaves that segment
