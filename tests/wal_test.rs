@@ -26,7 +26,10 @@ fn run(n: u8) -> RunId {
 }
 
 fn all_entries(wal: &Wal) -> Vec<WalEntry> {
-    let snap = wal.snapshot();
+    entries_in(&wal.snapshot())
+}
+
+fn entries_in(snap: &durability::Snapshot) -> Vec<WalEntry> {
     snap.iter().map(|e| e.unwrap().entry.to_owned()).collect()
 }
 
@@ -223,12 +226,7 @@ fn a_smaller_max_entry_size_on_reopen_never_drops_entries() {
         "{:?}",
         reader.recovery_report().problem
     );
-    let read: Vec<WalEntry> = reader
-        .snapshot()
-        .iter()
-        .map(|e| e.unwrap().entry.to_owned())
-        .collect();
-    assert_eq!(read, written);
+    assert_eq!(entries_in(reader.snapshot()), written);
     drop(reader);
     for strict in [false, true] {
         let c = if strict {
@@ -363,12 +361,7 @@ fn an_entry_too_large_for_the_active_segment_leaves_it_empty() {
     for (d, c) in [(dir.path(), &small), (image.path(), &large)] {
         let reader = WalReader::open(d, c).unwrap();
         assert!(reader.recovery_report().problem.is_none());
-        let read: Vec<WalEntry> = reader
-            .snapshot()
-            .iter()
-            .map(|e| e.unwrap().entry.to_owned())
-            .collect();
-        assert_eq!(read, written);
+        assert_eq!(entries_in(reader.snapshot()), written);
         drop(reader);
         let wal = Wal::open(d, c.clone()).unwrap();
         assert!(wal.recovery_report().problem.is_none());
