@@ -2,10 +2,11 @@
 //! fail-stop poisoning, and the fault-injection seam used by the tests.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex};
+// Through the facade, so the loom models (src/loom_tests.rs) explore this
+// very code.
+use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
 
 /// When appended data is made durable (synced to disk).
 ///

@@ -224,6 +224,16 @@ pub enum Error {
     #[error("the log is closed")]
     Closed,
 
+    /// An append would take the log past the largest LSN or segment
+    /// sequence number it may reach
+    /// ([`MAX_LSN`](crate::segment::MAX_LSN),
+    /// [`MAX_SEQ`](crate::segment::MAX_SEQ)). Nothing was written.
+    #[error("the log is full: {detail}; start a new log")]
+    LogFull {
+        /// What limit was reached.
+        detail: String,
+    },
+
     /// An LSN that does not name the start of an entry in this log.
     #[error("LSN {lsn} is not the position of an entry in this log ({detail})")]
     BadLsn {
@@ -233,8 +243,11 @@ pub enum Error {
         detail: String,
     },
 
-    /// An I/O call failed.
-    #[error("{op} {}: {source}", .path.display())]
+    /// An I/O call failed. The message names the call and the file; the
+    /// operating system's error is the [`source`](std::error::Error::source)
+    /// (printed after it by error reporters such as `anyhow`'s `{:#}`), so
+    /// it is not repeated in the message.
+    #[error("{op} {}", .path.display())]
     Io {
         /// What was being done.
         op: &'static str,
@@ -322,3 +335,16 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `e` and the chain of its sources, `: `-separated: the whole story in one
+/// line, for messages built from an error (a poisoning cause).
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

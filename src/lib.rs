@@ -44,18 +44,31 @@ pub mod durability;
 pub mod entry;
 pub mod error;
 pub mod frame;
+pub mod reader;
 pub mod recovery;
+mod registry;
 pub mod replay;
+pub mod retention;
 pub mod segment;
+pub mod space;
+pub mod tail;
 pub mod wal;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
+pub(crate) mod notify;
+pub(crate) mod publish;
+pub(crate) mod sync;
 
 pub use crate::durability::SyncMode;
 pub use entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 pub use error::{Error, Location, ProblemClass, Result};
 pub use frame::{Decoder, EntryRef, Frame};
+pub use reader::WalReader;
 pub use recovery::{Problem, RecoveryMode, RecoveryReport};
 pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, Txn};
-pub use wal::{Config, Stats, Tail, TxnPosition, Wal, WalReader};
+pub use tail::Tail;
+pub use wal::{Config, Stats, TxnPosition, Wal};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

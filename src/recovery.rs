@@ -4,7 +4,6 @@
 //! Recovery reads; it never writes. Opening for writing applies its verdict
 //! afterwards (zeroing the tail, moving discarded segments aside).
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,13 +11,11 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::entry::{EntryKind, RunId};
+use crate::entry::EntryKind;
 use crate::error::{Error, Location, ProblemClass, Result};
-use crate::frame::{Decoder, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD};
-use crate::replay::RunIndex;
-use crate::segment::{
-    self, Header, HeaderState, Segment, DATA_START, HEADER_LEN, MIN_SEGMENT_SIZE, SECTOR,
-};
+use crate::frame::{Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD};
+use crate::replay::{OpenTxns, RunIndex, Snapshot, TxnEvent};
+use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
 
 /// What to do when recovery finds more than a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -112,6 +109,9 @@ mod duration_secs {
 pub(crate) struct SegRef {
     pub seg: Arc<Segment>,
     pub first_lsn: u64,
+    /// A transaction was open where this segment starts (see
+    /// [`OpenTxns`]): retention may not cut the log here.
+    pub txn_open: bool,
 }
 
 impl SegRef {
@@ -137,6 +137,8 @@ pub(crate) struct Recovered {
     pub end_lsn: u64,
     pub report: RecoveryReport,
     pub index: RunIndex,
+    /// The transactions open at the end of the valid log.
+    pub open_txns: OpenTxns,
     /// In the last kept segment: `[start, end)` holds bytes after the valid
     /// end that must be zeroed before appending.
     pub zero_range: Option<(usize, usize)>,
@@ -250,7 +252,9 @@ impl<'a> FrameReader<'a> {
     /// `from` if everything from there to the end of the file is zero.
     fn nonzero_end(&mut self, from: usize) -> usize {
         const CHUNK: usize = 64 << 10;
-        let mut end = self.seg.len();
+        // Nothing past the file's last data extent can be nonzero: holes
+        // (a sparse file, unwritten preallocation) are skipped unread.
+        let mut end = self.seg.data_end().max(from).min(self.seg.len());
         while end > from {
             let start = end.saturating_sub(CHUNK).max(from);
             let last = self.with_bytes(start, end, last_nonzero);
@@ -287,23 +291,13 @@ fn last_nonzero(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// Reads the header of `seg`.
-fn read_header(seg: &Segment, copy: bool) -> HeaderState {
-    let mut buf = [0u8; HEADER_LEN];
-    if copy {
-        seg.copy_out(0, &mut buf);
-    } else {
-        // SAFETY: no writer exists during recovery under the write lock.
-        buf.copy_from_slice(unsafe { seg.bytes(0, HEADER_LEN) });
-    }
-    Header::read(&buf)
-}
-
 /// Per-scan accounting: entries, transactions, the run index.
 struct Tally {
     entries: u64,
     last_lsn: Option<u64>,
-    open: HashMap<(RunId, u64), ()>,
+    open: OpenTxns,
+    /// Transactions replaced by a later BeginTxn of their run.
+    replaced: u64,
     committed: u64,
     aborted: u64,
     index: RunIndex,
@@ -312,25 +306,31 @@ struct Tally {
 }
 
 impl Tally {
-    fn visit(&mut self, lsn: u64, frame: &Frame<'_>) {
-        let e = &frame.entry;
+    fn new() -> Tally {
+        Tally {
+            entries: 0,
+            last_lsn: None,
+            open: OpenTxns::default(),
+            replaced: 0,
+            committed: 0,
+            aborted: 0,
+            index: RunIndex::default(),
+            largest: 0,
+        }
+    }
+
+    fn visit(&mut self, lsn: u64, len: usize, e: &EntryRef<'_>) {
         self.entries += 1;
-        self.largest = self.largest.max(frame.len - FRAME_OVERHEAD);
+        self.largest = self.largest.max(len - FRAME_OVERHEAD);
         self.last_lsn = Some(lsn);
         let run = e.run_id();
-        self.index.note(run, lsn, lsn + frame.len as u64);
-        if let (Some(run), Some(txn)) = (run, e.txn_id()) {
-            match e.kind() {
-                EntryKind::BeginTxn => {
-                    self.open.insert((run, txn), ());
-                }
-                EntryKind::CommitTxn if self.open.remove(&(run, txn)).is_some() => {
-                    self.committed += 1;
-                }
-                EntryKind::AbortTxn if self.open.remove(&(run, txn)).is_some() => {
-                    self.aborted += 1;
-                }
-                _ => {}
+        self.index.note(run, lsn, lsn + len as u64);
+        if let Some(run) = run {
+            match self.open.note(e.kind(), run, e.txn_id()) {
+                TxnEvent::Began { replaced: true } => self.replaced += 1,
+                TxnEvent::Committed => self.committed += 1,
+                TxnEvent::Aborted => self.aborted += 1,
+                TxnEvent::Began { replaced: false } | TxnEvent::None => {}
             }
         }
     }
@@ -344,14 +344,26 @@ struct ScanEnd {
     error: Option<Error>,
 }
 
-fn scan_frames(r: &mut FrameReader<'_>, sref: &SegRef, salt: u32, tally: &mut Tally) -> ScanEnd {
+fn scan_frames(
+    r: &mut FrameReader<'_>,
+    sref: &SegRef,
+    salt: u32,
+    tally: &mut Tally,
+    limit: u64,
+) -> ScanEnd {
     let mut off = DATA_START;
     let len = r.seg.len();
     loop {
         let lsn = sref.lsn_of(off);
+        if lsn >= limit {
+            return ScanEnd {
+                end: off,
+                error: None,
+            };
+        }
         match r.decode(off, segment::seed(salt, lsn)) {
             Ok(Some(frame)) => {
-                tally.visit(lsn, &frame);
+                tally.visit(lsn, frame.len, &frame.entry);
                 off += frame.len;
                 if off >= len {
                     return ScanEnd {
@@ -508,8 +520,25 @@ fn file_is_empty(path: &Path) -> Result<bool> {
     Ok(r.nonzero_end(0) == 0)
 }
 
-/// Scans the log in `dir`. `copy` selects the copying reader (read-only
-/// opens). Returns `Ok(None)` when the directory holds no log.
+/// How a recovery scan reads and judges the log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScanOptions {
+    /// Map the segments writable (a write open, which repairs afterwards).
+    pub writable: bool,
+    /// Copy each frame before validating it (a read-only open: another
+    /// process may be writing the bytes at the end).
+    pub copy: bool,
+    /// A writer in another process holds the log open. The end of the last
+    /// segment it is writing then moves during the scan: whatever stops the
+    /// scan there is the writer's unpublished work, not a problem.
+    pub live: bool,
+    /// Frames at or past this LSN are not trusted (a log that failed a sync
+    /// in this process: only what a completed sync covered is believed).
+    pub limit: Option<u64>,
+}
+
+/// Scans the log in `dir`. Returns `Ok(None)` when the directory holds no
+/// log.
 ///
 /// The segments are taken in sequence order. A segment with a valid header
 /// must start exactly where the previous one's frames end. A trailing
@@ -524,20 +553,48 @@ fn file_is_empty(path: &Path) -> Result<bool> {
 /// frame further on considers payloads up to the largest of `expect_max`,
 /// the default limit (16 MiB) and the largest frame already read: what the
 /// log may hold, not the segment size, bounds each candidate's work.
+///
+/// Retention may delete the oldest segments while a read-only open lists
+/// them: a segment that vanishes between the listing and its opening makes
+/// the scan start again from a fresh listing.
 pub(crate) fn recover(
     dir: &Path,
     decoder: Decoder,
     expect_max: u32,
-    writable: bool,
-    copy: bool,
+    opts: ScanOptions,
 ) -> Result<Option<Recovered>> {
+    let mut attempts = 0;
+    loop {
+        match recover_once(dir, decoder, expect_max, opts) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn recover_once(
+    dir: &Path,
+    decoder: Decoder,
+    expect_max: u32,
+    opts: ScanOptions,
+) -> Result<Option<Recovered>> {
+    let ScanOptions {
+        writable,
+        copy,
+        live,
+        limit,
+    } = opts;
+    let limit = limit.unwrap_or(u64::MAX);
     let started = Instant::now();
     let listing = list(dir)?;
-    let mut mapped = Vec::with_capacity(listing.segments.len());
     // The first file too short to hold a header page, if any: it is never
     // mapped, and it and everything after it are not part of the log.
     let mut short: Option<(usize, u64)> = None;
-    for (k, (seq, path)) in listing.segments.iter().enumerate() {
+    for (k, (_, path)) in listing.segments.iter().enumerate() {
         let len = fs::metadata(path)
             .map_err(|e| Error::io("stat segment", path, e))?
             .len();
@@ -545,8 +602,17 @@ pub(crate) fn recover(
             short = Some((k, len));
             break;
         }
+    }
+    let usable = short.map_or(listing.segments.len(), |(k, _)| k);
+    // Opened (and their headers read) newest first: a writer seals headers
+    // oldest first, so a header read later is never older than one read
+    // before it, and a scan beside a live writer never sees a blank header
+    // before a valid one that the writer wrote after it.
+    let mut mapped = Vec::with_capacity(usable);
+    for (seq, path) in listing.segments[..usable].iter().rev() {
         mapped.push(Arc::new(Segment::open(path, *seq, writable)?));
     }
+    mapped.reverse();
     if let (Some((0, len)), true) = (short, mapped.is_empty()) {
         return Err(Error::SegmentHeader {
             segment: listing.segments[0].0,
@@ -561,8 +627,7 @@ pub(crate) fn recover(
     while last_file > 0 {
         let empty = match mapped.get(last_file) {
             Some(seg) => {
-                matches!(read_header(seg, copy), HeaderState::Blank)
-                    && data_bytes(seg, copy, decoder) == 0
+                matches!(seg.header(), HeaderState::Blank) && data_bytes(seg, copy, decoder) == 0
             }
             None => file_is_empty(&listing.segments[last_file].1)?,
         };
@@ -571,7 +636,7 @@ pub(crate) fn recover(
         }
         last_file -= 1;
     }
-    let headers: Vec<HeaderState> = mapped.iter().map(|s| read_header(s, copy)).collect();
+    let headers: Vec<HeaderState> = mapped.iter().map(|s| s.header().clone()).collect();
     // Segments from `n` on all have blank headers.
     let n = headers
         .iter()
@@ -598,6 +663,7 @@ pub(crate) fn recover(
             end_lsn: 0,
             report: RecoveryReport::default(),
             index: RunIndex::default(),
+            open_txns: OpenTxns::default(),
             zero_range: None,
             restore_size: None,
             discard: Vec::new(),
@@ -632,15 +698,7 @@ pub(crate) fn recover(
     };
     let instance = first.instance();
     let salt = segment::salt(&instance);
-    let mut tally = Tally {
-        entries: 0,
-        last_lsn: None,
-        open: HashMap::new(),
-        committed: 0,
-        aborted: 0,
-        index: RunIndex::default(),
-        largest: 0,
-    };
+    let mut tally = Tally::new();
     let mut kept: Vec<SegRef> = Vec::with_capacity(mapped.len());
     let mut adopted = 0;
     let mut expected_lsn = first.first_lsn.get();
@@ -700,6 +758,7 @@ pub(crate) fn recover(
         let sref = SegRef {
             seg: Arc::clone(seg),
             first_lsn,
+            txn_open: !tally.open.is_empty(),
         };
         let mut reader = FrameReader {
             seg,
@@ -707,7 +766,8 @@ pub(crate) fn recover(
             buf: Vec::new(),
             decoder,
         };
-        let end = scan_frames(&mut reader, &sref, salt, &mut tally);
+        let end = scan_frames(&mut reader, &sref, salt, &mut tally, limit);
+        let limited = end.error.is_none() && sref.lsn_of(end.end) >= limit;
         let end_here = sref.lsn_of(end.end);
         kept.push(sref.clone());
         expected_lsn = end_here;
@@ -716,6 +776,8 @@ pub(crate) fn recover(
         // reported there (`Some(end_here)` lets the loop reach it), unless
         // this segment already ended in damage.
         let next_first = match headers.get(i + 1) {
+            // Nothing past the trusted end continues the log.
+            _ if limited => None,
             Some(HeaderState::Valid(h)) => {
                 let short_ok = i + 1 == last_file;
                 let next = &mapped[i + 1];
@@ -761,6 +823,27 @@ pub(crate) fn recover(
             Some(f) if f == end_here && end.error.is_none() => {
                 i += 1;
                 continue;
+            }
+            None if limited => {
+                // A log that failed a sync in this process: what its page
+                // cache holds past the last completed sync may never have
+                // reached the disk. It is dropped like a torn tail.
+                let nz_end = reader.nonzero_end(end.end);
+                if nz_end > end.end {
+                    zero_range = Some((end.end, nz_end));
+                    discarded_bytes += (nz_end - end.end) as u64;
+                }
+                problem = Some(problem_at(
+                    &sref,
+                    end.end,
+                    ProblemClass::TornTail,
+                    None,
+                    "a sync of this log failed in this process: bytes past the last completed sync are not trusted",
+                ));
+            }
+            None if live => {
+                // A writer in another process is appending here: the scan
+                // stopped at its moving end. Nothing is judged or repaired.
             }
             None => {
                 // The last segment of the log: what follows its frames is
@@ -821,7 +904,7 @@ pub(crate) fn recover(
         stop_at = i + 1;
         break;
     }
-    if let (None, Some(last)) = (zero_range, kept.last()) {
+    if let (None, Some(last), false) = (zero_range, kept.last(), live) {
         // The scan stopped at a later segment's header: bytes after the last
         // kept segment's frames must still be zeroed before appending there.
         let end = last.offset_of(expected_lsn).min(last.seg.len());
@@ -883,6 +966,11 @@ pub(crate) fn recover(
             blanks.push((seg.seq(), seg.path().to_path_buf()));
             continue;
         }
+        if live && blank && problem.is_none() {
+            // The live writer rotated into it after the scan passed: not
+            // part of this view, and not a problem.
+            continue;
+        }
         if blank && bytes == 0 && problem.is_none() {
             // A prepared segment after a hole: the segment that held the
             // end of the log is gone. A crash cannot do that.
@@ -905,6 +993,7 @@ pub(crate) fn recover(
                 &SegRef {
                     seg: Arc::clone(seg),
                     first_lsn: expected_lsn,
+                    txn_open: false,
                 },
                 DATA_START,
                 ProblemClass::TornTail,
@@ -931,7 +1020,7 @@ pub(crate) fn recover(
         entries: tally.entries,
         committed_txns: tally.committed,
         aborted_txns: tally.aborted,
-        incomplete_txns: tally.open.len() as u64,
+        incomplete_txns: tally.replaced + tally.open.len() as u64,
         first_lsn: first.first_lsn.get(),
         last_lsn: tally.last_lsn,
         end_lsn,
@@ -946,12 +1035,39 @@ pub(crate) fn recover(
         end_lsn,
         report,
         index: tally.index,
+        open_txns: tally.open,
         zero_range,
         restore_size,
         discard,
         blanks,
         temps: listing.temps,
     }))
+}
+
+/// The report and run index of a published view (a read-only open beside
+/// a writer of this process): what a scan would find, without scanning a
+/// moving tail.
+pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
+    let started = Instant::now();
+    let mut tally = Tally::new();
+    for e in snap.iter() {
+        let e = e?;
+        tally.visit(e.lsn, e.len, &e.entry);
+    }
+    let report = RecoveryReport {
+        segments: snap.segs.len(),
+        entries: tally.entries,
+        committed_txns: tally.committed,
+        aborted_txns: tally.aborted,
+        incomplete_txns: tally.replaced + tally.open.len() as u64,
+        first_lsn: snap.start,
+        last_lsn: tally.last_lsn,
+        end_lsn: snap.end,
+        bytes_discarded: 0,
+        problem: None,
+        duration: started.elapsed(),
+    };
+    Ok((report, tally.index))
 }
 
 fn header_problem(seg: &Segment, lsn: u64, detail: String) -> Problem {

@@ -42,13 +42,16 @@ impl Hasher for RunHasher {
 
 pub(crate) type RunMap<V> = HashMap<RunId, V, BuildHasherDefault<RunHasher>>;
 
-/// For each run, the LSN where each stretch of its entries starts (a stretch
-/// is a maximal run of consecutive entries of that run: one transaction
-/// appended with `append_txn` is one stretch). Replaying one run reads only
-/// its stretches.
+/// For each run, the stretches of its entries: a stretch is a maximal run
+/// of consecutive entries of that run (one transaction appended with
+/// `append_txn` is one stretch), kept as `[start, end)` LSNs. Replaying one
+/// run reads only its stretches; retention forgets the stretches it
+/// removed, so a run whose entries are all gone is gone from the index.
 #[derive(Default, Debug, Clone)]
 pub(crate) struct RunIndex {
-    runs: RunMap<Vec<Lsn>>,
+    /// The end of the last stretch of `last_run` is stale (it is still
+    /// growing); `last_end` is its true end.
+    runs: RunMap<Vec<(Lsn, Lsn)>>,
     last_run: Option<RunId>,
     last_end: Lsn,
 }
@@ -60,17 +63,33 @@ impl RunIndex {
         match run {
             Some(r) if self.last_run == Some(r) && self.last_end == lsn => {}
             Some(r) => {
-                self.runs.entry(r).or_default().push(lsn);
+                self.close_last();
+                self.runs.entry(r).or_default().push((lsn, end));
                 self.last_run = Some(r);
             }
-            None => self.last_run = None,
+            None => {
+                self.close_last();
+                self.last_run = None;
+            }
         }
         self.last_end = end;
     }
 
+    /// Writes the true end into the growing stretch.
+    fn close_last(&mut self) {
+        if let Some(r) = self.last_run {
+            if let Some(last) = self.runs.get_mut(&r).and_then(|v| v.last_mut()) {
+                last.1 = self.last_end;
+            }
+        }
+    }
+
     /// The stretch starts of `run`.
     pub fn stretches(&self, run: &RunId) -> Vec<Lsn> {
-        self.runs.get(run).cloned().unwrap_or_default()
+        self.runs
+            .get(run)
+            .map(|v| v.iter().map(|&(s, _)| s).collect())
+            .unwrap_or_default()
     }
 
     /// Every run with an entry in the log.
@@ -78,28 +97,96 @@ impl RunIndex {
         self.runs.keys()
     }
 
-    /// True if `run` has a stretch starting in `[from, to)`, or one starting
-    /// before `from` (which may reach into the range).
+    /// True if `run` has a stretch starting before `to`.
     pub fn touches(&self, run: &RunId, to: Lsn) -> bool {
         self.runs
             .get(run)
-            .is_some_and(|s| s.first().is_some_and(|&first| first < to))
+            .is_some_and(|s| s.first().is_some_and(|&(first, _)| first < to))
     }
 
-    /// Forgets everything before `start` (retention removed it). A stretch
-    /// that began earlier may continue at `start`, so `start` is kept as a
-    /// stretch start of every run that lost one.
+    /// Forgets everything before `start` (retention removed it): stretches
+    /// that ended before it go, one that crosses it now starts there, and a
+    /// run left with no stretch goes.
     pub fn truncate_before(&mut self, start: Lsn) {
+        self.close_last();
         self.runs.retain(|_, s| {
-            let cut = s.partition_point(|&l| l < start);
-            if cut > 0 {
-                s.drain(..cut);
-                if s.first() != Some(&start) {
-                    s.insert(0, start);
-                }
+            let cut = s.partition_point(|&(_, end)| end <= start);
+            s.drain(..cut);
+            if let Some(first) = s.first_mut() {
+                first.0 = first.0.max(start);
             }
             !s.is_empty()
         });
+        if self.last_run.is_some_and(|r| !self.runs.contains_key(&r)) {
+            self.last_run = None;
+        }
+    }
+}
+
+/// The open transaction of each run, by the rule replay applies: a
+/// BeginTxn opens one (and replaces an open one of the same run), the
+/// CommitTxn or AbortTxn with its txn id ends it. Retention never cuts the
+/// log where a transaction is open (a replay of the rest would deliver its
+/// surviving half as standalone writes), so the writer and recovery track
+/// it at every segment boundary.
+#[derive(Default, Debug, Clone)]
+pub(crate) struct OpenTxns {
+    open: RunMap<u64>,
+}
+
+/// What one entry did to the open transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TxnEvent {
+    /// Nothing (not a boundary, or an end with no matching open txn).
+    None,
+    /// A transaction opened; `replaced` if it replaced an open one.
+    Began { replaced: bool },
+    /// The open transaction committed.
+    Committed,
+    /// The open transaction aborted.
+    Aborted,
+}
+
+impl OpenTxns {
+    /// Applies entry kind `kind` of `run` with `txn_id`.
+    #[inline]
+    pub fn note(&mut self, kind: EntryKind, run: RunId, txn_id: Option<u64>) -> TxnEvent {
+        match kind {
+            EntryKind::BeginTxn => TxnEvent::Began {
+                replaced: self.open.insert(run, txn_id.unwrap_or(0)).is_some(),
+            },
+            EntryKind::CommitTxn | EntryKind::AbortTxn => {
+                if self.open.is_empty() || self.open.get(&run).copied() != txn_id {
+                    return TxnEvent::None;
+                }
+                self.open.remove(&run);
+                if kind == EntryKind::CommitTxn {
+                    TxnEvent::Committed
+                } else {
+                    TxnEvent::Aborted
+                }
+            }
+            _ => TxnEvent::None,
+        }
+    }
+
+    /// A transaction of `run` was begun and ended in one unit
+    /// (`append_txn`): its BeginTxn replaced any open one.
+    #[inline]
+    pub fn closed_by_unit(&mut self, run: &RunId) {
+        if !self.open.is_empty() {
+            self.open.remove(run);
+        }
+    }
+
+    /// True if no transaction is open.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
+    /// Open transactions.
+    pub fn len(&self) -> usize {
+        self.open.len()
     }
 }
 
@@ -386,7 +473,6 @@ pub struct ReplayStats {
 }
 
 struct Open<'a> {
-    run: RunId,
     txn_id: u64,
     timestamp: u64,
     begin: Lsn,
@@ -395,23 +481,20 @@ struct Open<'a> {
 
 /// Turns entries into committed transactions. Reuses its buffers, so a
 /// replay allocates only while transactions grow past sizes seen before.
+/// Open transactions are found by run in a hash map: many runs left open by
+/// crashes cost nothing per entry.
 #[derive(Default)]
 struct Assembler<'a> {
-    open: Vec<Open<'a>>,
+    open: RunMap<Open<'a>>,
     pool: Vec<Vec<LogEntry<'a>>>,
     stats: ReplayStats,
 }
 
 impl<'a> Assembler<'a> {
-    #[inline]
-    fn find(&self, run: &RunId) -> Option<usize> {
-        self.open.iter().position(|o| o.run == *run)
-    }
-
-    fn close(&mut self, i: usize) {
-        let mut o = self.open.swap_remove(i);
-        o.ops.clear();
-        self.pool.push(o.ops);
+    fn recycle(&mut self, o: Open<'a>) {
+        let mut ops = o.ops;
+        ops.clear();
+        self.pool.push(ops);
     }
 
     #[inline]
@@ -424,8 +507,8 @@ impl<'a> Assembler<'a> {
         };
         match entry.kind() {
             EntryKind::Write | EntryKind::Delete => {
-                if let Some(i) = self.find(&run) {
-                    self.open[i].ops.push(e);
+                if let Some(o) = self.open.get_mut(&run) {
+                    o.ops.push(e);
                 } else {
                     self.stats.standalone += 1;
                     f(&Txn {
@@ -439,43 +522,43 @@ impl<'a> Assembler<'a> {
                 }
             }
             EntryKind::BeginTxn => {
-                if let Some(i) = self.find(&run) {
-                    self.stats.incomplete += 1;
-                    self.close(i);
-                }
                 let ops = self.pool.pop().unwrap_or_default();
-                self.open.push(Open {
-                    run,
+                let new = Open {
                     txn_id: entry.txn_id().unwrap_or(0),
                     timestamp: entry.timestamp().unwrap_or(0),
                     begin: e.lsn,
                     ops,
-                });
-            }
-            EntryKind::CommitTxn => {
-                if let Some(i) = self.find(&run) {
-                    if Some(self.open[i].txn_id) == entry.txn_id() {
-                        let o = &self.open[i];
-                        self.stats.committed += 1;
-                        f(&Txn {
-                            run_id: run,
-                            txn_id: Some(o.txn_id),
-                            timestamp: Some(o.timestamp),
-                            begin_lsn: o.begin,
-                            commit_lsn: e.lsn,
-                            ops: &o.ops,
-                        });
-                        self.close(i);
-                    }
+                };
+                if let Some(old) = self.open.insert(run, new) {
+                    self.stats.incomplete += 1;
+                    self.recycle(old);
                 }
             }
-            EntryKind::AbortTxn => {
-                if let Some(i) = self.find(&run) {
-                    if Some(self.open[i].txn_id) == entry.txn_id() {
-                        self.stats.aborted += 1;
-                        self.close(i);
-                    }
+            EntryKind::CommitTxn | EntryKind::AbortTxn => {
+                let matches = self
+                    .open
+                    .get(&run)
+                    .is_some_and(|o| Some(o.txn_id) == entry.txn_id());
+                if !matches {
+                    return;
                 }
+                let Some(o) = self.open.remove(&run) else {
+                    return;
+                };
+                if entry.kind() == EntryKind::CommitTxn {
+                    self.stats.committed += 1;
+                    f(&Txn {
+                        run_id: run,
+                        txn_id: Some(o.txn_id),
+                        timestamp: Some(o.timestamp),
+                        begin_lsn: o.begin,
+                        commit_lsn: e.lsn,
+                        ops: &o.ops,
+                    });
+                } else {
+                    self.stats.aborted += 1;
+                }
+                self.recycle(o);
             }
             EntryKind::Checkpoint => {}
         }

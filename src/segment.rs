@@ -34,6 +34,15 @@ pub const SECTOR: usize = 512;
 pub const SUFFIX: &str = ".wal";
 /// The suffix of a segment being created.
 pub const TMP_SUFFIX: &str = ".wal.tmp";
+/// The largest LSN a log may reach. Every header field is bounded before
+/// any arithmetic on it (a header with a valid CRC may still be hostile),
+/// and the writer refuses an append that would pass this: LSN, offset and
+/// sequence arithmetic can then never overflow.
+pub const MAX_LSN: u64 = 1 << 62;
+/// The largest segment sequence number.
+pub const MAX_SEQ: u64 = 1 << 62;
+/// The largest segment size accepted (1 TiB).
+pub const MAX_SEGMENT_SIZE: u64 = 1 << 40;
 
 /// The segment header, first bytes of every segment file.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
@@ -130,6 +139,22 @@ impl Header {
                 h.version.get()
             ));
         }
+        if h.seq.get() > MAX_SEQ {
+            return HeaderState::Invalid(format!(
+                "sequence number {} is above the limit {MAX_SEQ}",
+                h.seq.get()
+            ));
+        }
+        if h.first_lsn.get() > MAX_LSN {
+            return HeaderState::Invalid(format!(
+                "first LSN {} is above the limit {MAX_LSN}",
+                h.first_lsn.get()
+            ));
+        }
+        let size = h.segment_size.get();
+        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&size) || size % 4096 != 0 {
+            return HeaderState::Invalid(format!("header gives an impossible segment size {size}"));
+        }
         HeaderState::Valid(h)
     }
 
@@ -152,13 +177,14 @@ pub fn file_name(seq: u64) -> String {
     format!("{seq:020}{SUFFIX}")
 }
 
-/// The sequence number in a segment file name, or `None` if `name` is not one.
+/// The sequence number in a segment file name, or `None` if `name` is not
+/// one (or names a sequence number above [`MAX_SEQ`]).
 pub fn parse_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&seq| seq <= MAX_SEQ)
 }
 
 /// The per-log salt mixed into every frame's CRC seed.
@@ -175,23 +201,68 @@ pub fn seed(salt: u32, lsn: u64) -> u32 {
 
 /// Fsyncs a directory, so renames and unlinks in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(feature = "fault-injection")]
+    dir_syncs::note(dir);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// Test-only: how often each directory was fsynced (so tests can check
+/// that a rename or creation was made durable, which no crash-free test
+/// could otherwise observe).
+#[cfg(feature = "fault-injection")]
+pub mod dir_syncs {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::{Mutex, OnceLock};
+
+    fn counts() -> &'static Mutex<HashMap<PathBuf, u64>> {
+        static COUNTS: OnceLock<Mutex<HashMap<PathBuf, u64>>> = OnceLock::new();
+        COUNTS.get_or_init(|| Mutex::new(HashMap::new()))
+    }
+
+    pub(crate) fn note(dir: &Path) {
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        if let Ok(mut c) = counts().lock() {
+            *c.entry(key).or_default() += 1;
+        }
+    }
+
+    /// Fsyncs of `dir` so far in this process.
+    pub fn count(dir: &Path) -> u64 {
+        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        counts()
+            .lock()
+            .map(|c| c.get(&key).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
 /// A mapped segment file.
 ///
 /// The map is shared by the writer (which writes only past the published end
-/// of the log) and readers (which read only below it). It is never resized:
-/// the file is allocated whole before it is mapped and never truncated while
-/// mapped, so every address in `[0, len)` stays backed.
+/// of the log) and readers (which read only below it). It is never resized,
+/// and it never covers more than the size the segment was created with
+/// (its header's `segment_size`) nor more than the file held when it was
+/// mapped: the crate never shrinks a segment file (DESIGN.md §8), so every
+/// address in `[0, len)` stays backed. The file descriptor is closed once
+/// the file is mapped: a log of thousands of segments holds no descriptor
+/// per segment.
 pub struct Segment {
     seq: u64,
     path: PathBuf,
-    file: File,
     map: MmapRaw,
     len: usize,
+    /// The header as read from the file when it was opened (`Blank` for a
+    /// segment this process created).
+    header: HeaderState,
+    /// The file's size when it was opened (it may exceed `len`).
+    file_len: u64,
+    /// No byte at or past this offset held data when the file was opened
+    /// (the end of its last data extent, from `SEEK_DATA`/`SEEK_HOLE`; the
+    /// length when the filesystem cannot tell). Lets recovery skip holes.
+    data_end: usize,
     /// True once the segment's header is written and durable.
     sealed: std::sync::atomic::AtomicBool,
 }
@@ -206,46 +277,129 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+/// Reads the header page prefix of `file` with `pread` (never through a
+/// map). A header a writer is sealing at this very moment may read torn:
+/// an invalid header is read again a few times before it is believed.
+fn pread_header(file: &File) -> io::Result<HeaderState> {
+    use std::os::unix::fs::FileExt;
+    let mut state = HeaderState::Blank;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut buf = [0u8; HEADER_LEN];
+        let mut got = 0;
+        while got < HEADER_LEN {
+            match file.read_at(&mut buf[got..], got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        state = Header::read(&buf[..got]);
+        if !matches!(state, HeaderState::Invalid(_)) {
+            break;
+        }
+    }
+    Ok(state)
+}
+
+/// The end of the last data extent of `file` in `[0, len)`, or `len` if
+/// the filesystem cannot say. Bytes past it read as zero.
+fn data_end(file: &File, len: u64) -> u64 {
+    use rustix::fs::{seek, SeekFrom};
+    let mut pos = 0u64;
+    let mut end = 0u64;
+    // Bounded: a hostile file with millions of extents costs no more than
+    // scanning it.
+    for _ in 0..4096 {
+        let start = match seek(file, SeekFrom::Data(pos)) {
+            Ok(s) if s < len => s,
+            Ok(_) | Err(rustix::io::Errno::NXIO) => return end,
+            Err(_) => return len,
+        };
+        let hole = match seek(file, SeekFrom::Hole(start)) {
+            Ok(h) => h.min(len),
+            Err(_) => return len,
+        };
+        end = hole;
+        if hole >= len {
+            return len;
+        }
+        pos = hole;
+    }
+    len
+}
+
 impl Segment {
-    /// Maps the segment file at `path`, read-write or read-only.
-    pub fn open(path: &Path, seq: u64, writable: bool) -> Result<Segment> {
+    /// Maps the segment file at `path`, read-write or read-only: at most
+    /// the size its header says it was created with (a file that grew past
+    /// it is mapped only that far), and no more than the file holds.
+    pub(crate) fn open(path: &Path, seq: u64, writable: bool) -> Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
             .open(path)
             .map_err(|e| Error::io("open segment", path, e))?;
-        let len = file
+        let file_len = file
             .metadata()
             .map_err(|e| Error::io("stat segment", path, e))?
             .len();
-        if len < DATA_START as u64 {
+        if file_len < DATA_START as u64 {
             return Err(Error::SegmentHeader {
                 segment: seq,
-                detail: format!("file is {len} bytes, shorter than its header page"),
+                detail: format!("file is {file_len} bytes, shorter than its header page"),
             });
         }
+        let header = pread_header(&file).map_err(|e| Error::io("read segment header", path, e))?;
+        let len = match &header {
+            HeaderState::Valid(h) => file_len.min(h.segment_size.get()),
+            _ => file_len,
+        };
         let len = usize::try_from(len).map_err(|_| Error::SegmentHeader {
             segment: seq,
             detail: "file too large to map".into(),
         })?;
-        Self::map(file, path.to_path_buf(), seq, len, writable)
+        let data_end = data_end(&file, len as u64) as usize;
+        let mut seg = Self::map(
+            &file,
+            path.to_path_buf(),
+            seq,
+            len,
+            writable,
+            header,
+            data_end,
+        )?;
+        seg.file_len = file_len;
+        Ok(seg)
     }
 
-    fn map(file: File, path: PathBuf, seq: u64, len: usize, writable: bool) -> Result<Segment> {
+    fn map(
+        file: &File,
+        path: PathBuf,
+        seq: u64,
+        len: usize,
+        writable: bool,
+        header: HeaderState,
+        data_end: usize,
+    ) -> Result<Segment> {
         let mut opts = MmapOptions::new();
         opts.len(len);
         let map = if writable {
-            opts.map_raw(&file)
+            opts.map_raw(file)
         } else {
-            opts.map_raw_read_only(&file)
+            opts.map_raw_read_only(file)
         }
         .map_err(|e| Error::io("map segment", &path, e))?;
         Ok(Segment {
             seq,
             path,
-            file,
             map,
             len,
+            header,
+            file_len: len as u64,
+            data_end: data_end.min(len),
             sealed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -260,7 +414,8 @@ impl Segment {
         &self.path
     }
 
-    /// The file's (and the map's) length.
+    /// The map's length: the file's size, or the size the header gives if
+    /// the file is larger.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -268,6 +423,16 @@ impl Segment {
     /// Always false: a segment has at least its header page.
     pub fn is_empty(&self) -> bool {
         false
+    }
+
+    /// The header as read when the file was opened.
+    pub fn header(&self) -> &HeaderState {
+        &self.header
+    }
+
+    /// No byte at or past this offset held data when the file was opened.
+    pub(crate) fn data_end(&self) -> usize {
+        self.data_end
     }
 
     /// The mapped bytes `[start, end)`.
@@ -280,7 +445,7 @@ impl Segment {
     /// no writer may run. Bytes another process may be writing must be read
     /// with [`Segment::copy_out`] instead. See DESIGN.md, "Soundness".
     #[inline]
-    pub unsafe fn bytes(&self, start: usize, end: usize) -> &[u8] {
+    pub(crate) unsafe fn bytes(&self, start: usize, end: usize) -> &[u8] {
         assert!(
             start <= end && end <= self.len,
             "segment range out of bounds"
@@ -300,7 +465,7 @@ impl Segment {
     /// writable map.
     #[inline]
     #[allow(clippy::mut_from_ref)]
-    pub unsafe fn bytes_mut(&self, start: usize, end: usize) -> &mut [u8] {
+    pub(crate) unsafe fn bytes_mut(&self, start: usize, end: usize) -> &mut [u8] {
         assert!(
             start <= end && end <= self.len,
             "segment range out of bounds"
@@ -310,21 +475,52 @@ impl Segment {
         unsafe { std::slice::from_raw_parts_mut(self.map.as_mut_ptr().add(start), end - start) }
     }
 
-    /// Copies mapped bytes from `start` into `dst` without ever forming a
-    /// reference to them, so it is sound even while another process writes
-    /// them. Copies fewer bytes at the end of the file; returns the count.
-    pub fn copy_out(&self, start: usize, dst: &mut [u8]) -> usize {
+    /// Copies mapped bytes from `start` into `dst` with volatile loads,
+    /// never forming a reference to them: another *process* may be writing
+    /// them. Copies fewer bytes (none if `start` is past the end) at the end
+    /// of the map; returns the count.
+    ///
+    /// No writer of *this* process runs while it is called on a log's
+    /// segment: a read-only open of a log this process writes reads through
+    /// the writer's published end instead (see `registry`), and a write open
+    /// reads before its writer exists. Concurrent stores from another
+    /// process are outside Rust's memory model; volatile loads keep the
+    /// compiler from assuming the bytes are stable, and the caller validates
+    /// the copy (length, CRC, structure) before trusting any of it.
+    pub(crate) fn copy_out(&self, start: usize, dst: &mut [u8]) -> usize {
         let n = dst.len().min(self.len.saturating_sub(start));
-        // SAFETY: `[start, start + n)` is inside the mapping; the copy reads
-        // through a raw pointer into `dst`, which we own exclusively. A
-        // concurrent write by another process can only make the copied
-        // bytes stale or mixed, which the caller's validation rejects.
-        unsafe { std::ptr::copy_nonoverlapping(self.map.as_ptr().add(start), dst.as_mut_ptr(), n) };
+        if n == 0 {
+            return 0;
+        }
+        // SAFETY: `start < self.len`, so the pointer is inside the mapping.
+        let src = unsafe { self.map.as_ptr().add(start) };
+        let mut i = 0;
+        // Bytes up to an 8-byte boundary of the source, then whole words.
+        while i < n && (src as usize + i) % 8 != 0 {
+            // SAFETY: `start + i < self.len`: inside the mapping, which
+            // stays mapped and backed while `self` lives.
+            dst[i] = unsafe { std::ptr::read_volatile(src.add(i)) };
+            i += 1;
+        }
+        while i + 8 <= n {
+            // SAFETY: `[start + i, start + i + 8)` is inside the mapping and
+            // 8-byte aligned (checked by the loop above).
+            let w = unsafe { std::ptr::read_volatile(src.add(i).cast::<u64>()) };
+            dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+            i += 8;
+        }
+        while i < n {
+            // SAFETY: as in the first loop.
+            dst[i] = unsafe { std::ptr::read_volatile(src.add(i)) };
+            i += 1;
+        }
         n
     }
 
-    /// Makes the bytes `[start, end)` durable (`msync(MS_SYNC)`).
-    pub fn sync_range(&self, start: usize, end: usize) -> io::Result<()> {
+    /// Makes the bytes `[start, end)` durable (`msync(MS_SYNC)`); the
+    /// range is clamped to the map.
+    pub(crate) fn sync_range(&self, start: usize, end: usize) -> io::Result<()> {
+        let end = end.min(self.len);
         if end <= start {
             return Ok(());
         }
@@ -344,23 +540,25 @@ impl Segment {
     }
 
     /// Records that the header is written and durable.
-    pub fn set_sealed(&self) {
+    pub(crate) fn set_sealed(&self) {
         self.sealed
             .store(true, std::sync::atomic::Ordering::Release);
     }
-
-    /// The underlying file.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
 }
 
-/// Creates segment `seq` in `dir`, whole: under a temporary name, allocated
-/// with `fallocate` (so a full disk fails here, never later as SIGBUS on a
-/// mapped page), synced, renamed into place, directory synced, mapped, and
-/// pre-faulted for writing. Its header page is left zero ("blank") until the
-/// writer puts it into use; see [`write_header`].
-pub fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment> {
+/// Creates segment `seq` in `dir`, whole: under a temporary name, marked
+/// no-copy-on-write where the filesystem has it (btrfs: so the
+/// preallocation really reserves the blocks), allocated with `fallocate`
+/// (so a full disk fails here, never later as SIGBUS on a mapped page),
+/// synced, renamed into place (refusing to replace an existing file),
+/// directory synced, mapped, and pre-faulted. Its header page is left zero
+/// ("blank") until the writer puts it into use; see [`write_header`].
+///
+/// Pre-faulting maps the pages *readable* (`MADV_POPULATE_READ`): that
+/// builds the page tables and page-cache pages without dirtying them, so
+/// writeback writes only what the writer writes; the writer's first store
+/// to a page then takes only a write-protect fault, not a full one.
+pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment> {
     let final_path = dir.join(file_name(seq));
     let tmp_path = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
     let file = OpenOptions::new()
@@ -374,25 +572,73 @@ pub fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment
         let _ = fs::remove_file(&tmp_path);
         e
     };
+    crate::space::prepare_new_file(&file)
+        .map_err(|e| cleanup(Error::io("set no-copy-on-write", &tmp_path, e)))?;
     crate::durability::faults::before_allocate()
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e)))?;
     rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e.into())))?;
     file.sync_all()
         .map_err(|e| cleanup(Error::io("fsync new segment", &tmp_path, e)))?;
-    fs::rename(&tmp_path, &final_path)
-        .map_err(|e| cleanup(Error::io("rename new segment", &final_path, e)))?;
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &tmp_path,
+        rustix::fs::CWD,
+        &final_path,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(|e| cleanup(Error::io("rename new segment", &final_path, e.into())))?;
     sync_dir(dir)?;
     let len = usize::try_from(size).map_err(|_| Error::Config("segment size too large".into()))?;
-    let seg = Segment::map(file, final_path, seq, len, true)?;
+    let seg = Segment::map(
+        &file,
+        final_path,
+        seq,
+        len,
+        true,
+        HeaderState::Blank,
+        DATA_START,
+    )?;
+    drop(file);
     if prefault {
-        // Fault every page in writable now, off the append path. Advice
-        // only: without it the first write to each page faults instead.
+        // Advice only: without it the first write to each page faults
+        // fully instead.
         let _ = seg
             .map
-            .advise_range(Advice::PopulateWrite, DATA_START, len - DATA_START);
+            .advise_range(Advice::PopulateRead, DATA_START, len - DATA_START);
     }
     Ok(seg)
+}
+
+/// Zeroes whatever a file that grew holds past its created size (a
+/// filesystem that appended to it), without shrinking it: a reader in
+/// another process may have it mapped, and a shrink would turn its reads
+/// into SIGBUS. The bytes are deallocated (`FALLOC_FL_PUNCH_HOLE`) where the
+/// filesystem can, and overwritten with zeros where it cannot.
+pub(crate) fn zero_past_size(seg: &Segment) -> Result<()> {
+    let (from, to) = (seg.len as u64, seg.file_len);
+    if to <= from {
+        return Ok(());
+    }
+    let path = &seg.path;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open segment", path, e))?;
+    let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
+    if rustix::fs::fallocate(&file, flags, from, to - from).is_err() {
+        use std::os::unix::fs::FileExt;
+        let zeros = vec![0u8; 64 << 10];
+        let mut at = from;
+        while at < to {
+            let n = (to - at).min(zeros.len() as u64) as usize;
+            file.write_all_at(&zeros[..n], at)
+                .map_err(|e| Error::io("zero grown segment", path, e))?;
+            at += n as u64;
+        }
+    }
+    file.sync_all()
+        .map_err(|e| Error::io("zero grown segment", path, e))
 }
 
 /// Writes `header` into the first page of `seg` (through the map). Durable
@@ -403,8 +649,87 @@ pub fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment
 /// The caller must be the only thread writing headers, and no reference to
 /// the header page of `seg` may exist (readers slice frames from
 /// [`DATA_START`] and parse headers from private copies).
-pub unsafe fn write_header(seg: &Segment, header: &Header) {
+pub(crate) unsafe fn write_header(seg: &Segment, header: &Header) {
     // SAFETY: the caller holds the writer role and no one reads this page.
     let page = unsafe { seg.bytes_mut(0, HEADER_LEN) };
     page.copy_from_slice(header.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_checks_size_and_copy_out_stays_in_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("00000000000000000000.wal");
+        std::fs::write(&short, [0u8; 100]).unwrap();
+        assert!(matches!(
+            Segment::open(&short, 0, false),
+            Err(Error::SegmentHeader { .. })
+        ));
+        assert!(matches!(
+            Segment::open(&dir.path().join("missing.wal"), 0, false),
+            Err(Error::Io { .. })
+        ));
+        std::fs::write(&short, vec![0u8; 8192]).unwrap();
+        let seg = Segment::open(&short, 0, false).unwrap();
+        assert_eq!((seg.seq(), seg.len(), seg.is_empty()), (0, 8192, false));
+        assert_eq!(seg.path(), short);
+        assert!(format!("{seg:?}").contains("Segment"));
+        assert!(matches!(seg.header(), HeaderState::Blank));
+        seg.advise_sequential();
+        assert!(!seg.is_sealed());
+        let mut buf = [1u8; 16];
+        assert_eq!(seg.copy_out(8190, &mut buf), 2);
+        assert_eq!(seg.copy_out(8192, &mut buf), 0);
+        assert_eq!(seg.copy_out(usize::MAX, &mut buf), 0);
+        assert!(seg.sync_range(usize::MAX - 1, usize::MAX).is_ok());
+    }
+
+    #[test]
+    fn a_grown_file_is_mapped_only_to_its_created_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(0));
+        let header = Header::new(Uuid::from_u128(1), 0, 0, 8192);
+        let mut bytes = vec![0u8; 3 * 4096];
+        bytes[..HEADER_LEN].copy_from_slice(header.as_bytes());
+        bytes[9000] = 7;
+        std::fs::write(&path, &bytes).unwrap();
+        let seg = Segment::open(&path, 0, false).unwrap();
+        assert_eq!(seg.len(), 8192);
+        assert!(matches!(seg.header(), HeaderState::Valid(_)));
+    }
+
+    #[test]
+    fn create_never_replaces_an_existing_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let seg = create(dir.path(), 3, 8192, false).unwrap();
+        drop(seg);
+        std::fs::write(dir.path().join(file_name(3)), b"precious").unwrap();
+        assert!(matches!(
+            create(dir.path(), 3, 8192, false),
+            Err(Error::Io { .. })
+        ));
+        assert_eq!(
+            std::fs::read(dir.path().join(file_name(3))).unwrap(),
+            b"precious"
+        );
+    }
+
+    #[test]
+    fn hostile_header_fields_are_invalid() {
+        for (seq, lsn, size) in [
+            (u64::MAX, 0, 8192),
+            (0, u64::MAX - 10, 8192),
+            (0, 0, u64::MAX),
+            (0, 0, 4096),
+        ] {
+            let h = Header::new(Uuid::from_u128(1), seq, lsn, size);
+            assert!(
+                matches!(Header::read(h.as_bytes()), HeaderState::Invalid(_)),
+                "{seq} {lsn} {size}"
+            );
+        }
+    }
 }

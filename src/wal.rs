@@ -1,27 +1,35 @@
-//! The log: opening (create or recover), appending, syncing, reading, closing.
+//! The log: opening (create or recover), appending, syncing, closing.
 //!
 //! Writing: an entry is encoded straight into the mapped active segment past
 //! the published end, then the end is published (Release); readers load it
 //! (Acquire) and only look below it. The [`SyncMode`] decides when published
 //! bytes are made durable. See DESIGN.md, "Write and publish protocol".
+//! Following the log is in `tail`, read-only opens in `reader`, retention
+//! in `retention`.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use crate::publish::Published;
+use crate::sync::{Condvar, Mutex};
 use uuid::Uuid;
 
 use crate::durability::{GroupCommit, SyncMode, Ticker};
-use crate::entry::{BorrowedEntry, Op, RunId, WalEntry};
+use crate::entry::{BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoder, FRAME_OVERHEAD};
-use crate::recovery::{self, RecoveryMode, RecoveryReport, SegRef};
-use crate::replay::{diff_states, KeyDiff, Lsn, ReplayStats, RunIndex, Snapshot, Txn};
-use crate::segment::{self, Header, Segment, DATA_START, MIN_SEGMENT_SIZE};
+use crate::notify::TailNotify;
+use crate::recovery::{self, RecoveryMode, RecoveryReport, ScanOptions, SegRef};
+use crate::registry::{self, DirId, DirState};
+use crate::replay::{diff_states, KeyDiff, Lsn, OpenTxns, ReplayStats, RunIndex, Snapshot, Txn};
+use crate::retention::Pins;
+use crate::segment::{self, Header, Segment, DATA_START, MAX_LSN, MAX_SEQ, MIN_SEGMENT_SIZE};
+use crate::space::SpaceReservation;
+use crate::tail::Tail;
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -112,10 +120,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.segment_size < MIN_SEGMENT_SIZE || self.segment_size % 4096 != 0 {
+        if self.segment_size < MIN_SEGMENT_SIZE
+            || self.segment_size > segment::MAX_SEGMENT_SIZE
+            || self.segment_size % 4096 != 0
+        {
             return Err(Error::Config(format!(
-                "segment_size {} must be a multiple of 4096 and at least {MIN_SEGMENT_SIZE}",
-                self.segment_size
+                "segment_size {} must be a multiple of 4096, at least {MIN_SEGMENT_SIZE} and at most {}",
+                self.segment_size,
+                segment::MAX_SEGMENT_SIZE
             )));
         }
         let room = self.segment_size - DATA_START as u64 - FRAME_OVERHEAD as u64;
@@ -124,6 +136,11 @@ impl Config {
             return Err(Error::Config(format!(
                 "max_entry_size {max} does not fit an empty segment of {} bytes (at most {room})",
                 self.segment_size
+            )));
+        }
+        if max > MAX_ENTRY_SIZE {
+            return Err(Error::Config(format!(
+                "max_entry_size {max} is above {MAX_ENTRY_SIZE}, the most an entry's 32-bit archive offsets can address"
             )));
         }
         if (max as usize) < frame::MIN_PAYLOAD {
@@ -136,13 +153,19 @@ impl Config {
     }
 }
 
+/// The largest `max_entry_size` accepted (1 GiB): rkyv archives payloads
+/// with 32-bit relative offsets, so a payload must stay well inside 2 GiB;
+/// a limit above this would let an append pass its size check and then
+/// fail half-way through a transaction.
+pub const MAX_ENTRY_SIZE: u32 = 1 << 30;
+
 /// The decoder the log reads its own files with. `max_entry_size` limits
 /// appends only: a log written under a larger limit (or with larger
 /// segments and the default limit) must read back whole under a smaller
 /// one, or a write open would discard its large entries as damage. The
 /// bound that remains is structural: a frame must fit in the segment that
 /// holds it, which every read checks before touching the payload.
-const READ_DECODER: Decoder = Decoder::new(u32::MAX);
+pub(crate) const READ_DECODER: Decoder = Decoder::new(u32::MAX);
 
 /// Counters that show what the log has done, for tests and monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +182,10 @@ pub struct Stats {
     pub segments: usize,
     /// Append calls (`append*`, `append_txn`, `checkpoint`) completed.
     pub appends: u64,
+    /// Whether the filesystem reserves the space of a preallocated segment
+    /// (so that a full disk is an error at segment creation, never a signal
+    /// on a write into the map); see [`SpaceReservation`].
+    pub space: SpaceReservation,
 }
 
 /// Where a transaction appended with [`Wal::append_txn`] landed.
@@ -179,23 +206,26 @@ pub(crate) struct Shared {
     pub instance: Uuid,
     pub salt: u32,
     pub decoder: Decoder,
-    pub segments: RwLock<Vec<SegRef>>,
-    pub start: AtomicU64,
-    pub published: AtomicU64,
+    /// The segment list and the published range (DESIGN.md §8).
+    pub log: Published<SegRef>,
     pub group: GroupCommit,
     pub appends: AtomicU64,
-    pub tail: (Mutex<()>, Condvar),
-    /// Tail readers waiting; changed and read only under the writer lock.
-    pub tail_waiters: AtomicUsize,
+    pub tail_notify: TailNotify,
+    /// Positions tails still have to read: retention keeps them.
+    pub pins: Pins,
+    /// This directory's entry in the process-wide registry.
+    pub dir_state: Arc<DirState>,
+    pub space: SpaceReservation,
     pub writer: Mutex<Writer>,
 }
 
 impl Shared {
+    /// A consistent view of the published log: every LSN in its range lies
+    /// in one of its segments ([`Published::view`], DESIGN.md §8).
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let segs = self.segments.read().clone();
-        let end = self.published.load(Ordering::Acquire);
+        let (start, segs, end) = self.log.view();
         Snapshot {
-            start: self.start.load(Ordering::Acquire),
+            start,
             segs,
             end,
             salt: self.salt,
@@ -203,15 +233,26 @@ impl Shared {
         }
     }
 
-    /// Makes everything below `target` durable (group commit).
+    /// Makes everything below `target` durable (group commit). A failed
+    /// sync poisons the handle and records, process-wide, where the durable
+    /// log ended (the poisoned-log rule, DESIGN.md §7).
     pub(crate) fn sync_to(&self, target: Lsn) -> Result<()> {
         self.group
             .sync_to(
                 target,
-                || self.published.load(Ordering::Acquire),
+                || self.log.end(),
                 |from, to| self.sync_range(from, to),
             )
-            .map_err(|cause| Error::Poisoned { cause })
+            .map_err(|cause| {
+                self.dir_state.poison(self.group.synced());
+                Error::Poisoned { cause }
+            })
+    }
+
+    /// Poisons the handle (a write failed half-way). No sync failed, so
+    /// the page cache still tells the truth: a reopen keeps everything.
+    pub(crate) fn poison(&self, cause: String) {
+        self.group.set_poison(cause);
     }
 
     /// Makes `[from, to)` durable: `msync`s its bytes in every segment it
@@ -224,12 +265,18 @@ impl Shared {
     /// Called only by the group-commit leader (one at a time) or by `open`
     /// before any other thread exists: it is the only writer of headers.
     fn sync_range(&self, from: Lsn, to: Lsn) -> std::io::Result<()> {
-        let parts: Vec<(SegRef, usize, usize)> = {
-            let segs = self.segments.read();
+        let parts: Vec<(SegRef, usize, usize)> = self.log.with_segs(|segs| {
             let mut parts = Vec::new();
-            for (i, s) in segs.iter().enumerate() {
+            // The segment holding `from` and those after it, up to `to`.
+            let first = segs
+                .partition_point(|s| s.first_lsn <= from)
+                .saturating_sub(1);
+            for (i, s) in segs.iter().enumerate().skip(first) {
+                if s.first_lsn > to {
+                    break;
+                }
                 let seg_end = segs.get(i + 1).map_or(u64::MAX, |n| n.first_lsn);
-                if seg_end <= from || s.first_lsn > to {
+                if seg_end <= from {
                     continue;
                 }
                 let start = if from <= s.first_lsn {
@@ -241,7 +288,7 @@ impl Shared {
                 parts.push((s.clone(), start, end));
             }
             parts
-        };
+        });
         for (s, start, end) in parts {
             let start = if s.seg.is_sealed() {
                 start
@@ -259,12 +306,6 @@ impl Shared {
         }
         Ok(())
     }
-
-    /// Wakes tail readers waiting for new entries.
-    fn notify_tail(&self) {
-        let _g = self.tail.0.lock();
-        self.tail.1.notify_all();
-    }
 }
 
 /// What the writer owns: the active segment and where the next frame goes.
@@ -274,7 +315,11 @@ pub(crate) struct Writer {
     next_lsn: Lsn,
     since_sync: u64,
     appends: u64,
-    index: RunIndex,
+    pub(crate) index: RunIndex,
+    /// Transactions opened by `append` of a BeginTxn and not yet ended.
+    open_txns: OpenTxns,
+    /// An `append_txn` is being written (its transaction is open).
+    in_txn: bool,
 }
 
 /// The next segment, prepared by a background thread.
@@ -294,7 +339,7 @@ struct PrepSlot {
 /// `Wal` is `Send + Sync`: share it (e.g. in an `Arc`) and append from many
 /// threads; appends are serialised, syncs are shared (group commit).
 pub struct Wal {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     prep: Arc<Prep>,
     ticker: Arc<Ticker>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -338,20 +383,116 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
+/// Creates `dir` and any missing parents, fsyncing the parent of each
+/// directory it creates, so the new log's directory entry is as durable as
+/// the segments in it.
+fn create_log_dir(dir: &Path) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        p = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            segment::sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Saves a copy of a damaged segment (`*.discarded-*`) before its tail is
+/// zeroed: the copy is synced, and its name made durable, first.
+fn save_copy(path: &Path) -> Result<()> {
+    let keep = recovery::discarded_name(path);
+    fs::copy(path, &keep).map_err(|e| Error::io("save damaged segment", &keep, e))?;
+    File::open(&keep)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("sync saved segment", &keep, e))?;
+    if let Some(dir) = keep.parent() {
+        segment::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Gives a last segment that was cut short back its size (zero-filled), so
+/// appends continue in it and it rotates like any other. Files are only
+/// ever extended, never shrunk: a reader in another process may have the
+/// file mapped, and a shrink would turn its reads into SIGBUS. (A file that
+/// grew is mapped only to its created size, so it needs nothing.)
+fn restore_last_size(segments: &mut Vec<SegRef>, size: u64, end_lsn: Lsn) -> Result<()> {
+    let last = segments.pop().expect("nonempty");
+    let frames_end = last.offset_of(end_lsn) as u64;
+    // Never below the frames kept (a header may lie about its size under a
+    // valid CRC only if forged, but then the frames still win).
+    let size = size.max(frames_end.div_ceil(4096) * 4096);
+    let (path, seq, first_lsn, txn_open) = (
+        last.seg.path().to_path_buf(),
+        last.seg.seq(),
+        last.first_lsn,
+        last.txn_open,
+    );
+    drop(last);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open segment", &path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat segment", &path, e))?
+        .len();
+    if len < size {
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
+            .map_err(|e| Error::io("restore segment size", &path, e.into()))?;
+        file.sync_all()
+            .map_err(|e| Error::io("restore segment size", &path, e))?;
+    }
+    drop(file);
+    let seg = Segment::open(&path, seq, true)?;
+    seg.set_sealed();
+    segments.push(SegRef {
+        seg: Arc::new(seg),
+        first_lsn,
+        txn_open,
+    });
+    Ok(())
+}
+
 impl Wal {
     /// Opens the log in `dir`, creating the directory and a new log if there
     /// is none, or recovering the existing one (see [`Wal::recovery_report`]).
     ///
     /// Only one handle, in one process, may hold a log open for writing; a
     /// second gets [`Error::Locked`].
+    ///
+    /// If a sync of this log failed earlier in this process, the reopen
+    /// trusts nothing past the last sync that completed: the kernel may have
+    /// marked the failed pages clean, so the page cache can show bytes the
+    /// disk does not have. Those bytes are dropped (zeroed and synced) and
+    /// reported as a torn tail; appends continue after the durable prefix.
     pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Wal> {
         let dir = dir.as_ref().to_path_buf();
         config.validate()?;
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        create_log_dir(&dir)?;
         let lock = lock_dir(&dir)?;
+        let dir_state = registry::dir_state(DirId::of(&dir)?);
+        // Held exclusively until the writer is published: a read-only open
+        // of this process never scans bytes this recovery repairs.
+        let mut gate = dir_state.gate.write();
+        let limit = dir_state.poisoned_at();
         let decoder = READ_DECODER;
         let expect_max = config.effective_max_entry_size();
-        let recovered = recovery::recover(&dir, decoder, expect_max, true, false)?;
+        let opts = ScanOptions {
+            writable: true,
+            copy: false,
+            live: false,
+            limit,
+        };
+        let recovered = recovery::recover(&dir, decoder, expect_max, opts)?;
         let mut changed = false;
         if let Some(r) = &recovered {
             recovery::enforce(config.recovery_mode, &r.report)?;
@@ -360,129 +501,107 @@ impl Wal {
                 changed = true;
             }
         }
-        let (instance, segments, adopted, end_lsn, report, index, reuse) = match recovered {
-            Some(r) if !r.segments.is_empty() => {
-                let last = r.segments.last().expect("nonempty").clone();
-                if let Some((start, end)) = r.zero_range {
-                    if matches!(&r.report.problem, Some(p) if p.class == crate::ProblemClass::MidLogCorruption)
-                    {
-                        let keep = recovery::discarded_name(last.seg.path());
-                        fs::copy(last.seg.path(), &keep)
-                            .map_err(|e| Error::io("save damaged segment", &keep, e))?;
+        let (instance, segments, adopted, end_lsn, report, index, open_txns, reuse) =
+            match recovered {
+                Some(r) if !r.segments.is_empty() => {
+                    let last = r.segments.last().expect("nonempty").clone();
+                    if let Some((start, end)) = r.zero_range {
+                        if matches!(&r.report.problem, Some(p) if p.class == crate::ProblemClass::MidLogCorruption)
+                        {
+                            save_copy(last.seg.path())?;
+                            changed = true;
+                        }
+                        // SAFETY: we hold the write lock and the registry
+                        // gate, so no reader or writer of this log in this
+                        // process exists yet (readers in other processes
+                        // only copy); the bytes lie past the valid end.
+                        unsafe { last.seg.bytes_mut(start, end) }.fill(0);
+                        last.seg
+                            .sync_range(start, end)
+                            .map_err(|e| Error::io("zero torn tail", last.seg.path(), e))?;
                     }
-                    // SAFETY: we hold the write lock and no reader or writer
-                    // of this log exists yet; the bytes lie past the valid end.
-                    unsafe { last.seg.bytes_mut(start, end) }.fill(0);
-                    last.seg
-                        .sync_range(start, end)
-                        .map_err(|e| Error::io("zero torn tail", last.seg.path(), e))?;
-                }
-                // Highest sequence first: an interrupted repair leaves the
-                // log a prefix of segments, never one with a hole.
-                let mut discard = r.discard.clone();
-                discard.sort_unstable_by(|a, b| b.file_name().cmp(&a.file_name()));
-                for path in &discard {
-                    let to = recovery::discarded_name(path);
-                    fs::rename(path, &to)
-                        .map_err(|e| Error::io("move discarded segment", path, e))?;
-                    changed = true;
-                }
-                let mut reuse = None;
-                for (seq, path) in &r.blanks {
-                    let fits = fs::metadata(path)
-                        .map(|m| m.len() == config.segment_size)
-                        .unwrap_or(false);
-                    if reuse.is_none() && *seq == last.seg.seq() + 1 && fits {
-                        reuse = Some(Segment::open(path, *seq, true)?);
-                    } else {
-                        fs::remove_file(path)
-                            .map_err(|e| Error::io("remove blank segment", path, e))?;
+                    // Highest sequence first: an interrupted repair leaves the
+                    // log a prefix of segments, never one with a hole.
+                    let mut discard = r.discard.clone();
+                    discard.sort_unstable_by(|a, b| b.file_name().cmp(&a.file_name()));
+                    for path in &discard {
+                        let to = recovery::discarded_name(path);
+                        fs::rename(path, &to)
+                            .map_err(|e| Error::io("move discarded segment", path, e))?;
                         changed = true;
                     }
-                }
-                drop(last);
-                let mut segments = r.segments;
-                if let Some(size) = r.restore_size {
-                    // Never below the frames kept (a header may lie about
-                    // its size under a valid CRC only if forged, but then
-                    // the frames still win).
-                    let last = segments.last().expect("nonempty");
-                    let frames_end = last.offset_of(r.end_lsn) as u64;
-                    let size = size.max(frames_end.div_ceil(4096) * 4096);
-                    // The last segment was cut short, or grew: give it back
-                    // its size (zero-filled when extended; anything past it
-                    // lies after the valid end and was zeroed above), so
-                    // appends continue in it and it rotates like any other.
-                    let last = segments.pop().expect("nonempty");
-                    let (path, seq, first_lsn) = (
-                        last.seg.path().to_path_buf(),
-                        last.seg.seq(),
-                        last.first_lsn,
-                    );
-                    // Unmap before shrinking: nothing may map past the end.
+                    let mut reuse = None;
+                    for (seq, path) in &r.blanks {
+                        let fits = fs::metadata(path)
+                            .map(|m| m.len() == config.segment_size)
+                            .unwrap_or(false);
+                        if reuse.is_none() && *seq == last.seg.seq() + 1 && fits {
+                            reuse = Some(Segment::open(path, *seq, true)?);
+                            // Its creation may have crashed between the
+                            // rename and the directory sync: make its name
+                            // durable before anything is acknowledged in it.
+                            changed = true;
+                        } else {
+                            fs::remove_file(path)
+                                .map_err(|e| Error::io("remove blank segment", path, e))?;
+                            changed = true;
+                        }
+                    }
                     drop(last);
-                    let file = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| Error::io("open segment", &path, e))?;
-                    let len = file
-                        .metadata()
-                        .map_err(|e| Error::io("stat segment", &path, e))?
-                        .len();
-                    if len < size {
-                        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
-                            .map_err(|e| Error::io("restore segment size", &path, e.into()))?;
-                    } else {
-                        file.set_len(size)
-                            .map_err(|e| Error::io("restore segment size", &path, e))?;
+                    for sref in &r.segments {
+                        segment::zero_past_size(&sref.seg)?;
                     }
-                    file.sync_all()
-                        .map_err(|e| Error::io("restore segment size", &path, e))?;
-                    let seg = Segment::open(&path, seq, true)?;
+                    let mut segments = r.segments;
+                    if let Some(size) = r.restore_size {
+                        restore_last_size(&mut segments, size, r.end_lsn)?;
+                    }
+                    (
+                        r.instance,
+                        segments,
+                        r.adopted,
+                        r.end_lsn,
+                        r.report,
+                        r.index,
+                        r.open_txns,
+                        reuse,
+                    )
+                }
+                other => {
+                    if let Some(r) = &other {
+                        for (_, path) in &r.blanks {
+                            fs::remove_file(path)
+                                .map_err(|e| Error::io("remove blank segment", path, e))?;
+                        }
+                    }
+                    let instance = config.instance_id.unwrap_or_else(Uuid::new_v4);
+                    let seg = segment::create(&dir, 0, config.segment_size, config.prefault)?;
+                    let header = Header::new(instance, 0, 0, config.segment_size);
+                    // SAFETY: the segment is new and private to this function.
+                    unsafe { segment::write_header(&seg, &header) };
+                    seg.sync_range(0, DATA_START)
+                        .map_err(|e| Error::io("sync new segment header", seg.path(), e))?;
                     seg.set_sealed();
-                    segments.push(SegRef {
+                    let sref = SegRef {
                         seg: Arc::new(seg),
-                        first_lsn,
-                    });
+                        first_lsn: 0,
+                        txn_open: false,
+                    };
+                    let report = RecoveryReport {
+                        segments: 1,
+                        ..RecoveryReport::default()
+                    };
+                    (
+                        instance,
+                        vec![sref],
+                        0,
+                        0,
+                        report,
+                        RunIndex::default(),
+                        OpenTxns::default(),
+                        None,
+                    )
                 }
-                (
-                    r.instance, segments, r.adopted, r.end_lsn, r.report, r.index, reuse,
-                )
-            }
-            other => {
-                if let Some(r) = &other {
-                    for (_, path) in &r.blanks {
-                        fs::remove_file(path)
-                            .map_err(|e| Error::io("remove blank segment", path, e))?;
-                    }
-                }
-                let instance = config.instance_id.unwrap_or_else(Uuid::new_v4);
-                let seg = segment::create(&dir, 0, config.segment_size, config.prefault)?;
-                let header = Header::new(instance, 0, 0, config.segment_size);
-                // SAFETY: the segment is new and private to this function.
-                unsafe { segment::write_header(&seg, &header) };
-                seg.sync_range(0, DATA_START)
-                    .map_err(|e| Error::io("sync new segment header", seg.path(), e))?;
-                seg.set_sealed();
-                let sref = SegRef {
-                    seg: Arc::new(seg),
-                    first_lsn: 0,
-                };
-                let report = RecoveryReport {
-                    segments: 1,
-                    ..RecoveryReport::default()
-                };
-                (
-                    instance,
-                    vec![sref],
-                    0,
-                    0,
-                    report,
-                    RunIndex::default(),
-                    None,
-                )
-            }
-        };
+            };
         if changed {
             segment::sync_dir(&dir)?;
         }
@@ -493,6 +612,7 @@ impl Wal {
         // it had not sealed (which get their headers now).
         let resync_from = segments[segments.len() - 1 - adopted].first_lsn;
         let next_seq = active.seg.seq() + 1;
+        let space = crate::space::space_reservation(&dir)?;
         let writer = Writer {
             off: active.offset_of(end_lsn),
             active: active.clone(),
@@ -500,19 +620,21 @@ impl Wal {
             since_sync: 0,
             appends: 0,
             index,
+            open_txns,
+            in_txn: false,
         };
         let shared = Arc::new(Shared {
             dir,
             salt: segment::salt(&instance),
             instance,
             decoder,
-            segments: RwLock::new(segments),
-            start: AtomicU64::new(start),
-            published: AtomicU64::new(end_lsn),
+            log: Published::new(segments, start, end_lsn),
             group: GroupCommit::new(end_lsn),
             appends: AtomicU64::new(0),
-            tail: (Mutex::new(()), Condvar::new()),
-            tail_waiters: AtomicUsize::new(0),
+            tail_notify: TailNotify::new(),
+            pins: Pins::default(),
+            dir_state: Arc::clone(&dir_state),
+            space,
             writer: Mutex::new(writer),
             config,
         });
@@ -531,6 +653,8 @@ impl Wal {
         shared
             .sync_range(resync_from, end_lsn)
             .map_err(|e| Error::io("sync recovered log", &shared.dir, e))?;
+        // On disk now: the trusted prefix, and zeros (or nothing) after it.
+        dir_state.clear_poison();
         let ticker = Arc::new(Ticker::new());
         let mut threads = vec![spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?];
         if let Some(period) = shared.config.sync_mode.interval() {
@@ -540,6 +664,8 @@ impl Wal {
                 period,
             )?);
         }
+        *gate = Some(Arc::downgrade(&shared));
+        drop(gate);
         Ok(Wal {
             shared,
             prep,
@@ -571,7 +697,7 @@ impl Wal {
         &self.shared.config
     }
 
-    fn check_open(&self) -> Result<()> {
+    pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -603,6 +729,18 @@ impl Wal {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
             let lsn = self.write_one(&mut w, &entry)?;
+            match entry {
+                BorrowedEntry::BeginTxn { txn_id, run_id, .. } => {
+                    w.open_txns.note(EntryKind::BeginTxn, run_id, Some(txn_id));
+                }
+                BorrowedEntry::CommitTxn { txn_id, run_id } => {
+                    w.open_txns.note(EntryKind::CommitTxn, run_id, Some(txn_id));
+                }
+                BorrowedEntry::AbortTxn { txn_id, run_id } => {
+                    w.open_txns.note(EntryKind::AbortTxn, run_id, Some(txn_id));
+                }
+                _ => {}
+            }
             (lsn, self.publish(&mut w)?)
         };
         self.after_append(end, sync_now, wake).map(|()| lsn)
@@ -624,37 +762,62 @@ impl Wal {
         timestamp: u64,
         ops: &[Op<'_>],
     ) -> Result<TxnPosition> {
-        for op in ops {
-            self.check_size(&op.entry(run_id))?;
-        }
         let begin = BorrowedEntry::BeginTxn {
             txn_id,
             run_id,
             timestamp,
         };
         let commit = BorrowedEntry::CommitTxn { txn_id, run_id };
+        // The whole unit's size, checked before anything is written: a
+        // transaction that cannot fit the log's LSN space is refused whole.
+        let mut total = (frame::frame_len(&begin) + frame::frame_len(&commit)) as u64;
+        for op in ops {
+            let e = op.entry(run_id);
+            self.check_size(&e)?;
+            total += frame::frame_len(&e) as u64;
+        }
         let (pos, sync_now, wake) = {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
+            check_lsn_room(w.next_lsn, total)?;
+            // A transaction that fits a segment is never split across two:
+            // retention can then cut at any boundary without cutting a
+            // transaction, and a run's transaction is read from one map.
+            let room = w.active.seg.len() - DATA_START;
+            if w.off > DATA_START
+                && w.off as u64 + total > w.active.seg.len() as u64
+                && total <= room as u64
+            {
+                self.rotate(&mut w)?;
+            }
             let txn_start = w.next_lsn;
+            w.in_txn = false;
             let begin_lsn = self.write_one(&mut w, &begin)?;
+            w.in_txn = true;
             let mut write_rest = || -> Result<Lsn> {
                 for op in ops {
                     self.write_one(&mut w, &op.entry(run_id))?;
                 }
                 self.write_one(&mut w, &commit)
             };
-            let commit_lsn = match write_rest() {
+            let written = write_rest();
+            w.in_txn = false;
+            let commit_lsn = match written {
                 Ok(l) => l,
                 Err(e) => {
                     // Part of the transaction sits past the published end; a
                     // later append would write over it, but a sync may
                     // already have covered it. Fail stop.
-                    let cause = format!("append_txn failed after LSN {txn_start}: {e}");
-                    self.shared.group.set_poison(cause);
+                    let cause = format!(
+                        "append_txn failed after LSN {txn_start}: {}",
+                        crate::error::with_causes(&e)
+                    );
+                    self.shared.poison(cause);
                     return Err(e);
                 }
             };
+            // Its BeginTxn replaced any transaction of the run left open.
+            w.open_txns.closed_by_unit(&run_id);
             let (end, sync_now, wake) = self.publish(&mut w)?;
             (
                 TxnPosition {
@@ -670,26 +833,12 @@ impl Wal {
         Ok(pos)
     }
 
-    /// Appends a Checkpoint entry; returns its LSN. Pass that LSN to
-    /// [`Wal::truncate_before`] to drop what the checkpoint covers.
-    pub fn checkpoint(
-        &self,
-        snapshot_id: Uuid,
-        version: u64,
-        active_runs: &[RunId],
-    ) -> Result<Lsn> {
-        self.append_entry(BorrowedEntry::Checkpoint {
-            snapshot_id,
-            version,
-            active_runs,
-        })
-    }
-
     /// Encodes one frame at the writer's position, rotating first if it
     /// does not fit. Does not publish.
     #[inline]
     fn write_one(&self, w: &mut Writer, entry: &BorrowedEntry<'_>) -> Result<Lsn> {
         let len = frame::frame_len(entry);
+        check_lsn_room(w.next_lsn, len as u64)?;
         if w.off + len > w.active.seg.len() {
             self.rotate(w)?;
         }
@@ -710,13 +859,13 @@ impl Wal {
     /// append must sync now (Batched mode's count).
     #[inline]
     fn publish(&self, w: &mut Writer) -> Result<(Lsn, bool, bool)> {
-        self.shared.published.store(w.next_lsn, Ordering::Release);
+        self.shared.log.publish(w.next_lsn);
         w.appends += 1;
         self.shared.appends.store(w.appends, Ordering::Relaxed);
         // Read under the writer lock, which waiters also take to register:
         // either a waiter registered before this publish (and is woken), or
         // it reads the new end when it registers. No fence on this path.
-        let wake = self.shared.tail_waiters.load(Ordering::Relaxed) > 0;
+        let wake = self.shared.tail_notify.has_waiters();
         let sync_now = match self.shared.config.sync_mode {
             SyncMode::Batched { batch_size, .. } => {
                 w.since_sync += 1;
@@ -735,7 +884,7 @@ impl Wal {
     #[inline]
     fn after_append(&self, end: Lsn, sync_now: bool, wake: bool) -> Result<()> {
         if wake {
-            self.shared.notify_tail();
+            self.shared.tail_notify.wake();
         }
         if sync_now || self.shared.config.sync_mode == SyncMode::Strict {
             self.shared.sync_to(end)?;
@@ -750,12 +899,18 @@ impl Wal {
     #[cold]
     fn rotate(&self, w: &mut Writer) -> Result<()> {
         let seq = w.active.seg.seq() + 1;
+        if seq > MAX_SEQ {
+            return Err(Error::LogFull {
+                detail: format!("segment sequence number {seq} is above {MAX_SEQ}"),
+            });
+        }
         let seg = self.take_prepared(seq)?;
         let sref = SegRef {
             seg: Arc::new(seg),
             first_lsn: w.next_lsn,
+            txn_open: w.in_txn || !w.open_txns.is_empty(),
         };
-        self.shared.segments.write().push(sref.clone());
+        self.shared.log.push(sref.clone());
         w.active = sref;
         w.off = DATA_START;
         Ok(())
@@ -780,8 +935,14 @@ impl Wal {
                 return Ok(seg);
             }
             Some((s, Err(e))) if s == seq => return Err(e),
-            // Nothing ready, or a segment for another number or size: make
-            // a fresh one (creating it renames over any file of that name).
+            Some((_, Ok(other))) => {
+                // Prepared for another number or size: blank and never
+                // used, so it goes (creating never replaces a file).
+                let path = other.path().to_path_buf();
+                drop(other);
+                fs::remove_file(&path).map_err(|e| Error::io("remove unused segment", &path, e))?;
+            }
+            // Nothing ready: make one here.
             _ => {}
         }
         drop(slot);
@@ -805,8 +966,7 @@ impl Wal {
     /// segments put into use since the last sync.
     pub fn sync(&self) -> Result<()> {
         self.check_open()?;
-        self.shared
-            .sync_to(self.shared.published.load(Ordering::Acquire))
+        self.shared.sync_to(self.shared.log.end())
     }
 
     /// Bytes of log: from the first entry still kept to the end.
@@ -816,12 +976,12 @@ impl Wal {
 
     /// The LSN the next append gets.
     pub fn end_lsn(&self) -> Lsn {
-        self.shared.published.load(Ordering::Acquire)
+        self.shared.log.end()
     }
 
     /// The LSN of the first entry still in the log.
     pub fn start_lsn(&self) -> Lsn {
-        self.shared.start.load(Ordering::Acquire)
+        self.shared.log.start()
     }
 
     /// Counters: syncs, the synced and published ends, segments, appends.
@@ -831,8 +991,9 @@ impl Wal {
             synced_lsn: self.shared.group.synced(),
             end_lsn: self.end_lsn(),
             start_lsn: self.start_lsn(),
-            segments: self.shared.segments.read().len(),
+            segments: self.shared.log.len(),
             appends: self.shared.appends.load(Ordering::Relaxed),
+            space: self.shared.space,
         }
     }
 
@@ -877,65 +1038,9 @@ impl Wal {
     }
 
     /// A reader that follows the log from `lsn` as entries are appended.
+    /// It holds back retention at its position while it lives.
     pub fn tail(&self, lsn: Lsn) -> Tail {
-        Tail {
-            shared: Arc::clone(&self.shared),
-            next: lsn,
-            snap: None,
-        }
-    }
-
-    /// Deletes the segments that lie wholly before the checkpoint at
-    /// `checkpoint_lsn` and hold no entry of a run the checkpoint lists as
-    /// active. Only a prefix of the log is ever deleted. Returns the number
-    /// of segments removed.
-    pub fn truncate_before(&self, checkpoint_lsn: Lsn) -> Result<usize> {
-        self.check_open()?;
-        let snap = self.snapshot();
-        let at = snap.read_at(checkpoint_lsn)?;
-        if !at.entry.is_checkpoint() {
-            return Err(Error::BadLsn {
-                lsn: checkpoint_lsn,
-                detail: format!("the entry there is a {}, not a Checkpoint", at.entry.kind()),
-            });
-        }
-        let active: Vec<RunId> = at.entry.active_runs().to_vec();
-        drop(snap);
-        // The first segment kept must have a durable header before anything
-        // before it disappears: recovery identifies the log by it. Syncing
-        // past the checkpoint seals every segment up to it (A).
-        self.shared.sync_to(checkpoint_lsn + 1)?;
-        let mut w = self.shared.writer.lock();
-        let segs = self.shared.segments.read().clone();
-        let mut remove = 0;
-        for i in 0..segs.len().saturating_sub(1) {
-            let seg_end = segs[i + 1].first_lsn;
-            if seg_end > checkpoint_lsn || active.iter().any(|r| w.index.touches(r, seg_end)) {
-                break;
-            }
-            remove = i + 1;
-        }
-        if remove == 0 {
-            return Ok(0);
-        }
-        let new_start = segs[remove].first_lsn;
-        // Forget them in memory first: readers that already hold a snapshot
-        // keep their mappings; new ones no longer see these segments.
-        {
-            let mut list = self.shared.segments.write();
-            list.drain(..remove);
-            self.shared.start.store(new_start, Ordering::Release);
-        }
-        w.index.truncate_before(new_start);
-        drop(w);
-        // Oldest first, each unlink durable before the next, so a crash
-        // leaves a prefix of them done and never a gap in the sequence.
-        for s in &segs[..remove] {
-            fs::remove_file(s.seg.path())
-                .map_err(|e| Error::io("remove segment", s.seg.path(), e))?;
-            segment::sync_dir(&self.shared.dir)?;
-        }
-        Ok(remove)
+        Tail::new(Arc::clone(&self.shared), lsn)
     }
 
     /// Syncs, stops the background threads and closes the log. Returns the
@@ -958,8 +1063,8 @@ impl Wal {
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
-        self.shared.notify_tail();
-        let end = self.shared.published.load(Ordering::Acquire);
+        self.shared.tail_notify.close();
+        let end = self.shared.log.end();
         self.shared.sync_to(end)
     }
 }
@@ -1021,7 +1126,7 @@ fn spawn_flusher(
         .name("wal-flush".into())
         .spawn(move || {
             while ticker.wait(Some(period)) {
-                let end = shared.published.load(Ordering::Acquire);
+                let end = shared.log.end();
                 if end > shared.group.synced() && shared.sync_to(end).is_err() {
                     // Poisoned: the handle reports it on the next call.
                     return;
@@ -1031,165 +1136,13 @@ fn spawn_flusher(
         .map_err(|e| Error::io("spawn thread", "wal-flush", e))
 }
 
-/// Follows the log as it grows, entry by entry, from a starting LSN. Each
-/// entry is delivered once, in log order.
-pub struct Tail {
-    shared: Arc<Shared>,
-    next: Lsn,
-    snap: Option<Snapshot>,
-}
-
-impl Tail {
-    /// The LSN of the next entry to deliver.
-    pub fn position(&self) -> Lsn {
-        self.next
+/// Refuses an append of `len` bytes at `lsn` that would pass [`MAX_LSN`].
+#[inline]
+fn check_lsn_room(lsn: Lsn, len: u64) -> Result<()> {
+    if len > MAX_LSN.saturating_sub(lsn) {
+        return Err(Error::LogFull {
+            detail: format!("an append of {len} bytes at LSN {lsn} would pass LSN {MAX_LSN}"),
+        });
     }
-
-    /// The next entry if one is published, without waiting.
-    pub fn poll(&mut self) -> Result<Option<(Lsn, WalEntry)>> {
-        if self.next >= self.shared.published.load(Ordering::Acquire) {
-            return Ok(None);
-        }
-        if self.snap.as_ref().is_none_or(|s| s.end <= self.next) {
-            self.snap = Some(self.shared.snapshot());
-        }
-        let snap = self.snap.as_ref().expect("just set");
-        let e = snap.read_at(self.next)?;
-        let lsn = self.next;
-        self.next += frame::frame_len(&e.entry.as_borrowed()) as u64;
-        Ok(Some((lsn, e.entry.to_owned())))
-    }
-
-    /// The next entry, waiting up to `timeout` for one to be appended.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(Lsn, WalEntry)>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(e) = self.poll()? {
-                return Ok(Some(e));
-            }
-            let mut g = self.shared.tail.0.lock();
-            // Register under the writer lock (see `Wal::publish`): then
-            // either a publish sees us and wakes us, which needs the tail
-            // mutex we hold until we wait, or we see its new end here.
-            let end = {
-                let _w = self.shared.writer.lock();
-                self.shared.tail_waiters.fetch_add(1, Ordering::Relaxed);
-                self.shared.published.load(Ordering::Acquire)
-            };
-            let timed_out =
-                self.next >= end && self.shared.tail.1.wait_until(&mut g, deadline).timed_out();
-            self.shared.tail_waiters.fetch_sub(1, Ordering::Relaxed);
-            drop(g);
-            if timed_out {
-                return self.poll();
-            }
-        }
-    }
-}
-
-/// A log opened read-only, for inspection: it never changes a byte of any
-/// file, takes no lock, and works while another process appends. It sees
-/// the log as it was when opened.
-pub struct WalReader {
-    dir: PathBuf,
-    snapshot: Snapshot,
-    index: RunIndex,
-    report: RecoveryReport,
-    instance: Uuid,
-}
-
-impl std::fmt::Debug for WalReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WalReader")
-            .field("dir", &self.dir)
-            .field("report", &self.report)
-            .finish()
-    }
-}
-
-impl WalReader {
-    /// Opens the log in `dir` read-only. Each frame is copied into a private
-    /// buffer before it is validated, since a writer in another process may
-    /// be writing the bytes at the end; what validated is then stable and is
-    /// read in place (DESIGN.md, "Soundness").
-    ///
-    /// Of `config`, only `recovery_mode` applies: `AbsoluteConsistency`
-    /// refuses mid-log corruption with [`Error::Corrupt`], as a write open
-    /// does. The other settings concern writing; entries of any size that
-    /// fits a segment are read, whatever `max_entry_size` says.
-    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<WalReader> {
-        let dir = dir.as_ref().to_path_buf();
-        let meta = fs::metadata(&dir).map_err(|e| Error::io("open log directory", &dir, e))?;
-        if !meta.is_dir() {
-            return Err(Error::io(
-                "open log directory",
-                &dir,
-                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-            ));
-        }
-        let decoder = READ_DECODER;
-        let expect_max = config.effective_max_entry_size();
-        let Some(r) = recovery::recover(&dir, decoder, expect_max, false, true)? else {
-            return Err(Error::NotALog { dir });
-        };
-        recovery::enforce(config.recovery_mode, &r.report)?;
-        let start = r.segments.first().map_or(0, |s| s.first_lsn);
-        let snapshot = Snapshot {
-            segs: r.segments,
-            start,
-            end: r.end_lsn,
-            salt: segment::salt(&r.instance),
-            decoder,
-        };
-        Ok(WalReader {
-            dir,
-            snapshot,
-            index: r.index,
-            report: r.report,
-            instance: r.instance,
-        })
-    }
-
-    /// What the scan found.
-    pub fn recovery_report(&self) -> &RecoveryReport {
-        &self.report
-    }
-
-    /// The log's directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The log's instance id.
-    pub fn instance_id(&self) -> Uuid {
-        self.instance
-    }
-
-    /// The valid log as of opening.
-    pub fn snapshot(&self) -> &Snapshot {
-        &self.snapshot
-    }
-
-    /// Every committed transaction, in commit order.
-    pub fn replay(&self, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
-        self.snapshot.replay(f)
-    }
-
-    /// The committed transactions of one run.
-    pub fn replay_run(&self, run: RunId, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
-        self.snapshot
-            .replay_stretches(run, &self.index.stretches(&run), f)
-    }
-
-    /// The keys whose final state differs between runs `a` and `b`.
-    pub fn diff_runs(&self, a: RunId, b: RunId) -> Result<Vec<KeyDiff>> {
-        let sa = self.snapshot.final_state(a, &self.index.stretches(&a))?;
-        let sb = self.snapshot.final_state(b, &self.index.stretches(&b))?;
-        Ok(diff_states(sa, sb))
-    }
-
-    /// Every run with an entry in the log.
-    pub fn runs(&self) -> Vec<RunId> {
-        self.index.runs().copied().collect()
-    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! arguments. Each assertion checks what a caller would rely on.
 
 use durability::frame::{self, Decoder};
-use durability::segment::{self, Header, HeaderState, Segment};
+use durability::segment::{self, Header, HeaderState};
 use durability::{
     BorrowedEntry, Config, EntryKind, Error, Location, Op, ProblemClass, RecoveryMode, RunId,
     SyncMode, Wal, WalEntry, WalReader,
@@ -165,26 +165,8 @@ fn segment_names_and_headers_are_checked() {
     bytes[124..].copy_from_slice(&crc.to_le_bytes());
     assert!(matches!(Header::read(&bytes), HeaderState::Invalid(d) if d.contains("version")));
 
-    let dir = tempfile::tempdir().unwrap();
-    let short = dir.path().join("00000000000000000000.wal");
-    std::fs::write(&short, [0u8; 100]).unwrap();
-    assert!(matches!(
-        Segment::open(&short, 0, false),
-        Err(Error::SegmentHeader { .. })
-    ));
-    assert!(matches!(
-        Segment::open(&dir.path().join("missing.wal"), 0, false),
-        Err(Error::Io { .. })
-    ));
-    std::fs::write(&short, vec![0u8; 8192]).unwrap();
-    let seg = Segment::open(&short, 0, false).unwrap();
-    assert_eq!((seg.seq(), seg.len(), seg.is_empty()), (0, 8192, false));
-    assert_eq!(seg.path(), short);
-    assert!(format!("{seg:?}").contains("Segment"));
-    seg.advise_sequential();
-    assert!(!seg.is_sealed());
-    let mut buf = [1u8; 16];
-    assert_eq!(seg.copy_out(8190, &mut buf), 2);
+    // Opening and mapping segment files is crate-internal; segment.rs
+    // tests it.
 }
 
 #[test]

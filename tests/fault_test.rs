@@ -78,6 +78,9 @@ fn serial() -> Serial {
 #[derive(Default, Clone)]
 struct Model {
     entries: Vec<(u64, WalEntry)>,
+    /// The transactions appended whole with `append_txn`: (index of the
+    /// BeginTxn, number of entries).
+    units: Vec<(usize, usize)>,
 }
 
 impl Model {
@@ -110,6 +113,7 @@ impl Model {
         let timestamp = 1_000_000 + txn_id;
         let pos = wal.append_txn_at(run, txn_id, timestamp, ops)?;
         assert_eq!(pos.begin, self.end());
+        self.units.push((self.entries.len(), ops.len() + 2));
         self.push(WalEntry::BeginTxn {
             txn_id,
             run_id: run,
@@ -171,13 +175,26 @@ impl Model {
 
     /// Where every frame lies by the rotation rule of DESIGN.md §5 (a frame
     /// never spans two segments; the writer moves on when the next frame
-    /// does not fit): (segment, file offset) per entry, for a log written
-    /// from LSN 0 in segments of `SEG` bytes.
+    /// does not fit, and before a transaction appended whole that fits an
+    /// empty segment but not the rest of this one): (segment, file offset)
+    /// per entry, for a log written from LSN 0 in segments of `SEG` bytes.
     fn layout(&self) -> Vec<(u64, u64)> {
         let (mut seq, mut off) = (0u64, DATA);
+        let mut units = self.units.iter().peekable();
         self.entries
             .iter()
-            .map(|(_, e)| {
+            .enumerate()
+            .map(|(k, (_, e))| {
+                if let Some(&&(start, n)) = units.peek() {
+                    if start == k {
+                        units.next();
+                        let total: u64 = (k..k + n).map(|j| self.len_of(j)).sum();
+                        if off > DATA && off + total > SEG && total <= SEG - DATA {
+                            seq += 1;
+                            off = DATA;
+                        }
+                    }
+                }
                 let len = frame_len(&e.as_borrowed()) as u64;
                 if off + len > SEG {
                     seq += 1;
@@ -187,6 +204,19 @@ impl Model {
                 (seq, off - len)
             })
             .collect()
+    }
+
+    /// The first `k` entries (and the transactions wholly among them).
+    fn prefix(&self, k: usize) -> Model {
+        Model {
+            entries: self.entries[..k].to_vec(),
+            units: self
+                .units
+                .iter()
+                .copied()
+                .filter(|&(s, n)| s + n <= k)
+                .collect(),
+        }
     }
 }
 
@@ -439,9 +469,7 @@ fn check_dir_fault(dir: &Path, m: &Model, want: Want<'_>, ctx: &str) {
             }
         }
     }
-    let mut m2 = Model {
-        entries: m.entries[..want.keep].to_vec(),
-    };
+    let mut m2 = m.prefix(want.keep);
     let segs_before = wal.stats().segments;
     for i in 0..45 {
         m2.txn(
@@ -1035,18 +1063,40 @@ fn assert_poisoned(wal: &Wal, ctx: &str) {
 /// After the failure: the log on disk holds every acknowledged transaction
 /// (and here everything published, since the page cache lost nothing),
 /// reopens, and takes appends again.
-fn assert_recovers(dir: &Path, m: &Model, acked: usize, ctx: &str) {
+/// After a failed operation (the handle dropped): a read-only open sees a
+/// prefix of what was appended with every acknowledged entry; a write open
+/// in this process keeps exactly what a completed sync covered when a sync
+/// failed (`poisoned`: the poisoned-log rule, DESIGN.md §7), else all of
+/// it; appends continue after it.
+fn assert_recovers_after(dir: &Path, m: &Model, acked: usize, poisoned: bool, ctx: &str) {
     let (r, got) = read(dir);
     assert!(r.problem.is_none(), "{ctx}: {:?}", r.problem);
     assert!(got.len() >= acked, "{ctx}: acknowledged entries lost");
     assert_prefix(dir, &got, m, m.entries.len(), ctx);
     let wal = Wal::open(dir, cfg().sync_mode(SyncMode::Strict)).unwrap();
-    let mut m2 = m.clone();
+    let mut m2 = if poisoned {
+        let trusted = m.prefix(acked);
+        assert_eq!(wal.end_lsn(), trusted.end(), "{ctx}: the durable prefix");
+        let problem = wal.recovery_report().problem.clone();
+        if trusted.end() < m.end() {
+            let p = problem.unwrap_or_else(|| panic!("{ctx}: untrusted bytes dropped silently"));
+            assert_eq!(p.class, ProblemClass::TornTail, "{ctx}: {p}");
+            assert!(p.detail.contains("not trusted"), "{ctx}: {p}");
+        }
+        trusted
+    } else {
+        m.clone()
+    };
     m2.txn(&wal, run(5), 424_242, &[]);
     wal.close().unwrap();
     let (r, got) = read(dir);
     assert!(r.problem.is_none(), "{ctx}: {:?}", r.problem);
     assert_prefix(dir, &got, &m2, m2.entries.len(), ctx);
+}
+
+/// [`assert_recovers_after`] when no sync failed.
+fn assert_recovers(dir: &Path, m: &Model, acked: usize, ctx: &str) {
+    assert_recovers_after(dir, m, acked, false, ctx);
 }
 
 fn small_write(i: u64) -> [Op<'static>; 1] {
@@ -1104,7 +1154,7 @@ fn test_sync_failure_in_strict_mode_poisons_the_handle() {
         other => panic!("close of a poisoned log: {other:?}"),
     }
     faults::fail_syncs_after(-1);
-    assert_recovers(dir.path(), &m, acked, "strict");
+    assert_recovers_after(dir.path(), &m, acked, true, "strict");
 }
 
 #[test]
@@ -1146,7 +1196,7 @@ fn test_sync_failure_in_batched_mode_poisons_the_handle() {
     // Dropping a poisoned handle reports on stderr and does not panic.
     drop(wal);
     faults::fail_syncs_after(-1);
-    assert_recovers(dir.path(), &m, 12, "batched");
+    assert_recovers_after(dir.path(), &m, 12, true, "batched");
 }
 
 #[test]
@@ -1179,7 +1229,7 @@ fn test_sync_failure_in_async_flusher_poisons_the_handle() {
     assert_eq!(wal.stats().synced_lsn, durable);
     drop(wal);
     faults::fail_syncs_after(-1);
-    assert_recovers(dir.path(), &m, acked, "async");
+    assert_recovers_after(dir.path(), &m, acked, true, "async");
 }
 
 #[test]
@@ -1317,15 +1367,23 @@ fn test_allocation_failure_inside_a_transaction_poisons_the_handle() {
     faults::fail_allocations_after(2);
     let wal = Wal::open(dir.path(), cfg().sync_mode(SyncMode::Strict)).unwrap();
     let mut m = Model::default();
-    // 3151-byte transactions: the BeginTxn fits where the write does not,
-    // so the rotation that fails comes in the middle of a transaction.
-    let value = [b't'; 3000];
+    // Transactions of two 40,000-byte writes, larger than a segment: they
+    // must span segments (one that fits a segment never does), so the
+    // rotation that fails comes in the middle of a transaction.
+    let value = vec![b't'; 40_000];
     let ops = |i: u64| {
-        [Op::Write {
-            key: b"k",
-            value: &value[..],
-            version: i,
-        }]
+        [
+            Op::Write {
+                key: b"k",
+                value: &value[..],
+                version: i,
+            },
+            Op::Write {
+                key: b"l",
+                value: &value[..],
+                version: i,
+            },
+        ]
     };
     let mut i = 0;
     let err = loop {
@@ -1605,6 +1663,7 @@ fn test_no_entry_reappears_after_retention() {
     let keep_from = m.below(start);
     let live = Model {
         entries: m.entries[keep_from..].to_vec(),
+        units: Vec::new(),
     };
     let reader = WalReader::open(dir.path(), &cfg()).unwrap();
     let r = reader.recovery_report().clone();

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use durability::segment::{file_name, parse_file_name};
+use durability::space::{space_reservation, SpaceReservation};
 use durability::{EntryKind, RunId};
 use serde::Serialize;
 
@@ -77,6 +78,8 @@ struct Stats {
     bytes: u64,
     /// Bytes the log's segment files occupy.
     file_bytes: u64,
+    /// What a full disk does to a writer here (see `durability::space`).
+    space_reservation: SpaceReservation,
     entries: u64,
     entries_by_type: ByType,
     runs: usize,
@@ -115,6 +118,9 @@ pub fn run(a: Args) -> Result<u8> {
                 .count()
         })
         .unwrap_or(0);
+
+    let space = space_reservation(&a.dir)
+        .with_context(|| format!("cannot tell how {} reserves disk space", a.dir.display()))?;
 
     let mut by_type = ByType::default();
     let mut entries = 0u64;
@@ -183,6 +189,7 @@ pub fn run(a: Args) -> Result<u8> {
         segment_files,
         bytes: snap.len_bytes(),
         file_bytes,
+        space_reservation: space,
         entries,
         entries_by_type: by_type,
         runs: runs.len(),
@@ -264,6 +271,23 @@ fn print_text(s: &Stats, out: &mut impl Write) -> Result<()> {
             writeln!(out, "time       {a} .. {b} ({})", fmt_secs(span))?
         }
         _ => writeln!(out, "time       - (no BeginTxn)")?,
+    }
+    writeln!(
+        out,
+        "space      {}",
+        match s.space_reservation {
+            SpaceReservation::Reserved => "reserved: a full disk fails cleanly (ENOSPC)",
+            SpaceReservation::NoCow =>
+                "nocow (btrfs, NOCOW segments): a full disk fails cleanly (ENOSPC)",
+            SpaceReservation::NotReserved =>
+                "not-reserved: copy-on-write filesystem, segment space is not reserved",
+        }
+    )?;
+    if s.space_reservation == SpaceReservation::NotReserved {
+        writeln!(
+            out,
+            "warning    a full disk here may kill a writer with SIGBUS instead of an error; keep space free"
+        )?;
     }
     if let Some(p) = &s.problem {
         writeln!(out, "problem    {}", p.describe())?;

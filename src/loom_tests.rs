@@ -1,0 +1,460 @@
+//! Loom models of the concurrency core: group commit and the ticker
+//! ([`crate::durability`]), the published-view protocol
+//! ([`crate::publish`]) and the tail wake-up protocol ([`crate::notify`]).
+//! The code explored is the crate's own, built over loom's primitives by
+//! the [`crate::sync`] facade.
+//!
+//! Compiled only with `--cfg loom`:
+//!
+//! ```text
+//! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test --release --lib loom_ -- --test-threads=1
+//! ```
+//!
+//! Each model sets a preemption bound (overridable with
+//! `LOOM_MAX_PREEMPTIONS`) that keeps it within seconds. Timed waits are
+//! plain waits under loom (see [`crate::sync`]), so only untimed waits are
+//! checked; a deadlock (every thread blocked) fails the model, which is how
+//! a lost wake-up shows.
+
+use std::io;
+
+use loom::thread;
+
+use crate::durability::{GroupCommit, Ticker};
+use crate::notify::{TailNotify, WaitOutcome};
+use crate::publish::Published;
+use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+
+/// Runs `f` under loom with at most `preemptions` preemptions per
+/// execution, unless `LOOM_MAX_PREEMPTIONS` says otherwise.
+fn model<F>(preemptions: usize, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(preemptions);
+    }
+    let executions = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = executions.clone();
+    builder.check(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        f();
+    });
+    eprintln!(
+        "loom: {} executions, preemption bound {:?}",
+        executions.load(Ordering::Relaxed),
+        builder.preemption_bound
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Group commit
+
+/// A disk that records the ranges synced to it and checks that no two syncs
+/// overlap in time.
+struct Disk {
+    initial: u64,
+    /// Syncs running right now.
+    running: AtomicUsize,
+    /// Calls so far.
+    calls: AtomicUsize,
+    /// Fail the next call (then clear).
+    fail_next: AtomicBool,
+    /// Completed (successful) syncs, in order.
+    ranges: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Disk {
+    fn new(initial: u64, fail_first: bool) -> Self {
+        Disk {
+            initial,
+            running: AtomicUsize::new(0),
+            calls: AtomicUsize::new(0),
+            fail_next: AtomicBool::new(fail_first),
+            ranges: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The sync closure given to `GroupCommit::sync_to`.
+    fn sync(&self, published: &AtomicU64, from: u64, to: u64) -> io::Result<()> {
+        assert_eq!(
+            self.running.fetch_add(1, Ordering::SeqCst),
+            0,
+            "two syncs ran at once"
+        );
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        assert!(from < to, "empty sync {from}..{to}");
+        assert!(
+            to <= published.load(Ordering::SeqCst),
+            "synced unpublished bytes: {from}..{to}"
+        );
+        let result = if self.fail_next.swap(false, Ordering::SeqCst) {
+            Err(io::Error::other("injected sync failure"))
+        } else {
+            self.ranges.lock().push((from, to));
+            Ok(())
+        };
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// The end of the contiguous durable prefix: checks that the completed
+    /// syncs are contiguous and increasing from `initial`.
+    fn durable(&self) -> u64 {
+        let ranges = self.ranges.lock();
+        let mut end = self.initial;
+        for &(from, to) in ranges.iter() {
+            assert_eq!(from, end, "syncs not contiguous: {:?}", *ranges);
+            assert!(to > from, "syncs not increasing: {:?}", *ranges);
+            end = to;
+        }
+        end
+    }
+}
+
+/// One appender: publishes `target` (the log's appends publish before they
+/// sync), then syncs to it. Returns what `sync_to` returned, after checking
+/// that an `Ok` is backed by the group commit's counter and by completed
+/// syncs.
+fn append_and_sync(
+    gc: &GroupCommit,
+    published: &AtomicU64,
+    disk: &Disk,
+    target: u64,
+) -> Result<(), String> {
+    published.fetch_max(target, Ordering::SeqCst);
+    let r = gc.sync_to(
+        target,
+        || published.load(Ordering::Acquire),
+        |from, to| disk.sync(published, from, to),
+    );
+    if r.is_ok() {
+        assert!(gc.synced() >= target, "Ok but synced() < {target}");
+        let durable = disk.durable();
+        assert!(
+            durable >= target,
+            "Ok for {target} but only {durable} synced"
+        );
+    }
+    r
+}
+
+fn group_commit_model(initial: u64, targets: &'static [u64], preemptions: usize) {
+    model(preemptions, move || {
+        let gc = Arc::new(GroupCommit::new(initial));
+        let published = Arc::new(AtomicU64::new(initial));
+        let disk = Arc::new(Disk::new(initial, false));
+        let threads: Vec<_> = targets
+            .iter()
+            .map(|&t| {
+                let (gc, published, disk) = (gc.clone(), published.clone(), disk.clone());
+                thread::spawn(move || {
+                    append_and_sync(&gc, &published, &disk, t).expect("sync failed");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let max = targets
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(initial)
+            .max(initial);
+        let durable = disk.durable();
+        assert!(durable >= max);
+        assert!(durable <= published.load(Ordering::SeqCst));
+        assert_eq!(gc.synced(), durable);
+        assert_eq!(gc.syncs() as usize, disk.ranges.lock().len());
+        assert!(gc.poison().is_none());
+    });
+}
+
+/// Two appenders with different targets share syncs: at most one sync at a
+/// time, every `Ok` covered by completed contiguous syncs.
+#[test]
+fn loom_group_commit_two() {
+    group_commit_model(0, &[3, 5], 4);
+}
+
+/// Three appenders, one of whose targets is already durable.
+#[test]
+fn loom_group_commit_three() {
+    group_commit_model(2, &[2, 4, 6], 2);
+}
+
+/// The first sync fails: it poisons the log. Nobody gets `Ok` for a target
+/// not covered, nobody gets `Ok` after an `Err` (poisoning is sticky), and
+/// no sync runs after the failed one.
+#[test]
+fn loom_group_commit_failure_poisons() {
+    model(4, || {
+        let gc = Arc::new(GroupCommit::new(0));
+        let published = Arc::new(AtomicU64::new(0));
+        let disk = Arc::new(Disk::new(0, true));
+        let threads: Vec<_> = [3, 5]
+            .into_iter()
+            .map(|t| {
+                let (gc, published, disk) = (gc.clone(), published.clone(), disk.clone());
+                thread::spawn(move || {
+                    let first = append_and_sync(&gc, &published, &disk, t);
+                    let again = append_and_sync(&gc, &published, &disk, t);
+                    if first.is_err() {
+                        assert!(again.is_err(), "Ok after Err");
+                    }
+                    first.is_err() || again.is_err()
+                })
+            })
+            .collect();
+        let errs: Vec<bool> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        // The only sync that ever runs is the failing one.
+        assert_eq!(disk.calls.load(Ordering::SeqCst), 1);
+        assert!(disk.ranges.lock().is_empty());
+        assert!(errs.iter().all(|&e| e), "a caller never saw the failure");
+        assert!(gc.poison().is_some());
+        assert_eq!(gc.synced(), 0);
+        assert!(append_and_sync(&gc, &published, &disk, 1).is_err());
+        assert_eq!(disk.calls.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// `set_poison` (a write path failed) racing an appender's sync and a
+/// waiter: nobody deadlocks, every `Ok` is covered, and after the poisoner
+/// returns every call fails.
+#[test]
+fn loom_group_commit_set_poison() {
+    model(3, || {
+        let gc = Arc::new(GroupCommit::new(0));
+        let published = Arc::new(AtomicU64::new(0));
+        let disk = Arc::new(Disk::new(0, false));
+        let threads: Vec<_> = [2, 4]
+            .into_iter()
+            .map(|t| {
+                let (gc, published, disk) = (gc.clone(), published.clone(), disk.clone());
+                thread::spawn(move || {
+                    let _ = append_and_sync(&gc, &published, &disk, t);
+                })
+            })
+            .collect();
+        gc.set_poison("write failed".into());
+        assert!(gc.poison().is_some());
+        for t in threads {
+            t.join().unwrap();
+        }
+        let before = disk.calls.load(Ordering::SeqCst);
+        assert!(append_and_sync(&gc, &published, &disk, 1).is_err());
+        assert_eq!(disk.calls.load(Ordering::SeqCst), before);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Ticker
+
+/// `stop` racing the background thread's wait: the thread always stops
+/// (under loom the period is an untimed wait, so a lost stop deadlocks).
+#[test]
+fn loom_ticker_stop() {
+    model(4, || {
+        let ticker = Arc::new(Ticker::new());
+        let t = {
+            let ticker = ticker.clone();
+            thread::spawn(move || {
+                let mut rounds = 0;
+                while ticker.wait(Some(std::time::Duration::from_millis(1))) {
+                    rounds += 1;
+                    assert!(rounds < 3, "woken without a stop");
+                }
+            })
+        };
+        ticker.stop();
+        t.join().unwrap();
+        assert!(!ticker.wait(None), "a stopped ticker waits");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Published view
+
+/// A segment of the model: `(first_lsn, capacity)`.
+type Seg = (u64, u64);
+
+/// Checks one view: start <= end and every LSN in [start, end) lies in one
+/// of the view's segments.
+fn check_view(&(start, ref segs, end): &(u64, Vec<Seg>, u64)) {
+    assert!(start <= end, "start {start} > end {end}");
+    for lsn in start..end {
+        assert!(
+            segs.iter()
+                .any(|&(first, cap)| first <= lsn && lsn < first + cap),
+            "LSN {lsn} of view [{start}, {end}) in none of {segs:?}"
+        );
+    }
+}
+
+/// A writer fills a segment, rotates (push, then publish into the new
+/// segment), fills it, retains (drops the first segment), rotates again;
+/// a reader takes views meanwhile. Every view is consistent, and a
+/// reader's starts and ends never go back.
+#[test]
+fn loom_published_views() {
+    model(3, || {
+        let p = Arc::new(Published::new(vec![(0u64, 4u64)], 0, 0));
+        let writer = {
+            let p = p.clone();
+            thread::spawn(move || {
+                p.publish(2);
+                p.push((4, 4));
+                p.publish(6);
+                p.publish(8);
+                let removed = p.remove_first(1, 4);
+                assert_eq!(removed, vec![(0, 4)]);
+                p.push((8, 4));
+                p.publish(10);
+            })
+        };
+        let reader = {
+            let p = p.clone();
+            thread::spawn(move || {
+                let mut last = (0, 0);
+                for _ in 0..3 {
+                    let v = p.view();
+                    check_view(&v);
+                    assert!(v.0 >= last.0 && v.2 >= last.1, "view went back");
+                    last = (v.0, v.2);
+                }
+            })
+        };
+        // A second reader through the other entry points.
+        let end = p.end();
+        let covered = p.with_segs(|segs| segs.iter().map(|&(f, c)| f + c).max().unwrap_or(0));
+        assert!(covered >= end, "end {end} past the segments ({covered})");
+        writer.join().unwrap();
+        reader.join().unwrap();
+        let v = p.view();
+        check_view(&v);
+        assert_eq!(v, (4, vec![(4, 4), (8, 4)], 10));
+        assert_eq!(p.len(), 2);
+        assert_eq!(p.start(), 4);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Tail notification
+
+/// The log's writer side: under the writer lock publish `end` and read
+/// `has_waiters`; after releasing it, wake if needed.
+fn publish_end(writer: &Mutex<()>, published: &AtomicU64, tn: &TailNotify, end: u64) {
+    let wake = {
+        let _w = writer.lock();
+        published.store(end, Ordering::Release);
+        tn.has_waiters()
+    };
+    if wake {
+        tn.wake();
+    }
+}
+
+/// A publisher publishes twice; a waiter with no deadline waits for the
+/// second end. A lost wake-up leaves the waiter blocked forever, which loom
+/// reports as a deadlock.
+#[test]
+fn loom_tail_wakeup() {
+    model(4, || {
+        let writer = Arc::new(Mutex::new(()));
+        let published = Arc::new(AtomicU64::new(0));
+        let tn = Arc::new(TailNotify::new());
+        let waiter = {
+            let (writer, published, tn) = (writer.clone(), published.clone(), tn.clone());
+            thread::spawn(move || {
+                let r = tn.wait(&writer, || published.load(Ordering::Acquire) >= 2, None);
+                assert_eq!(r, WaitOutcome::Ready);
+                assert!(published.load(Ordering::Acquire) >= 2);
+            })
+        };
+        publish_end(&writer, &published, &tn, 1);
+        publish_end(&writer, &published, &tn, 2);
+        waiter.join().unwrap();
+        assert!(!tn.has_waiters(), "a waiter stayed registered");
+    });
+}
+
+/// Two waiters for different ends and one publisher: neither misses its
+/// wake-up (registrations and deregistrations interleave).
+#[test]
+fn loom_tail_two_waiters() {
+    model(2, || {
+        let writer = Arc::new(Mutex::new(()));
+        let published = Arc::new(AtomicU64::new(0));
+        let tn = Arc::new(TailNotify::new());
+        let waiters: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|x| {
+                let (writer, published, tn) = (writer.clone(), published.clone(), tn.clone());
+                thread::spawn(move || {
+                    let r = tn.wait(&writer, || published.load(Ordering::Acquire) >= x, None);
+                    assert_eq!(r, WaitOutcome::Ready);
+                })
+            })
+            .collect();
+        publish_end(&writer, &published, &tn, 1);
+        publish_end(&writer, &published, &tn, 2);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert!(!tn.has_waiters());
+    });
+}
+
+/// `close` racing a waiter whose condition never holds: the waiter returns
+/// `Closed` (never blocks forever), and later waits return at once.
+#[test]
+fn loom_tail_close() {
+    model(4, || {
+        let writer = Arc::new(Mutex::new(()));
+        let tn = Arc::new(TailNotify::new());
+        let waiter = {
+            let (writer, tn) = (writer.clone(), tn.clone());
+            thread::spawn(move || {
+                assert_eq!(tn.wait(&writer, || false, None), WaitOutcome::Closed);
+            })
+        };
+        tn.close();
+        assert!(tn.is_closed());
+        waiter.join().unwrap();
+        assert_eq!(tn.wait(&writer, || false, None), WaitOutcome::Closed);
+        assert_eq!(tn.wait(&writer, || true, None), WaitOutcome::Ready);
+    });
+}
+
+/// A publish and a close racing a waiter for the published end: the waiter
+/// returns `Ready` or `Closed`, and `Closed` only if it was closed.
+#[test]
+fn loom_tail_publish_and_close() {
+    model(3, || {
+        let writer = Arc::new(Mutex::new(()));
+        let published = Arc::new(AtomicU64::new(0));
+        let tn = Arc::new(TailNotify::new());
+        let waiter = {
+            let (writer, published, tn) = (writer.clone(), published.clone(), tn.clone());
+            thread::spawn(move || {
+                match tn.wait(&writer, || published.load(Ordering::Acquire) >= 1, None) {
+                    WaitOutcome::Ready => assert!(published.load(Ordering::Acquire) >= 1),
+                    WaitOutcome::Closed => assert!(tn.is_closed()),
+                    WaitOutcome::TimedOut => panic!("timed out without a deadline"),
+                }
+            })
+        };
+        let publisher = {
+            let (writer, published, tn) = (writer.clone(), published.clone(), tn.clone());
+            thread::spawn(move || publish_end(&writer, &published, &tn, 1))
+        };
+        tn.close();
+        publisher.join().unwrap();
+        waiter.join().unwrap();
+    });
+}

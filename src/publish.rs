@@ -1,0 +1,116 @@
+//! The published-view protocol: the log's segment list and the published
+//! range `[start, end)`, and how readers take a consistent view of them.
+//!
+//! One writer at a time (the log's writer lock serialises them) appends
+//! bytes past the published end, then [`Published::publish`]es the new end
+//! (Release). Before publishing any byte of a new segment it
+//! [`Published::push`]es the segment (under the write lock). Retention
+//! ([`Published::remove_first`]) drops segments from the front and moves
+//! `start`, under the write lock too.
+//!
+//! A reader's [`Published::view`] clones the segment list and loads `start`
+//! and `end` all while holding the read lock. Why the view is consistent
+//! (every LSN in `[start, end)` lies in one of its segments):
+//!
+//! - `end`: if the reader's Acquire load returns an end `e`, the Release
+//!   store of `e` happens-before it, and so does every `push` the writer did
+//!   before that store, i.e. of every segment holding bytes below `e`. Such a
+//!   push's write-locked section cannot come after the reader's read-locked
+//!   section (it happens-before a load inside that section), so it came
+//!   before, and the clone contains the segment. Loading `end` *after*
+//!   releasing the read lock would break this: a rotation could push a
+//!   segment and publish bytes in it in between.
+//! - `start`: it changes only together with the segment list, under the
+//!   write lock, so the `start` read under the read lock matches the list.
+//!
+//! This is the protocol the loom models in `loom_tests` check.
+
+use crate::sync::{AtomicU64, Ordering, RwLock};
+
+/// The segments of the log and the published range [start, end).
+pub(crate) struct Published<T> {
+    segs: RwLock<Vec<T>>,
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+// Not yet used by the log itself (src/wal.rs switches to it later).
+#[allow(dead_code)]
+impl<T: Clone> Published<T> {
+    /// A log with segments `segs` and the range `[start, end)` published.
+    pub(crate) fn new(segs: Vec<T>, start: u64, end: u64) -> Self {
+        debug_assert!(start <= end);
+        Published {
+            segs: RwLock::new(segs),
+            start: AtomicU64::new(start),
+            end: AtomicU64::new(end),
+        }
+    }
+
+    /// The published end (Acquire). Everything below it is written and
+    /// never written again.
+    pub(crate) fn end(&self) -> u64 {
+        self.end.load(Ordering::Acquire)
+    }
+
+    /// The first LSN still in the log (Acquire). Alone it says nothing
+    /// about the segment list: use [`Published::view`] for a consistent
+    /// pair.
+    pub(crate) fn start(&self) -> u64 {
+        self.start.load(Ordering::Acquire)
+    }
+
+    /// Writer only (one at a time, under the log's writer lock): make bytes
+    /// up to `end` visible. Release store. Every segment holding a byte
+    /// below `end` must have been [`Published::push`]ed first.
+    pub(crate) fn publish(&self, end: u64) {
+        debug_assert!(
+            end >= self.end.load(Ordering::Relaxed),
+            "the end moves forward"
+        );
+        self.end.store(end, Ordering::Release);
+    }
+
+    /// Writer only: add a segment BEFORE publishing any byte in it.
+    pub(crate) fn push(&self, seg: T) {
+        self.segs.write().push(seg);
+    }
+
+    /// Retention: forget the first `n` segments and move start to
+    /// `new_start` (<= the published end), atomically with respect to
+    /// [`Published::view`]. Returns the segments removed, oldest first.
+    /// Readers that already hold a view keep their clones.
+    pub(crate) fn remove_first(&self, n: usize, new_start: u64) -> Vec<T> {
+        let mut segs = self.segs.write();
+        debug_assert!(n <= segs.len());
+        debug_assert!(new_start <= self.end.load(Ordering::Relaxed));
+        debug_assert!(new_start >= self.start.load(Ordering::Relaxed));
+        let removed: Vec<T> = segs.drain(..n).collect();
+        self.start.store(new_start, Ordering::Release);
+        removed
+    }
+
+    /// A consistent view: (start, segments, end) such that every LSN in
+    /// [start, end) lies in one of the segments. Takes start and end while
+    /// holding the read lock (end with Acquire): a segment is pushed (write
+    /// lock) before any byte in it is published, so an end read under the
+    /// read lock never points past the segments cloned under that same lock.
+    pub(crate) fn view(&self) -> (u64, Vec<T>, u64) {
+        let segs = self.segs.read();
+        let start = self.start.load(Ordering::Acquire);
+        let end = self.end.load(Ordering::Acquire);
+        (start, segs.clone(), end)
+    }
+
+    /// Number of segments.
+    pub(crate) fn len(&self) -> usize {
+        self.segs.read().len()
+    }
+
+    /// Runs `f` on the segment list under the read lock. `f` must not call
+    /// back into this `Published` for a write (`push`, `remove_first`): that
+    /// would deadlock.
+    pub(crate) fn with_segs<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
+        f(&self.segs.read())
+    }
+}

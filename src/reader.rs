@@ -1,0 +1,183 @@
+//! [`WalReader`]: a log opened read-only, for inspection, beside or without
+//! a writer.
+//!
+//! Three cases (DESIGN.md §8, "Read-only opens"):
+//! - no writer anywhere: a recovery scan that copies each frame before
+//!   validating it, and judges what ends the log;
+//! - a writer in this process: no scan of the moving tail at all; the view
+//!   is the writer's published one (exact, and free of data races);
+//! - a writer in another process (it holds the lock file): the same scan,
+//!   but what stops it in the last segment is the writer's unpublished work
+//!   and is not reported as a problem.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+use crate::entry::RunId;
+use crate::error::{Error, Result};
+use crate::recovery::{self, RecoveryReport, ScanOptions};
+use crate::registry::{self, DirId};
+use crate::replay::{diff_states, KeyDiff, ReplayStats, RunIndex, Snapshot, Txn};
+use crate::segment;
+use crate::wal::{Config, Shared, LOCK_FILE, READ_DECODER};
+
+/// A log opened read-only, for inspection: it never changes a byte of any
+/// file, takes no lock, and works while another process (or this one)
+/// appends. It sees the log as it was when opened.
+pub struct WalReader {
+    dir: PathBuf,
+    snapshot: Snapshot,
+    index: RunIndex,
+    report: RecoveryReport,
+    instance: Uuid,
+}
+
+impl std::fmt::Debug for WalReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WalReader")
+            .field("dir", &self.dir)
+            .field("report", &self.report)
+            .finish()
+    }
+}
+
+/// True if a process holds the log's lock file for writing. The probe takes
+/// a shared lock and drops it at once; it changes no byte.
+fn writer_is_live(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
+        return false;
+    };
+    matches!(
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared),
+        Err(rustix::io::Errno::WOULDBLOCK)
+    )
+}
+
+impl WalReader {
+    /// Opens the log in `dir` read-only.
+    ///
+    /// Without a writer in this process, each frame is copied into a private
+    /// buffer before it is validated, since a writer in another process may
+    /// be writing the bytes at the end; what validated is then stable and is
+    /// read in place (DESIGN.md, "Soundness"). Beside a writer of this
+    /// process, the reader takes that writer's published view.
+    ///
+    /// Of `config`, only `recovery_mode` applies: `AbsoluteConsistency`
+    /// refuses mid-log corruption with [`Error::Corrupt`], as a write open
+    /// does. The other settings concern writing; entries of any size that
+    /// fits a segment are read, whatever `max_entry_size` says.
+    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<WalReader> {
+        let dir = dir.as_ref().to_path_buf();
+        let meta = fs::metadata(&dir).map_err(|e| Error::io("open log directory", &dir, e))?;
+        if !meta.is_dir() {
+            return Err(Error::io(
+                "open log directory",
+                &dir,
+                std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+            ));
+        }
+        let state = registry::dir_state(DirId::of(&dir)?);
+        // Held while scanning: a write open of this process waits, so its
+        // repairs never change bytes this scan reads.
+        let gate = state.gate.read();
+        if let Some(shared) = registry::live_writer(&gate) {
+            drop(gate);
+            return Self::beside(dir, &shared, config);
+        }
+        let expect_max = config.effective_max_entry_size();
+        let mut live = writer_is_live(&dir);
+        loop {
+            let opts = ScanOptions {
+                writable: false,
+                copy: true,
+                live,
+                limit: None,
+            };
+            let Some(r) = recovery::recover(&dir, READ_DECODER, expect_max, opts)? else {
+                return Err(Error::NotALog { dir });
+            };
+            if !live && writer_is_live(&dir) {
+                // A writer opened during the scan: its recovery may have
+                // repaired the tail under it. Scan again, as beside a writer.
+                live = true;
+                continue;
+            }
+            recovery::enforce(config.recovery_mode, &r.report)?;
+            let start = r.segments.first().map_or(0, |s| s.first_lsn);
+            let snapshot = Snapshot {
+                segs: r.segments,
+                start,
+                end: r.end_lsn,
+                salt: segment::salt(&r.instance),
+                decoder: READ_DECODER,
+            };
+            return Ok(WalReader {
+                dir,
+                snapshot,
+                index: r.index,
+                report: r.report,
+                instance: r.instance,
+            });
+        }
+    }
+
+    /// A reader beside the writer `shared` of this process: its published
+    /// view, surveyed for the report and the run index.
+    fn beside(dir: PathBuf, shared: &Shared, config: &Config) -> Result<WalReader> {
+        let snapshot = shared.snapshot();
+        let (report, index) = recovery::survey(&snapshot)?;
+        recovery::enforce(config.recovery_mode, &report)?;
+        Ok(WalReader {
+            dir,
+            snapshot,
+            index,
+            report,
+            instance: shared.instance,
+        })
+    }
+
+    /// What the scan found.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's instance id.
+    pub fn instance_id(&self) -> Uuid {
+        self.instance
+    }
+
+    /// The valid log as of opening.
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// Every committed transaction, in commit order.
+    pub fn replay(&self, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
+        self.snapshot.replay(f)
+    }
+
+    /// The committed transactions of one run.
+    pub fn replay_run(&self, run: RunId, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
+        self.snapshot
+            .replay_stretches(run, &self.index.stretches(&run), f)
+    }
+
+    /// The keys whose final state differs between runs `a` and `b`.
+    pub fn diff_runs(&self, a: RunId, b: RunId) -> Result<Vec<KeyDiff>> {
+        let sa = self.snapshot.final_state(a, &self.index.stretches(&a))?;
+        let sb = self.snapshot.final_state(b, &self.index.stretches(&b))?;
+        Ok(diff_states(sa, sb))
+    }
+
+    /// Every run with an entry in the log.
+    pub fn runs(&self) -> Vec<RunId> {
+        self.index.runs().copied().collect()
+    }
+}

@@ -1,0 +1,100 @@
+//! The process-wide registry of log directories: which log this process
+//! has open for writing, and which it saw fail a sync.
+//!
+//! Keyed by the directory's device and inode, so two paths to one directory
+//! (a symlink, a relative path) are one entry. Two things need it:
+//!
+//! - **A read-only open beside a writer of this process** must not copy
+//!   bytes the writer may be storing at that moment (that would be a data
+//!   race, undefined behaviour, in one process). It reads the writer's
+//!   published view instead, which is exact: no scan of a moving tail, no
+//!   false problem. The gate is a read-write lock: a write open holds it
+//!   exclusively while it recovers (and may zero a torn tail), so a reader
+//!   of this process never scans bytes that recovery is changing.
+//! - **A log that failed a sync in this process** (DESIGN.md §7, "the
+//!   poisoned-log rule"): after `fsync`/`msync` reports an error, the kernel
+//!   may have marked the pages clean with their new contents still cached,
+//!   so this process's page cache can show bytes that never reached the
+//!   disk. A later write open in the same process must not trust anything
+//!   past the last sync that succeeded.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::wal::Shared;
+
+/// A directory's identity: device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct DirId {
+    dev: u64,
+    ino: u64,
+}
+
+impl DirId {
+    /// The identity of directory `dir`.
+    pub(crate) fn of(dir: &Path) -> Result<DirId> {
+        let st = rustix::fs::stat(dir).map_err(|e| Error::io("stat directory", dir, e.into()))?;
+        Ok(DirId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        })
+    }
+}
+
+/// What this process knows of one log directory.
+#[derive(Default)]
+pub(crate) struct DirState {
+    /// The log's writer in this process, if one is open. Held for writing
+    /// by a write open while it recovers; held for reading by a read-only
+    /// open while it scans.
+    pub gate: RwLock<Option<Weak<Shared>>>,
+    /// Set when a writer of this process failed a sync: the LSN below which
+    /// a sync completed. Cleared by the write open that made the log
+    /// consistent again on disk.
+    poisoned: Mutex<Option<u64>>,
+}
+
+impl DirState {
+    /// Records that a sync failed with everything below `synced` durable.
+    /// The lowest such LSN wins.
+    pub(crate) fn poison(&self, synced: u64) {
+        let mut p = self.poisoned.lock();
+        *p = Some(p.map_or(synced, |old| old.min(synced)));
+    }
+
+    /// The durable end at the first failed sync, if one failed.
+    pub(crate) fn poisoned_at(&self) -> Option<u64> {
+        *self.poisoned.lock()
+    }
+
+    /// The log was made consistent on disk again.
+    pub(crate) fn clear_poison(&self) {
+        *self.poisoned.lock() = None;
+    }
+}
+
+/// The state of directory `id` (created empty on first use).
+pub(crate) fn dir_state(id: DirId) -> Arc<DirState> {
+    static DIRS: OnceLock<Mutex<HashMap<DirId, Arc<DirState>>>> = OnceLock::new();
+    let dirs = DIRS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut dirs = dirs.lock();
+    // Forget directories nobody holds and nothing is recorded for, so the
+    // map does not grow with every log a long-lived process ever opened.
+    if dirs.len() > 64 {
+        dirs.retain(|_, s| {
+            Arc::strong_count(s) > 1
+                || s.poisoned_at().is_some()
+                || s.gate.try_read().is_none_or(|g| g.is_some())
+        });
+    }
+    Arc::clone(dirs.entry(id).or_default())
+}
+
+/// The live writer of this process in `state`, if there is one.
+pub(crate) fn live_writer(gate: &Option<Weak<Shared>>) -> Option<Arc<Shared>> {
+    gate.as_ref().and_then(Weak::upgrade)
+}

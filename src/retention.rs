@@ -1,0 +1,135 @@
+//! Retention: checkpoints, and deleting the prefix of the log they cover.
+//!
+//! Only a prefix of whole segments is ever deleted, oldest first, each
+//! unlink durable before the next. A cut is made only at a segment boundary
+//! where
+//! - the boundary lies at or before the checkpoint,
+//! - no run the checkpoint lists as active has an entry before it,
+//! - no transaction is open across it (a replay of what remains would
+//!   otherwise deliver the surviving half of a transaction that may never
+//!   have committed as standalone writes), and
+//! - no [`Tail`](crate::Tail) still has to read an entry before it.
+//!
+//! Readers holding a [`Snapshot`](crate::Snapshot) keep their mappings of
+//! deleted segments (an unlinked file stays readable while mapped).
+
+use std::collections::HashMap;
+use std::fs;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use uuid::Uuid;
+
+use crate::entry::{BorrowedEntry, RunId};
+use crate::error::{Error, Result};
+use crate::replay::Lsn;
+use crate::segment;
+use crate::wal::Wal;
+
+/// The positions tails still have to read. Retention keeps every segment
+/// from the one holding the lowest of them on.
+#[derive(Default)]
+pub(crate) struct Pins {
+    next_id: AtomicU64,
+    at: Mutex<HashMap<u64, Lsn>>,
+}
+
+impl Pins {
+    /// Pins `lsn`; returns the pin's id.
+    pub(crate) fn pin(&self, lsn: Lsn) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.at.lock().insert(id, lsn);
+        id
+    }
+
+    /// Moves pin `id` forward to `lsn` (everything before it was read).
+    pub(crate) fn move_to(&self, id: u64, lsn: Lsn) {
+        if let Some(p) = self.at.lock().get_mut(&id) {
+            *p = lsn;
+        }
+    }
+
+    /// Drops pin `id`.
+    pub(crate) fn unpin(&self, id: u64) {
+        self.at.lock().remove(&id);
+    }
+
+    /// The lowest pinned position, if any.
+    pub(crate) fn lowest(&self) -> Option<Lsn> {
+        self.at.lock().values().copied().min()
+    }
+}
+
+impl Wal {
+    /// Appends a Checkpoint entry; returns its LSN. Pass that LSN to
+    /// [`Wal::truncate_before`] to drop what the checkpoint covers.
+    pub fn checkpoint(
+        &self,
+        snapshot_id: Uuid,
+        version: u64,
+        active_runs: &[RunId],
+    ) -> Result<Lsn> {
+        self.append_entry(BorrowedEntry::Checkpoint {
+            snapshot_id,
+            version,
+            active_runs,
+        })
+    }
+
+    /// Deletes the segments that lie wholly before the checkpoint at
+    /// `checkpoint_lsn` and hold no entry of a run the checkpoint lists as
+    /// active. Only a prefix of the log is ever deleted, and only where no
+    /// transaction is open and no tail still has to read (see the module
+    /// docs). Returns the number of segments removed.
+    pub fn truncate_before(&self, checkpoint_lsn: Lsn) -> Result<usize> {
+        self.check_open()?;
+        let shared = &self.shared;
+        let snap = shared.snapshot();
+        let at = snap.read_at(checkpoint_lsn)?;
+        if !at.entry.is_checkpoint() {
+            return Err(Error::BadLsn {
+                lsn: checkpoint_lsn,
+                detail: format!("the entry there is a {}, not a Checkpoint", at.entry.kind()),
+            });
+        }
+        let active: Vec<RunId> = at.entry.active_runs().to_vec();
+        drop(snap);
+        // The first segment kept must have a durable header before anything
+        // before it disappears: recovery identifies the log by it. Syncing
+        // past the checkpoint seals every segment up to it (A).
+        shared.sync_to(checkpoint_lsn + 1)?;
+        let mut w = shared.writer.lock();
+        let pinned = shared.pins.lowest().unwrap_or(Lsn::MAX);
+        let segs = shared.log.view().1;
+        let mut remove = 0;
+        for i in 0..segs.len().saturating_sub(1) {
+            let cut = segs[i + 1].first_lsn;
+            if cut > checkpoint_lsn
+                || cut > pinned
+                || active.iter().any(|r| w.index.touches(r, cut))
+            {
+                break;
+            }
+            if !segs[i + 1].txn_open {
+                remove = i + 1;
+            }
+        }
+        if remove == 0 {
+            return Ok(0);
+        }
+        let new_start = segs[remove].first_lsn;
+        // Forget them in memory first: readers that already hold a snapshot
+        // keep their mappings; new ones no longer see these segments.
+        shared.log.remove_first(remove, new_start);
+        w.index.truncate_before(new_start);
+        drop(w);
+        // Oldest first, each unlink durable before the next, so a crash
+        // leaves a prefix of them done and never a gap in the sequence.
+        for s in &segs[..remove] {
+            fs::remove_file(s.seg.path())
+                .map_err(|e| Error::io("remove segment", s.seg.path(), e))?;
+            segment::sync_dir(&shared.dir)?;
+        }
+        Ok(remove)
+    }
+}

@@ -1,0 +1,111 @@
+//! Following a live log: [`Tail`] delivers each entry once, in log order,
+//! as it is published, and wakes when an append publishes more or the log
+//! closes.
+//!
+//! A tail pins its position: retention never deletes a segment holding an
+//! entry a tail has yet to deliver (DESIGN.md §8, "Retention"), so a slow
+//! tail never finds its next entry gone.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::entry::WalEntry;
+use crate::error::{Error, Result};
+use crate::replay::{Lsn, Snapshot};
+use crate::wal::Shared;
+
+/// Follows the log as it grows, entry by entry, from a starting LSN. Each
+/// entry is delivered once, in log order.
+///
+/// While it lives, a `Tail` holds back retention at its position, like a
+/// replication slot: [`Wal::truncate_before`](crate::Wal::truncate_before)
+/// keeps every segment from the one holding the tail's next entry on.
+pub struct Tail {
+    shared: Arc<Shared>,
+    id: u64,
+    next: Lsn,
+    snap: Option<Snapshot>,
+}
+
+impl std::fmt::Debug for Tail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tail").field("next", &self.next).finish()
+    }
+}
+
+impl Tail {
+    /// A tail of `shared` from `lsn`; pins `lsn` against retention.
+    pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn) -> Tail {
+        let id = shared.pins.pin(lsn);
+        Tail {
+            shared,
+            id,
+            next: lsn,
+            snap: None,
+        }
+    }
+
+    /// The LSN of the next entry to deliver.
+    pub fn position(&self) -> Lsn {
+        self.next
+    }
+
+    /// The next entry if one is published, without waiting.
+    ///
+    /// Errors only if the position is not an entry of this log (a `lsn`
+    /// given to [`Wal::tail`](crate::Wal::tail) that is not an entry's
+    /// start, or lies before the log's start).
+    pub fn poll(&mut self) -> Result<Option<(Lsn, WalEntry)>> {
+        if self.next >= self.shared.log.end() {
+            return Ok(None);
+        }
+        if self.snap.as_ref().is_none_or(|s| s.end <= self.next) {
+            // The pin moves only here: everything before `next` has been
+            // delivered, and the fresh snapshot covers `next` because the
+            // pin kept retention from removing it.
+            self.shared.pins.move_to(self.id, self.next);
+            self.snap = Some(self.shared.snapshot());
+        }
+        let snap = self.snap.as_ref().expect("just set");
+        let e = snap.read_at(self.next)?;
+        let lsn = self.next;
+        self.next += e.len as u64;
+        Ok(Some((lsn, e.entry.to_owned())))
+    }
+
+    /// The next entry, waiting up to `timeout` for one to be appended
+    /// (any `Duration`, `Duration::MAX` included: a deadline past what the
+    /// clock can represent means no deadline). Returns `Ok(None)` on time
+    /// out, and [`Error::Closed`] once the log has closed and every entry it
+    /// published has been delivered.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<(Lsn, WalEntry)>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if let Some(e) = self.poll()? {
+                return Ok(Some(e));
+            }
+            let next = self.next;
+            let shared = &self.shared;
+            let outcome =
+                shared
+                    .tail_notify
+                    .wait(&shared.writer, || shared.log.end() > next, deadline);
+            match outcome {
+                crate::notify::WaitOutcome::Ready => {}
+                crate::notify::WaitOutcome::TimedOut => return self.poll(),
+                crate::notify::WaitOutcome::Closed => {
+                    return match self.poll()? {
+                        Some(e) => Ok(Some(e)),
+                        None => Err(Error::Closed),
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.shared.pins.unpin(self.id);
+    }
+}

@@ -1,0 +1,553 @@
+//! The log against itself: readers on a live log, rotation, retention,
+//! reopening, hostile headers, tails and closing. Each test is named after
+//! what it guards; the concurrency suite (concurrency_test.rs) stresses the
+//! same paths at random.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use durability::segment::{self, Header, MAX_LSN};
+use durability::{Config, Error, Op, RecoveryMode, RunId, SyncMode, Wal, WalEntry, WalReader};
+use uuid::Uuid;
+
+fn cfg(seg: u64) -> Config {
+    Config::default()
+        .segment_size(seg)
+        .sync_mode(SyncMode::Async { interval_ms: 20 })
+}
+
+fn run(n: u8) -> RunId {
+    RunId::from_bytes([n; 16])
+}
+
+fn seg_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(segment::file_name(seq))
+}
+
+fn write(key: &[u8], value: &[u8], version: u64) -> WalEntry {
+    WalEntry::Write {
+        run_id: run(0),
+        key: key.to_vec(),
+        value: value.to_vec(),
+        version,
+    }
+}
+
+/// Snapshots taken while the writer rotates are consistent: the end never
+/// lies past the segments the snapshot holds, so its last entries read.
+#[test]
+fn a_snapshot_taken_during_rotation_reads_its_last_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(Wal::open(dir.path(), cfg(8 << 10)).unwrap());
+    let lsns = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (wal, lsns, stop) = (Arc::clone(&wal), Arc::clone(&lsns), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let value = [7u8; 700];
+            for i in 0..20_000u64 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let lsn = wal.append(&write(b"k", &value, i)).unwrap();
+                lsns.lock().unwrap().push(lsn);
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut checked = 0u64;
+    while Instant::now() < deadline && !writer.is_finished() {
+        let snap = wal.snapshot();
+        let last = {
+            let l = lsns.lock().unwrap();
+            let k = l.partition_point(|&x| x < snap.end_lsn());
+            (k > 0).then(|| l[k - 1])
+        };
+        if let Some(lsn) = last {
+            if lsn >= snap.start_lsn() {
+                let e = snap.read_at(lsn).unwrap_or_else(|e| {
+                    panic!("snapshot {snap:?}: its entry at {lsn} does not read: {e}")
+                });
+                assert_eq!(e.lsn, lsn);
+                checked += 1;
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(checked > 100, "only {checked} snapshots checked");
+}
+
+/// Retention never cuts a transaction: neither one written entry by entry
+/// and aborted, nor one appended whole that is larger than a segment. So a
+/// replay after retention never delivers half a transaction as standalone
+/// writes.
+#[test]
+fn retention_never_delivers_half_a_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 8u64 << 10;
+    let wal = Wal::open(dir.path(), cfg(seg)).unwrap();
+    let a = run(1);
+    let b = run(2);
+    let value = [b'v'; 1000];
+    // Run A: a transaction written entry by entry across segments, aborted.
+    wal.append(&WalEntry::BeginTxn {
+        txn_id: 1,
+        run_id: a,
+        timestamp: 1,
+    })
+    .unwrap();
+    for i in 0..12 {
+        wal.append(&WalEntry::Write {
+            run_id: a,
+            key: b"a".to_vec(),
+            value: value.to_vec(),
+            version: i,
+        })
+        .unwrap();
+    }
+    wal.append(&WalEntry::AbortTxn {
+        txn_id: 1,
+        run_id: a,
+    })
+    .unwrap();
+    // Run B: a committed transaction larger than a segment, so it spans.
+    let ops: Vec<Op<'_>> = (0..12)
+        .map(|i| Op::Write {
+            key: b"b",
+            value: &value,
+            version: i,
+        })
+        .collect();
+    let big = wal.append_txn(b, 2, &ops).unwrap();
+    // Filler, so there are whole segments to remove after them.
+    for i in 0..40 {
+        wal.append_txn(
+            run(3),
+            100 + i,
+            &[Op::Write {
+                key: b"c",
+                value: &value,
+                version: i,
+            }],
+        )
+        .unwrap();
+    }
+    let ck = wal.checkpoint(Uuid::from_u128(9), 1, &[]).unwrap();
+    let removed = wal.truncate_before(ck).unwrap();
+    assert!(removed > 0, "retention removed nothing");
+    let check =
+        |what: &str, stats: durability::ReplayStats, txns: &[(RunId, Option<u64>, usize)]| {
+            assert_eq!(stats.standalone, 0, "{what}: standalone writes delivered");
+            for &(r, txn, n) in txns {
+                assert_ne!(
+                    r, a,
+                    "{what}: a write of the aborted transaction was delivered"
+                );
+                if r == b {
+                    assert_eq!(
+                        (txn, n),
+                        (Some(2), 12),
+                        "{what}: run B's transaction not whole"
+                    );
+                }
+            }
+        };
+    let mut got = Vec::new();
+    let stats = wal
+        .replay(|t| got.push((t.run_id, t.txn_id, t.ops.len())))
+        .unwrap();
+    check("replay", stats, &got);
+    for r in [a, b] {
+        let mut got = Vec::new();
+        let stats = wal
+            .replay_run(r, |t| got.push((t.run_id, t.txn_id, t.ops.len())))
+            .unwrap();
+        check("replay_run", stats, &got);
+    }
+    let start = wal.start_lsn();
+    drop(wal);
+    let reader = WalReader::open(dir.path(), &cfg(seg)).unwrap();
+    assert_eq!(reader.snapshot().start_lsn(), start);
+    let mut got = Vec::new();
+    let stats = reader
+        .replay(|t| got.push((t.run_id, t.txn_id, t.ops.len())))
+        .unwrap();
+    check("replay after reopen", stats, &got);
+    assert!(big.begin < ck);
+}
+
+/// A write open that finds a last segment grown past its created size
+/// (a filesystem that appended to it) never shrinks the file: a reader in
+/// another process may map it at that length. It zeroes the excess.
+#[test]
+fn a_write_open_never_shrinks_a_segment_a_reader_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 64u64 << 10;
+    let wal = Wal::open(dir.path(), cfg(seg).prefault(false)).unwrap();
+    for i in 0..10 {
+        wal.append(&write(b"k", b"value", i)).unwrap();
+    }
+    wal.close().unwrap();
+    let path = seg_path(dir.path(), 0);
+    {
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&vec![0xA5; 1 << 20]).unwrap();
+    }
+    let grown = fs::metadata(&path).unwrap().len();
+    let reader = WalReader::open(dir.path(), &cfg(seg)).unwrap();
+    assert_eq!(reader.snapshot().iter().count(), 10);
+    let wal = Wal::open(dir.path(), cfg(seg).prefault(false)).unwrap();
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        grown,
+        "the segment file was shrunk under a reader"
+    );
+    let bytes = fs::read(&path).unwrap();
+    assert!(bytes[seg as usize..].iter().all(|&b| b == 0));
+    // The reader still reads everything it saw; the writer goes on.
+    assert_eq!(reader.snapshot().iter().filter(|e| e.is_ok()).count(), 10);
+    wal.append(&write(b"k", b"more", 10)).unwrap();
+    wal.close().unwrap();
+    let again = WalReader::open(dir.path(), &cfg(seg)).unwrap();
+    assert!(again.recovery_report().problem.is_none());
+    assert_eq!(again.snapshot().iter().count(), 11);
+}
+
+/// `(Rss, Private_Dirty + Shared_Dirty)` in KiB of this process's mappings
+/// of `path`.
+fn mapping_kib(path: &Path) -> (u64, u64) {
+    let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
+    let name = path.canonicalize().unwrap();
+    let name = name.to_string_lossy();
+    let (mut rss, mut dirty, mut inside) = (0, 0, false);
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            inside = line.trim_end().ends_with(&*name);
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        let kib = |l: &str| -> u64 {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        if line.starts_with("Rss:") {
+            rss += kib(line);
+        } else if line.starts_with("Private_Dirty:") || line.starts_with("Shared_Dirty:") {
+            dirty += kib(line);
+        }
+    }
+    (rss, dirty)
+}
+
+/// Pre-faulting a new segment maps its pages without dirtying them, so
+/// writeback never writes a segment's zeros: only what is appended.
+#[test]
+fn a_prefaulted_segment_has_no_dirty_page_until_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 16u64 << 20;
+    let wal = Wal::open(dir.path(), cfg(seg)).unwrap();
+    let (rss, dirty) = mapping_kib(&seg_path(dir.path(), 0));
+    assert!(
+        rss >= seg / 1024 / 2,
+        "the active segment was not pre-faulted (Rss {rss} KiB)"
+    );
+    assert!(
+        dirty <= 64,
+        "pre-faulting dirtied {dirty} KiB of a {} KiB segment",
+        seg / 1024
+    );
+    let value = vec![1u8; 4000];
+    for i in 0..256 {
+        wal.append(&write(b"k", &value, i)).unwrap();
+    }
+    let (_, dirty) = mapping_kib(&seg_path(dir.path(), 0));
+    assert!(dirty <= 1100, "1 MiB appended, {dirty} KiB dirty");
+    wal.close().unwrap();
+}
+
+/// Writes a segment file whose header is valid (CRC and all) but carries
+/// the given fields.
+fn forge_log(dir: &Path, seq_in_header: u64, first_lsn: u64) {
+    fs::create_dir_all(dir).unwrap();
+    let size = 64u64 << 10;
+    let h = Header::new(Uuid::from_u128(5), seq_in_header, first_lsn, size);
+    let mut bytes = vec![0u8; size as usize];
+    bytes[..segment::HEADER_LEN].copy_from_slice(zerocopy::IntoBytes::as_bytes(&h));
+    fs::write(seg_path(dir, 0), bytes).unwrap();
+}
+
+/// Header fields near the limits of u64 are refused with a typed error,
+/// never a panic or a wrapped LSN; a log near the LSN limit refuses the
+/// append that would pass it, in every mode.
+#[test]
+fn hostile_header_fields_are_refused_and_the_lsn_never_wraps() {
+    for (seq, lsn) in [(u64::MAX, 0), (0, u64::MAX - 100), (0, u64::MAX / 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        forge_log(dir.path(), seq, lsn);
+        assert!(
+            matches!(
+                WalReader::open(dir.path(), &cfg(64 << 10)),
+                Err(Error::SegmentHeader { .. })
+            ),
+            "seq {seq} lsn {lsn}"
+        );
+        assert!(matches!(
+            Wal::open(dir.path(), cfg(64 << 10)),
+            Err(Error::SegmentHeader { .. })
+        ));
+    }
+    // A file named past the sequence limit is not a segment at all.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("18446744073709551615.wal"), [0u8; 8192]).unwrap();
+    assert!(matches!(
+        WalReader::open(dir.path(), &cfg(64 << 10)),
+        Err(Error::NotALog { .. })
+    ));
+    for mode in [SyncMode::Strict, SyncMode::default()] {
+        let dir = tempfile::tempdir().unwrap();
+        forge_log(dir.path(), 0, MAX_LSN - 300);
+        let wal = Wal::open(dir.path(), cfg(64 << 10).sync_mode(mode)).unwrap();
+        assert_eq!(wal.end_lsn(), MAX_LSN - 300);
+        wal.append(&write(b"k", b"v", 1)).unwrap();
+        let before = wal.end_lsn();
+        assert!(matches!(
+            wal.append(&write(b"k", &[0u8; 400], 2)),
+            Err(Error::LogFull { .. })
+        ));
+        assert!(matches!(
+            wal.append_txn(
+                run(1),
+                1,
+                &[Op::Write {
+                    key: b"k",
+                    value: &[0u8; 400],
+                    version: 3
+                }]
+            ),
+            Err(Error::LogFull { .. })
+        ));
+        assert_eq!(wal.end_lsn(), before, "nothing written");
+        wal.sync().unwrap();
+        assert!(wal.stats().synced_lsn >= before);
+        wal.close().unwrap();
+        let r = WalReader::open(dir.path(), &cfg(64 << 10)).unwrap();
+        assert!(r.recovery_report().problem.is_none());
+        assert_eq!(r.snapshot().iter().count(), 1);
+    }
+}
+
+/// Limits an entry's 32-bit archive offsets cannot address are refused
+/// when the log is opened, not half-way through a transaction.
+#[test]
+fn limits_beyond_32_bit_offsets_are_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = Config::default()
+        .segment_size(8 << 30)
+        .max_entry_size(3 << 30);
+    assert!(matches!(Wal::open(dir.path(), huge), Err(Error::Config(_))));
+    let too_big = Config::default().segment_size((1 << 40) + 4096);
+    assert!(matches!(
+        Wal::open(dir.path(), too_big),
+        Err(Error::Config(_))
+    ));
+}
+
+/// `next_timeout(Duration::MAX)` means "no deadline"; a tail waiting for an
+/// entry returns when one is appended, and with `Error::Closed` when the log
+/// closes.
+#[test]
+fn a_tail_accepts_any_timeout_and_wakes_when_the_log_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), cfg(64 << 10)).unwrap();
+    let first = wal.append(&write(b"k", b"v", 0)).unwrap();
+    let mut tail = wal.tail(first);
+    assert_eq!(tail.next_timeout(Duration::MAX).unwrap().unwrap().0, first);
+    let wal = Arc::new(wal);
+    let appender = {
+        let wal = Arc::clone(&wal);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            wal.append(&write(b"k", b"w", 1)).unwrap()
+        })
+    };
+    let (lsn, _) = tail.next_timeout(Duration::MAX).unwrap().unwrap();
+    assert_eq!(lsn, appender.join().unwrap());
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        Arc::into_inner(wal).unwrap().close().unwrap();
+    });
+    let t = Instant::now();
+    assert!(matches!(
+        tail.next_timeout(Duration::from_secs(30)),
+        Err(Error::Closed)
+    ));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    closer.join().unwrap();
+}
+
+/// `runs()` forgets runs whose entries retention deleted, and agrees with a
+/// reopen.
+#[test]
+fn runs_forget_what_retention_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 8u64 << 10;
+    let wal = Wal::open(dir.path(), cfg(seg)).unwrap();
+    let value = [b'r'; 500];
+    for n in 10..40u8 {
+        wal.append_txn(
+            run(n),
+            1,
+            &[Op::Write {
+                key: b"k",
+                value: &value,
+                version: 1,
+            }],
+        )
+        .unwrap();
+    }
+    let ck = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
+    wal.append_txn(run(99), 1, &[]).unwrap();
+    assert!(wal.truncate_before(ck).unwrap() > 0);
+    let live: BTreeSet<RunId> = wal.runs().into_iter().collect();
+    assert!(live.len() < 31, "{} runs kept", live.len());
+    let reader: BTreeSet<RunId> = WalReader::open(dir.path(), &cfg(seg))
+        .unwrap()
+        .runs()
+        .into_iter()
+        .collect();
+    assert_eq!(live, reader);
+    wal.close().unwrap();
+    let reopened: BTreeSet<RunId> = Wal::open(dir.path(), cfg(seg))
+        .unwrap()
+        .runs()
+        .into_iter()
+        .collect();
+    assert_eq!(live, reopened);
+}
+
+/// A read-only open in the process that writes the log reads the writer's
+/// published view: never a false problem, never refused, always a prefix.
+#[test]
+fn a_reader_beside_a_writer_of_this_process_sees_no_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = 64u64 << 10;
+    let wal = Arc::new(Wal::open(dir.path(), cfg(seg)).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (wal, stop) = (Arc::clone(&wal), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let value = vec![b'x'; 2000];
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) && i < 200_000 {
+                wal.append_txn(
+                    run((i % 5) as u8),
+                    i,
+                    &[Op::Write {
+                        key: b"k",
+                        value: &value,
+                        version: i,
+                    }],
+                )
+                .unwrap();
+                i += 1;
+            }
+        })
+    };
+    let strict = cfg(seg).recovery_mode(RecoveryMode::AbsoluteConsistency);
+    for k in 0..40 {
+        let r = WalReader::open(dir.path(), &strict)
+            .unwrap_or_else(|e| panic!("open {k} beside a live writer: {e}"));
+        assert!(
+            r.recovery_report().problem.is_none(),
+            "{:?}",
+            r.recovery_report()
+        );
+        let mut next = r.snapshot().start_lsn();
+        for e in r.snapshot().iter() {
+            let e = e.unwrap();
+            assert_eq!(e.lsn, next);
+            next += e.len as u64;
+        }
+        assert_eq!(next, r.snapshot().end_lsn());
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+}
+
+/// Creating a log fsyncs the parent of every directory it creates, and a
+/// prepared segment reused at open has its name made durable before
+/// anything is appended to it.
+#[test]
+fn new_directories_and_reused_segments_are_made_durable() {
+    use durability::segment::dir_syncs;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("a").join("b");
+    let wal = Wal::open(&dir, cfg(64 << 10)).unwrap();
+    assert!(dir_syncs::count(root.path()) >= 1, "root not synced");
+    assert!(
+        dir_syncs::count(&root.path().join("a")) >= 1,
+        "a not synced"
+    );
+    // Wait for the writer to prepare segment 1, then close: it stays blank.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !seg_path(&dir, 1).exists() {
+        assert!(Instant::now() < deadline, "segment 1 never prepared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    wal.close().unwrap();
+    let before = dir_syncs::count(&dir);
+    let wal = Wal::open(&dir, cfg(64 << 10)).unwrap();
+    assert!(seg_path(&dir, 1).exists());
+    assert!(
+        dir_syncs::count(&dir) > before,
+        "the reused segment's name was not made durable"
+    );
+    wal.close().unwrap();
+}
+
+/// A huge sparse segment (a header that gives 64 GiB, a file of that size
+/// that is nearly all hole) is scanned without reading its holes.
+#[test]
+fn a_huge_sparse_segment_is_scanned_without_reading_its_holes() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), cfg(64 << 10).prefault(false)).unwrap();
+    for i in 0..20 {
+        wal.append(&write(b"k", b"sparse", i)).unwrap();
+    }
+    let instance = wal.instance_id();
+    wal.close().unwrap();
+    let size = 64u64 << 30;
+    let path = seg_path(dir.path(), 0);
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let h = Header::new(instance, 0, 0, size);
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(zerocopy::IntoBytes::as_bytes(&h), 0)
+        .unwrap();
+    f.set_len(size).unwrap();
+    drop(f);
+    let t = Instant::now();
+    let r = WalReader::open(dir.path(), &cfg(64 << 10)).unwrap();
+    assert!(
+        r.recovery_report().problem.is_none(),
+        "{:?}",
+        r.recovery_report()
+    );
+    assert_eq!(r.snapshot().iter().count(), 20);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "scanning took {:?}: the holes were read",
+        t.elapsed()
+    );
+}
