@@ -34,6 +34,13 @@ pub const SECTOR: usize = 512;
 pub const SUFFIX: &str = ".wal";
 /// The suffix of a segment being created.
 pub const TMP_SUFFIX: &str = ".wal.tmp";
+/// How far ahead of the writer pages are pre-faulted, in one request: a
+/// background thread faults the next window in writable
+/// (`MADV_POPULATE_WRITE`) while the writer fills the current one, so
+/// appends take no page faults, and only a window's worth of zero pages is
+/// ever dirty ahead of the data (writeback may write those zeros once more;
+/// faulting a whole segment ahead dirtied all of it).
+pub const PREFAULT_WINDOW: usize = 1 << 20;
 /// The largest LSN a log may reach. Every header field is bounded before
 /// any arithmetic on it (a header with a valid CRC may still be hostile),
 /// and the writer refuses an append that would pass this: LSN, offset and
@@ -527,6 +534,18 @@ impl Segment {
         self.map.flush_range(start, end - start)
     }
 
+    /// Faults the pages of `[from, to)` (clamped to the map) in writable,
+    /// without changing a byte. Advice only: on failure the writer's first
+    /// store to each page faults instead.
+    pub(crate) fn populate(&self, from: usize, to: usize) {
+        let to = to.min(self.len);
+        if from < to {
+            let _ = self
+                .map
+                .advise_range(Advice::PopulateWrite, from, to - from);
+        }
+    }
+
     /// Tells the kernel the whole file will be read in order.
     pub fn advise_sequential(&self) {
         // Advice only: failure changes nothing but speed.
@@ -551,13 +570,10 @@ impl Segment {
 /// preallocation really reserves the blocks), allocated with `fallocate`
 /// (so a full disk fails here, never later as SIGBUS on a mapped page),
 /// synced, renamed into place (refusing to replace an existing file),
-/// directory synced, mapped, and pre-faulted. Its header page is left zero
+/// directory synced, mapped, and (with `prefault`) its first
+/// [`PREFAULT_WINDOW`] of data pages faulted in writable; the log faults
+/// the rest a window ahead of its writer. Its header page is left zero
 /// ("blank") until the writer puts it into use; see [`write_header`].
-///
-/// Pre-faulting maps the pages *readable* (`MADV_POPULATE_READ`): that
-/// builds the page tables and page-cache pages without dirtying them, so
-/// writeback writes only what the writer writes; the writer's first store
-/// to a page then takes only a write-protect fault, not a full one.
 pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment> {
     let final_path = dir.join(file_name(seq));
     let tmp_path = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
@@ -601,11 +617,7 @@ pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<
     )?;
     drop(file);
     if prefault {
-        // Advice only: without it the first write to each page faults
-        // fully instead.
-        let _ = seg
-            .map
-            .advise_range(Advice::PopulateRead, DATA_START, len - DATA_START);
+        seg.populate(DATA_START, DATA_START + PREFAULT_WINDOW);
     }
     Ok(seg)
 }

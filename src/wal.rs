@@ -51,8 +51,10 @@ pub struct Config {
     pub sync_mode: SyncMode,
     /// What opening does about damage. Default `PointInTime`.
     pub recovery_mode: RecoveryMode,
-    /// Pre-fault the next segment's pages for writing in the background, so
-    /// appends never take first-touch page faults. Default on.
+    /// Fault segment pages in writable in the background, a window
+    /// ([`segment::PREFAULT_WINDOW`]) ahead of the writer, so appends take
+    /// no page faults, and without dirtying more than that window ahead of
+    /// the data. Default on.
     pub prefault: bool,
     /// The id a log created by this open gets (the CRC seeds derive from
     /// it). Default `None`: a random v4 UUID. Fixing it makes a new log's
@@ -320,6 +322,9 @@ pub(crate) struct Writer {
     open_txns: OpenTxns,
     /// An `append_txn` is being written (its transaction is open).
     in_txn: bool,
+    /// Pages of the active segment below this offset are faulted in (or
+    /// asked to be): see [`segment::PREFAULT_WINDOW`].
+    populated: usize,
 }
 
 /// The next segment, prepared by a background thread.
@@ -329,6 +334,8 @@ struct Prep {
 }
 
 struct PrepSlot {
+    /// Pages to fault in ahead of the writer (taken before `want`).
+    populate: Option<(Arc<Segment>, usize, usize)>,
     want: Option<u64>,
     ready: Option<(u64, Result<Segment>)>,
     stop: bool,
@@ -622,6 +629,7 @@ impl Wal {
             index,
             open_txns,
             in_txn: false,
+            populated: 0,
         };
         let shared = Arc::new(Shared {
             dir,
@@ -640,6 +648,7 @@ impl Wal {
         });
         let prep = Arc::new(Prep {
             slot: Mutex::new(PrepSlot {
+                populate: None,
                 want: if reuse.is_some() {
                     None
                 } else {
@@ -653,6 +662,12 @@ impl Wal {
         shared
             .sync_range(resync_from, end_lsn)
             .map_err(|e| Error::io("sync recovered log", &shared.dir, e))?;
+        if shared.config.prefault {
+            let mut w = shared.writer.lock();
+            let off = w.off;
+            w.active.seg.populate(off, off + segment::PREFAULT_WINDOW);
+            w.populated = off + segment::PREFAULT_WINDOW;
+        }
         // On disk now: the trusted prefix, and zeros (or nothing) after it.
         dir_state.clear_poison();
         let ticker = Arc::new(Ticker::new());
@@ -851,6 +866,9 @@ impl Wal {
         debug_assert_eq!(written, len);
         w.off += len;
         w.next_lsn += len as u64;
+        if w.off + segment::PREFAULT_WINDOW > w.populated && self.shared.config.prefault {
+            self.populate_ahead(w);
+        }
         w.index.note(entry.run_id(), lsn, w.next_lsn);
         Ok(lsn)
     }
@@ -892,6 +910,27 @@ impl Wal {
         Ok(())
     }
 
+    /// Asks the background thread to fault in the next window of the
+    /// active segment (merged with a request not yet taken).
+    #[cold]
+    fn populate_ahead(&self, w: &mut Writer) {
+        let len = w.active.seg.len();
+        let from = w.populated.max(w.off);
+        if from >= len {
+            w.populated = len;
+            return;
+        }
+        let to = (from + segment::PREFAULT_WINDOW).min(len);
+        w.populated = to;
+        let mut slot = self.prep.slot.lock();
+        let from = match &slot.populate {
+            Some((seg, f, _)) if Arc::ptr_eq(seg, &w.active.seg) => (*f).min(from),
+            _ => from,
+        };
+        slot.populate = Some((Arc::clone(&w.active.seg), from, to));
+        self.prep.cv.notify_all();
+    }
+
     /// Moves to the next segment. Its header is written later by the
     /// background thread, once everything before it is durable; until then
     /// recovery recognises it by its first frame, which only validates at
@@ -913,6 +952,12 @@ impl Wal {
         self.shared.log.push(sref.clone());
         w.active = sref;
         w.off = DATA_START;
+        // `segment::create` faulted the first window in already (a segment
+        // reused at open was not): asking again costs a no-op walk.
+        w.populated = DATA_START;
+        if self.shared.config.prefault {
+            self.populate_ahead(w);
+        }
         Ok(())
     }
 
@@ -1093,6 +1138,12 @@ fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>
                 loop {
                     if slot.stop {
                         return;
+                    }
+                    if let Some((seg, from, to)) = slot.populate.take() {
+                        drop(slot);
+                        seg.populate(from, to);
+                        slot = prep.slot.lock();
+                        continue;
                     }
                     match slot.want {
                         Some(seq) if slot.ready.is_none() => break seq,
