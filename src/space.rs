@@ -11,7 +11,7 @@
 //! the map for writing, the process gets `SIGBUS`, which no library can turn
 //! into an error. btrfs can be told not to copy a file's data on write (the
 //! `NOCOW` attribute, `chattr +C`), and then its preallocation reserves the
-//! space like ext4's: [`prepare_new_file`] sets the attribute on every new
+//! space like ext4's: `prepare_new_file` sets the attribute on every new
 //! segment. ZFS and bcachefs reserve nothing either way.
 //!
 //! [`space_reservation`] says which case a log directory is in.
@@ -44,6 +44,13 @@ pub enum SpaceReservation {
     /// btrfs with the `NOCOW` attribute on the segment files: `fallocate`
     /// reserves the blocks, and a full disk is `ENOSPC` when a segment is
     /// created.
+    ///
+    /// A caveat (measured on Linux 6.18): btrfs still reserves data space
+    /// for each page of the map the writer dirties, until writeback. If the
+    /// disk fills to the last block while a segment is in use (another
+    /// process fills it, or the last segment creation took the last free
+    /// blocks), a write into the map waits in the kernel for space that
+    /// never comes (measured: still waiting after four minutes).
     NoCow,
     /// A copy-on-write filesystem where neither `fallocate` nor `NOCOW`
     /// reserves space for overwrites (ZFS, bcachefs, and btrfs where `NOCOW`
