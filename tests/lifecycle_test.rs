@@ -558,3 +558,86 @@ fn a_huge_sparse_segment_is_scanned_without_reading_its_holes() {
         t.elapsed()
     );
 }
+
+const WRITER_DIR: &str = "DURABILITY_LIFECYCLE_WRITER_DIR";
+
+/// The writer side of `a_reader_beside_retention_in_another_process`: runs
+/// only when the parent starts this binary with the environment set.
+#[test]
+fn retention_writer_process() {
+    let Ok(dir) = std::env::var(WRITER_DIR) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let wal = Wal::open(&dir, cfg(16 << 10)).unwrap();
+    let value = [b'w'; 700];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut i = 0u64;
+    while !dir.join("stop").exists() && Instant::now() < deadline {
+        wal.append_txn(
+            run((i % 4) as u8),
+            i,
+            &[Op::Write {
+                key: b"k",
+                value: &value,
+                version: i,
+            }],
+        )
+        .unwrap();
+        if i % 40 == 39 {
+            let ck = wal.checkpoint(Uuid::from_u128(i.into()), i, &[]).unwrap();
+            wal.truncate_before(ck).unwrap();
+        }
+        i += 1;
+    }
+    wal.close().unwrap();
+}
+
+/// A read-only open in one process while another process appends and
+/// deletes old segments: a segment deleted between the listing and its
+/// opening makes the scan start again; never an I/O error, never a false
+/// problem, never a refusal.
+#[test]
+fn a_reader_beside_retention_in_another_process() {
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "retention_writer_process", "--test-threads=1"])
+        .env(WRITER_DIR, dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Kill(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seg_path(dir.path(), 3).exists() {
+        assert!(Instant::now() < deadline, "the writer never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let strict = cfg(16 << 10).recovery_mode(RecoveryMode::AbsoluteConsistency);
+    let mut starts = BTreeSet::new();
+    for k in 0..300 {
+        let r = WalReader::open(dir.path(), &strict)
+            .unwrap_or_else(|e| panic!("open {k} beside retention: {e}"));
+        assert!(
+            r.recovery_report().problem.is_none(),
+            "open {k}: {:?}",
+            r.recovery_report()
+        );
+        assert!(r.snapshot().iter().all(|e| e.is_ok()));
+        starts.insert(r.snapshot().start_lsn());
+    }
+    fs::write(dir.path().join("stop"), b"").unwrap();
+    let status = child.0.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the writer process failed: {status:?}"
+    );
+    assert!(starts.len() > 1, "retention never ran during the opens");
+}
