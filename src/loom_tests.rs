@@ -11,8 +11,9 @@
 //!     cargo test --release --lib loom_ -- --test-threads=1
 //! ```
 //!
-//! Each model sets a preemption bound (overridable with
-//! `LOOM_MAX_PREEMPTIONS`) that keeps it within seconds. Timed waits are
+//! The small models are explored exhaustively; the larger ones with a
+//! preemption bound (overridable with `LOOM_MAX_PREEMPTIONS`) that keeps
+//! each within about 15 s in release mode. Timed waits are
 //! plain waits under loom (see [`crate::sync`]), so only untimed waits are
 //! checked; a deadlock (every thread blocked) fails the model, which is how
 //! a lost wake-up shows.
@@ -26,9 +27,11 @@ use crate::notify::{TailNotify, WaitOutcome};
 use crate::publish::Published;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
-/// Runs `f` under loom with at most `preemptions` preemptions per
-/// execution, unless `LOOM_MAX_PREEMPTIONS` says otherwise.
-fn model<F>(preemptions: usize, f: F)
+/// Runs `f` under loom, exploring every execution with at most
+/// `preemptions` preemptions (`None`: every execution, no bound), unless
+/// `LOOM_MAX_PREEMPTIONS` says otherwise. Prints how many executions it
+/// explored (visible with `--nocapture`).
+fn model<F>(preemptions: Option<usize>, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
@@ -36,7 +39,7 @@ where
 
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(preemptions);
+        builder.preemption_bound = preemptions;
     }
     let executions = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = executions.clone();
@@ -143,7 +146,7 @@ fn append_and_sync(
     r
 }
 
-fn group_commit_model(initial: u64, targets: &'static [u64], preemptions: usize) {
+fn group_commit_model(initial: u64, targets: &'static [u64], preemptions: Option<usize>) {
     model(preemptions, move || {
         let gc = Arc::new(GroupCommit::new(initial));
         let published = Arc::new(AtomicU64::new(initial));
@@ -179,13 +182,13 @@ fn group_commit_model(initial: u64, targets: &'static [u64], preemptions: usize)
 /// time, every `Ok` covered by completed contiguous syncs.
 #[test]
 fn loom_group_commit_two() {
-    group_commit_model(0, &[3, 5], 4);
+    group_commit_model(0, &[3, 5], None);
 }
 
 /// Three appenders, one of whose targets is already durable.
 #[test]
 fn loom_group_commit_three() {
-    group_commit_model(2, &[2, 4, 6], 2);
+    group_commit_model(2, &[2, 4, 6], Some(3));
 }
 
 /// The first sync fails: it poisons the log. Nobody gets `Ok` for a target
@@ -193,7 +196,7 @@ fn loom_group_commit_three() {
 /// no sync runs after the failed one.
 #[test]
 fn loom_group_commit_failure_poisons() {
-    model(4, || {
+    model(None, || {
         let gc = Arc::new(GroupCommit::new(0));
         let published = Arc::new(AtomicU64::new(0));
         let disk = Arc::new(Disk::new(0, true));
@@ -228,7 +231,7 @@ fn loom_group_commit_failure_poisons() {
 /// returns every call fails.
 #[test]
 fn loom_group_commit_set_poison() {
-    model(3, || {
+    model(Some(6), || {
         let gc = Arc::new(GroupCommit::new(0));
         let published = Arc::new(AtomicU64::new(0));
         let disk = Arc::new(Disk::new(0, false));
@@ -259,7 +262,7 @@ fn loom_group_commit_set_poison() {
 /// (under loom the period is an untimed wait, so a lost stop deadlocks).
 #[test]
 fn loom_ticker_stop() {
-    model(4, || {
+    model(None, || {
         let ticker = Arc::new(Ticker::new());
         let t = {
             let ticker = ticker.clone();
@@ -296,50 +299,85 @@ fn check_view(&(start, ref segs, end): &(u64, Vec<Seg>, u64)) {
     }
 }
 
+/// The log of the model: the published view, and how far the writer has
+/// written the bytes (a Relaxed atomic standing for the mapped bytes, which
+/// are plain memory: only the publish/view Release/Acquire pair orders
+/// them).
+struct ViewLog {
+    p: Published<Seg>,
+    written: AtomicU64,
+}
+
+impl ViewLog {
+    /// The writer writes bytes up to `end`, then publishes them.
+    fn append(&self, end: u64) {
+        self.written.store(end, Ordering::Relaxed);
+        self.p.publish(end);
+    }
+
+    /// Every byte below a published end is visible to whoever read it.
+    fn check_written(&self, end: u64) {
+        let written = self.written.load(Ordering::Relaxed);
+        assert!(
+            written >= end,
+            "end {end} published but only {written} visible"
+        );
+    }
+}
+
 /// A writer fills a segment, rotates (push, then publish into the new
 /// segment), fills it, retains (drops the first segment), rotates again;
-/// a reader takes views meanwhile. Every view is consistent, and a
-/// reader's starts and ends never go back.
+/// a reader takes views meanwhile. Every view is consistent, its bytes are
+/// visible, and a reader's starts and ends never go back.
 #[test]
 fn loom_published_views() {
-    model(3, || {
-        let p = Arc::new(Published::new(vec![(0u64, 4u64)], 0, 0));
+    model(Some(3), || {
+        let log = Arc::new(ViewLog {
+            p: Published::new(vec![(0u64, 4u64)], 0, 0),
+            written: AtomicU64::new(0),
+        });
         let writer = {
-            let p = p.clone();
+            let log = log.clone();
             thread::spawn(move || {
-                p.publish(2);
-                p.push((4, 4));
-                p.publish(6);
-                p.publish(8);
-                let removed = p.remove_first(1, 4);
+                log.append(2);
+                log.p.push((4, 4));
+                log.append(6);
+                log.append(8);
+                let removed = log.p.remove_first(1, 4);
                 assert_eq!(removed, vec![(0, 4)]);
-                p.push((8, 4));
-                p.publish(10);
+                log.p.push((8, 4));
+                log.append(10);
             })
         };
         let reader = {
-            let p = p.clone();
+            let log = log.clone();
             thread::spawn(move || {
                 let mut last = (0, 0);
                 for _ in 0..3 {
-                    let v = p.view();
+                    let v = log.p.view();
                     check_view(&v);
+                    log.check_written(v.2);
                     assert!(v.0 >= last.0 && v.2 >= last.1, "view went back");
                     last = (v.0, v.2);
                 }
             })
         };
-        // A second reader through the other entry points.
-        let end = p.end();
-        let covered = p.with_segs(|segs| segs.iter().map(|&(f, c)| f + c).max().unwrap_or(0));
-        assert!(covered >= end, "end {end} past the segments ({covered})");
+        // A second reader through the other entry points. Segments are only
+        // appended or dropped from the front, so the segments' reach only
+        // grows and may be read after the end.
+        let end = log.p.end();
+        log.check_written(end);
+        let reach = log
+            .p
+            .with_segs(|segs| segs.iter().map(|&(f, c)| f + c).max().unwrap_or(0));
+        assert!(reach >= end, "end {end} past the segments ({reach})");
         writer.join().unwrap();
         reader.join().unwrap();
-        let v = p.view();
+        let v = log.p.view();
         check_view(&v);
         assert_eq!(v, (4, vec![(4, 4), (8, 4)], 10));
-        assert_eq!(p.len(), 2);
-        assert_eq!(p.start(), 4);
+        assert_eq!(log.p.len(), 2);
+        assert_eq!(log.p.start(), 4);
     });
 }
 
@@ -364,7 +402,7 @@ fn publish_end(writer: &Mutex<()>, published: &AtomicU64, tn: &TailNotify, end: 
 /// reports as a deadlock.
 #[test]
 fn loom_tail_wakeup() {
-    model(4, || {
+    model(None, || {
         let writer = Arc::new(Mutex::new(()));
         let published = Arc::new(AtomicU64::new(0));
         let tn = Arc::new(TailNotify::new());
@@ -387,7 +425,7 @@ fn loom_tail_wakeup() {
 /// wake-up (registrations and deregistrations interleave).
 #[test]
 fn loom_tail_two_waiters() {
-    model(2, || {
+    model(Some(4), || {
         let writer = Arc::new(Mutex::new(()));
         let published = Arc::new(AtomicU64::new(0));
         let tn = Arc::new(TailNotify::new());
@@ -414,7 +452,7 @@ fn loom_tail_two_waiters() {
 /// `Closed` (never blocks forever), and later waits return at once.
 #[test]
 fn loom_tail_close() {
-    model(4, || {
+    model(None, || {
         let writer = Arc::new(Mutex::new(()));
         let tn = Arc::new(TailNotify::new());
         let waiter = {
@@ -435,7 +473,7 @@ fn loom_tail_close() {
 /// returns `Ready` or `Closed`, and `Closed` only if it was closed.
 #[test]
 fn loom_tail_publish_and_close() {
-    model(3, || {
+    model(Some(6), || {
         let writer = Arc::new(Mutex::new(()));
         let published = Arc::new(AtomicU64::new(0));
         let tn = Arc::new(TailNotify::new());

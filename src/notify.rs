@@ -52,8 +52,6 @@ pub(crate) struct TailNotify {
     closed: AtomicBool,
 }
 
-// Not yet used by the log itself (src/wal.rs switches to it later).
-#[allow(dead_code)]
 impl TailNotify {
     pub(crate) fn new() -> Self {
         TailNotify {
@@ -88,6 +86,7 @@ impl TailNotify {
     }
 
     /// Whether [`TailNotify::close`] was called.
+    #[cfg(test)]
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -159,5 +158,74 @@ impl TailNotify {
         } else {
             WaitOutcome::TimedOut
         })
+    }
+}
+
+/// The timed paths, which the loom models cannot check.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::{Arc, AtomicU64};
+    use std::time::Duration;
+
+    #[test]
+    fn times_out_then_wakes_then_closes() {
+        let writer = Arc::new(Mutex::new(()));
+        let end = Arc::new(AtomicU64::new(0));
+        let tn = Arc::new(TailNotify::new());
+        let ready = |x| {
+            let end = end.clone();
+            move || end.load(Ordering::Acquire) >= x
+        };
+
+        // A deadline that passes: TimedOut, and the waiter deregistered.
+        let deadline = Instant::now() + Duration::from_millis(20);
+        assert_eq!(
+            tn.wait(&writer, ready(1), Some(deadline)),
+            WaitOutcome::TimedOut
+        );
+        assert!(Instant::now() >= deadline);
+        assert!(!tn.has_waiters());
+        // A deadline already past, or a condition already true.
+        assert_eq!(
+            tn.wait(&writer, ready(1), Some(Instant::now())),
+            WaitOutcome::TimedOut
+        );
+        assert_eq!(tn.wait(&writer, ready(0), None), WaitOutcome::Ready);
+
+        // A publisher wakes a waiter with no deadline.
+        let waiter = {
+            let (writer, tn, ready) = (writer.clone(), tn.clone(), ready(2));
+            std::thread::spawn(move || tn.wait(&writer, ready, None))
+        };
+        while !tn.has_waiters() {
+            std::thread::yield_now();
+        }
+        for e in 1..=2 {
+            let wake = {
+                let _w = writer.lock();
+                end.store(e, Ordering::Release);
+                tn.has_waiters()
+            };
+            if wake {
+                tn.wake();
+            }
+        }
+        assert_eq!(waiter.join().unwrap(), WaitOutcome::Ready);
+
+        // Close wakes a waiter with a far deadline; later waits return at once.
+        let far = Instant::now().checked_add(Duration::from_secs(3600));
+        let waiter = {
+            let (writer, tn, ready) = (writer.clone(), tn.clone(), ready(3));
+            std::thread::spawn(move || tn.wait(&writer, ready, far))
+        };
+        while !tn.has_waiters() {
+            std::thread::yield_now();
+        }
+        tn.close();
+        assert!(tn.is_closed());
+        assert_eq!(waiter.join().unwrap(), WaitOutcome::Closed);
+        assert_eq!(tn.wait(&writer, ready(3), None), WaitOutcome::Closed);
+        assert_eq!(tn.wait(&writer, ready(2), None), WaitOutcome::Ready);
     }
 }

@@ -34,8 +34,6 @@ pub(crate) struct Published<T> {
     end: AtomicU64,
 }
 
-// Not yet used by the log itself (src/wal.rs switches to it later).
-#[allow(dead_code)]
 impl<T: Clone> Published<T> {
     /// A log with segments `segs` and the range `[start, end)` published.
     pub(crate) fn new(segs: Vec<T>, start: u64, end: u64) -> Self {
@@ -112,5 +110,23 @@ impl<T: Clone> Published<T> {
     /// would deadlock.
     pub(crate) fn with_segs<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
         f(&self.segs.read())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_publish_retain_view() {
+        let p = Published::new(vec![(0u64, 4u64)], 0, 0);
+        assert_eq!(p.view(), (0, vec![(0, 4)], 0));
+        p.publish(3);
+        p.push((3, 4));
+        p.publish(6);
+        assert_eq!((p.start(), p.end(), p.len()), (0, 6, 2));
+        assert_eq!(p.remove_first(1, 3), vec![(0, 4)]);
+        assert_eq!(p.view(), (3, vec![(3, 4)], 6));
+        assert_eq!(p.with_segs(|s| s.to_vec()), vec![(3, 4)]);
     }
 }
