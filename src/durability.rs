@@ -144,7 +144,7 @@ impl GroupCommit {
             let from = st.synced;
             let to = published().max(target);
             drop(st);
-            let result = faults_sync().and_then(|()| sync(from, to));
+            let result = sync(from, to);
             st = self.state.lock();
             st.running = false;
             match result {
@@ -164,10 +164,6 @@ impl GroupCommit {
             self.done.notify_all();
         }
     }
-}
-
-fn faults_sync() -> io::Result<()> {
-    faults::before_sync()
 }
 
 /// Wakes the background thread: on its period, or to stop.

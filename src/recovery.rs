@@ -139,6 +139,9 @@ pub(crate) struct Recovered {
     pub index: RunIndex,
     /// The transactions open at the end of the valid log.
     pub open_txns: OpenTxns,
+    /// Where the scan stopped at the poisoned-log limit (an offset in the
+    /// last kept segment): its bytes from there on are not trusted.
+    pub limited_at: Option<usize>,
     /// In the last kept segment: `[start, end)` holds bytes after the valid
     /// end that must be zeroed before appending.
     pub zero_range: Option<(usize, usize)>,
@@ -532,9 +535,10 @@ pub(crate) struct ScanOptions {
     /// segment it is writing then moves during the scan: whatever stops the
     /// scan there is the writer's unpublished work, not a problem.
     pub live: bool,
-    /// Frames at or past this LSN are not trusted (a log that failed a sync
-    /// in this process: only what a completed sync covered is believed).
-    pub limit: Option<u64>,
+    /// Frames at or past this LSN of the log with this instance id are not
+    /// trusted (a log that failed a sync: only what a completed sync covered
+    /// is believed). A record for another instance does not apply.
+    pub limit: Option<(Uuid, u64)>,
 }
 
 /// Scans the log in `dir`. Returns `Ok(None)` when the directory holds no
@@ -588,7 +592,6 @@ fn recover_once(
         live,
         limit,
     } = opts;
-    let limit = limit.unwrap_or(u64::MAX);
     let started = Instant::now();
     let listing = list(dir)?;
     // The first file too short to hold a header page, if any: it is never
@@ -664,6 +667,7 @@ fn recover_once(
             report: RecoveryReport::default(),
             index: RunIndex::default(),
             open_txns: OpenTxns::default(),
+            limited_at: None,
             zero_range: None,
             restore_size: None,
             discard: Vec::new(),
@@ -697,6 +701,11 @@ fn recover_once(
         }
     };
     let instance = first.instance();
+    let limit = match limit {
+        Some((id, lsn)) if id == instance => lsn,
+        _ => u64::MAX,
+    };
+    let mut limited_at = None;
     let salt = segment::salt(&instance);
     let mut tally = Tally::new();
     let mut kept: Vec<SegRef> = Vec::with_capacity(mapped.len());
@@ -825,9 +834,10 @@ fn recover_once(
                 continue;
             }
             None if limited => {
-                // A log that failed a sync in this process: what its page
-                // cache holds past the last completed sync may never have
-                // reached the disk. It is dropped like a torn tail.
+                // A log that failed a sync: what the page cache holds past
+                // the last completed sync may never have reached the disk.
+                // It is dropped like a torn tail.
+                limited_at = Some(end.end);
                 let nz_end = reader.nonzero_end(end.end);
                 if nz_end > end.end {
                     zero_range = Some((end.end, nz_end));
@@ -838,7 +848,7 @@ fn recover_once(
                     end.end,
                     ProblemClass::TornTail,
                     None,
-                    "a sync of this log failed in this process: bytes past the last completed sync are not trusted",
+                    "a sync of this log failed: bytes past the last completed sync are not trusted",
                 ));
             }
             None if live => {
@@ -1036,6 +1046,7 @@ fn recover_once(
         report,
         index: tally.index,
         open_txns: tally.open,
+        limited_at,
         zero_range,
         restore_size,
         discard,

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Mutex, RwLock};
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::wal::Shared;
@@ -52,29 +53,78 @@ pub(crate) struct DirState {
     /// by a write open while it recovers; held for reading by a read-only
     /// open while it scans.
     pub gate: RwLock<Option<Weak<Shared>>>,
-    /// Set when a writer of this process failed a sync: the LSN below which
-    /// a sync completed. Cleared by the write open that made the log
-    /// consistent again on disk.
-    poisoned: Mutex<Option<u64>>,
+    /// Set when a writer of this process failed a sync: the log's instance
+    /// and the LSN below which a sync completed. Cleared by the write open
+    /// that made the log consistent again on disk.
+    poisoned: Mutex<Option<(Uuid, u64)>>,
 }
 
 impl DirState {
-    /// Records that a sync failed with everything below `synced` durable.
-    /// The lowest such LSN wins.
-    pub(crate) fn poison(&self, synced: u64) {
+    /// Records that a sync of log `instance` in `dir` failed with
+    /// everything below `synced` durable; the lowest such LSN wins. The
+    /// record is also written to the directory ([`POISON_FILE`]): the page
+    /// cache is shared by every process on the machine, so a reopen by
+    /// another process must honour it too. Writing it is best effort (the
+    /// disk has just failed a sync); the in-memory record stays either way.
+    pub(crate) fn poison(&self, dir: &Path, instance: Uuid, synced: u64) {
         let mut p = self.poisoned.lock();
-        *p = Some(p.map_or(synced, |old| old.min(synced)));
+        let synced = match *p {
+            Some((id, old)) if id == instance => old.min(synced),
+            _ => synced,
+        };
+        *p = Some((instance, synced));
+        let _ = write_poison_file(dir, instance, synced);
     }
 
-    /// The durable end at the first failed sync, if one failed.
-    pub(crate) fn poisoned_at(&self) -> Option<u64> {
-        *self.poisoned.lock()
+    /// The poisoned-log record that applies to `dir`: this process's, or
+    /// the one in the directory, the lower LSN if both name one instance.
+    pub(crate) fn poisoned_at(&self, dir: &Path) -> Option<(Uuid, u64)> {
+        let mem = *self.poisoned.lock();
+        let file = read_poison_file(dir);
+        match (mem, file) {
+            (Some((a, x)), Some((b, y))) if a == b => Some((a, x.min(y))),
+            (Some(m), _) => Some(m),
+            (None, f) => f,
+        }
     }
 
-    /// The log was made consistent on disk again.
-    pub(crate) fn clear_poison(&self) {
+    /// The log was made consistent on disk again: forget the record and
+    /// remove the directory's (durably).
+    pub(crate) fn clear_poison(&self, dir: &Path) -> Result<()> {
         *self.poisoned.lock() = None;
+        let path = dir.join(POISON_FILE);
+        match std::fs::remove_file(&path) {
+            Ok(()) => crate::segment::sync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove poison record", path, e)),
+        }
     }
+
+    fn is_poisoned(&self) -> bool {
+        self.poisoned.lock().is_some()
+    }
+}
+
+/// The name of the poisoned-log record in a log directory: one line, the
+/// log's instance id and the LSN below which a sync completed.
+pub const POISON_FILE: &str = "POISONED";
+
+fn write_poison_file(dir: &Path, instance: Uuid, synced: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{POISON_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    writeln!(f, "{instance} {synced}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, dir.join(POISON_FILE))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn read_poison_file(dir: &Path) -> Option<(Uuid, u64)> {
+    let text = std::fs::read_to_string(dir.join(POISON_FILE)).ok()?;
+    let mut it = text.split_whitespace();
+    let id = it.next()?.parse().ok()?;
+    let lsn = it.next()?.parse().ok()?;
+    Some((id, lsn))
 }
 
 /// The state of directory `id` (created empty on first use).
@@ -87,7 +137,7 @@ pub(crate) fn dir_state(id: DirId) -> Arc<DirState> {
     if dirs.len() > 64 {
         dirs.retain(|_, s| {
             Arc::strong_count(s) > 1
-                || s.poisoned_at().is_some()
+                || s.is_poisoned()
                 || s.gate.try_read().is_none_or(|g| g.is_some())
         });
     }

@@ -94,6 +94,9 @@ impl Wal {
         }
         let active: Vec<RunId> = at.entry.active_runs().to_vec();
         drop(snap);
+        // One retention at a time, unlinks included: two interleaved would
+        // unlink out of order, and a crash could leave a gap.
+        let _one = shared.retention.lock();
         // The first segment kept must have a durable header before anything
         // before it disappears: recovery identifies the log by it. Syncing
         // past the checkpoint seals every segment up to it (A).

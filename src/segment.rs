@@ -604,7 +604,12 @@ pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<
         rustix::fs::RenameFlags::NOREPLACE,
     )
     .map_err(|e| cleanup(Error::io("rename new segment", &final_path, e.into())))?;
-    sync_dir(dir)?;
+    if let Err(e) = sync_dir(dir) {
+        // Never leave the name behind: a later creation of this number
+        // would find it and fail (creation never replaces a file).
+        let _ = fs::remove_file(&final_path);
+        return Err(e);
+    }
     let len = usize::try_from(size).map_err(|_| Error::Config("segment size too large".into()))?;
     let seg = Segment::map(
         &file,

@@ -36,7 +36,12 @@ impl std::fmt::Debug for Tail {
 impl Tail {
     /// A tail of `shared` from `lsn`; pins `lsn` against retention.
     pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn) -> Tail {
-        let id = shared.pins.pin(lsn);
+        // Under the writer lock, which retention holds while it picks its
+        // cut: a tail created before `truncate_before` chooses is seen.
+        let id = {
+            let _w = shared.writer.lock();
+            shared.pins.pin(lsn)
+        };
         Tail {
             shared,
             id,

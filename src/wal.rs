@@ -215,6 +215,8 @@ pub(crate) struct Shared {
     pub tail_notify: TailNotify,
     /// Positions tails still have to read: retention keeps them.
     pub pins: Pins,
+    /// Held for the whole of a `truncate_before`.
+    pub retention: Mutex<()>,
     /// This directory's entry in the process-wide registry.
     pub dir_state: Arc<DirState>,
     pub space: SpaceReservation,
@@ -243,12 +245,17 @@ impl Shared {
             .sync_to(
                 target,
                 || self.log.end(),
-                |from, to| self.sync_range(from, to),
+                |from, to| {
+                    crate::durability::faults::before_sync()
+                        .and_then(|()| self.sync_range(from, to))
+                        .inspect_err(|_| {
+                            // Everything below `from` was durable before
+                            // this sync began.
+                            self.dir_state.poison(&self.dir, self.instance, from);
+                        })
+                },
             )
-            .map_err(|cause| {
-                self.dir_state.poison(self.group.synced());
-                Error::Poisoned { cause }
-            })
+            .map_err(|cause| Error::Poisoned { cause })
     }
 
     /// Poisons the handle (a write failed half-way). No sync failed, so
@@ -426,6 +433,57 @@ fn save_copy(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The poisoned-log repair of the last kept segment: its first `keep`
+/// bytes (header and trusted frames) are written to a new file that then
+/// replaces it by rename. The old file is never written: mappings of it
+/// (snapshots, tails and readers of the failed handle, in any process) keep
+/// the bytes they borrow, since an inode lives while it is mapped; and the
+/// bytes the disk may lack are not carried over.
+fn rewrite_trusted_prefix(dir: &Path, old: &SegRef, keep: usize) -> Result<SegRef> {
+    use std::os::unix::fs::FileExt;
+    let seq = old.seg.seq();
+    let path = old.seg.path().to_path_buf();
+    let tmp = dir.join(format!("{seq:020}{}", segment::TMP_SUFFIX));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| Error::io("create segment", &tmp, e))?;
+    let size = old.seg.len() as u64;
+    let result = (|| -> Result<()> {
+        crate::space::prepare_new_file(&file)
+            .map_err(|e| Error::io("set no-copy-on-write", &tmp, e))?;
+        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
+            .map_err(|e| Error::io("fallocate", &tmp, e.into()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < keep {
+            let n = old.seg.copy_out(at, &mut buf[..(keep - at).min(1 << 20)]);
+            file.write_all_at(&buf[..n], at as u64)
+                .map_err(|e| Error::io("write trusted prefix", &tmp, e))?;
+            at += n;
+        }
+        file.sync_all()
+            .map_err(|e| Error::io("fsync new segment", &tmp, e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io("replace segment", &path, e))?;
+        segment::sync_dir(dir)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    drop(file);
+    let seg = Segment::open(&path, seq, true)?;
+    seg.set_sealed();
+    Ok(SegRef {
+        seg: Arc::new(seg),
+        first_lsn: old.first_lsn,
+        txn_open: old.txn_open,
+    })
+}
+
 /// Gives a last segment that was cut short back its size (zero-filled), so
 /// appends continue in it and it rotates like any other. Files are only
 /// ever extended, never shrunk: a reader in another process may have the
@@ -490,7 +548,7 @@ impl Wal {
         // Held exclusively until the writer is published: a read-only open
         // of this process never scans bytes this recovery repairs.
         let mut gate = dir_state.gate.write();
-        let limit = dir_state.poisoned_at();
+        let limit = dir_state.poisoned_at(&dir);
         let decoder = READ_DECODER;
         let expect_max = config.effective_max_entry_size();
         let opts = ScanOptions {
@@ -510,7 +568,15 @@ impl Wal {
         }
         let (instance, segments, adopted, end_lsn, report, index, open_txns, reuse) =
             match recovered {
-                Some(r) if !r.segments.is_empty() => {
+                Some(mut r) if !r.segments.is_empty() => {
+                    if let (Some(keep), Some(_)) = (r.limited_at, r.zero_range) {
+                        // The poisoned-log repair: never rewrite the old
+                        // file, which snapshots, tails and readers of the
+                        // failed handle (in any process) may still borrow.
+                        let old = r.segments.pop().expect("nonempty");
+                        r.segments.push(rewrite_trusted_prefix(&dir, &old, keep)?);
+                        r.zero_range = None;
+                    }
                     let last = r.segments.last().expect("nonempty").clone();
                     if let Some((start, end)) = r.zero_range {
                         if matches!(&r.report.problem, Some(p) if p.class == crate::ProblemClass::MidLogCorruption)
@@ -523,9 +589,12 @@ impl Wal {
                         // process exists yet (readers in other processes
                         // only copy); the bytes lie past the valid end.
                         unsafe { last.seg.bytes_mut(start, end) }.fill(0);
-                        last.seg
-                            .sync_range(start, end)
-                            .map_err(|e| Error::io("zero torn tail", last.seg.path(), e))?;
+                        last.seg.sync_range(start, end).map_err(|e| {
+                            // The page cache now shows zeros the disk may
+                            // not have: the poisoned-log rule applies.
+                            dir_state.poison(&dir, r.instance, last.lsn_of(start));
+                            Error::io("zero torn tail", last.seg.path(), e)
+                        })?;
                     }
                     // Highest sequence first: an interrupted repair leaves the
                     // log a prefix of segments, never one with a hole.
@@ -641,6 +710,7 @@ impl Wal {
             appends: AtomicU64::new(0),
             tail_notify: TailNotify::new(),
             pins: Pins::default(),
+            retention: Mutex::new(()),
             dir_state: Arc::clone(&dir_state),
             space,
             writer: Mutex::new(writer),
@@ -659,9 +729,10 @@ impl Wal {
             }),
             cv: Condvar::new(),
         });
-        shared
-            .sync_range(resync_from, end_lsn)
-            .map_err(|e| Error::io("sync recovered log", &shared.dir, e))?;
+        shared.sync_range(resync_from, end_lsn).map_err(|e| {
+            dir_state.poison(&shared.dir, instance, resync_from);
+            Error::io("sync recovered log", &shared.dir, e)
+        })?;
         if shared.config.prefault {
             let mut w = shared.writer.lock();
             let off = w.off;
@@ -669,7 +740,7 @@ impl Wal {
             w.populated = off + segment::PREFAULT_WINDOW;
         }
         // On disk now: the trusted prefix, and zeros (or nothing) after it.
-        dir_state.clear_poison();
+        dir_state.clear_poison(&shared.dir)?;
         let ticker = Arc::new(Ticker::new());
         let mut threads = vec![spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?];
         if let Some(period) = shared.config.sync_mode.interval() {
@@ -798,10 +869,11 @@ impl Wal {
             // A transaction that fits a segment is never split across two:
             // retention can then cut at any boundary without cutting a
             // transaction, and a run's transaction is read from one map.
-            let room = w.active.seg.len() - DATA_START;
+            // The segment it would move to has the configured size.
+            let room = self.shared.config.segment_size - DATA_START as u64;
             if w.off > DATA_START
                 && w.off as u64 + total > w.active.seg.len() as u64
-                && total <= room as u64
+                && total <= room
             {
                 self.rotate(&mut w)?;
             }
@@ -931,8 +1003,9 @@ impl Wal {
         self.prep.cv.notify_all();
     }
 
-    /// Moves to the next segment. Its header is written later by the
-    /// background thread, once everything before it is durable; until then
+    /// Moves to the next segment. Its header is written later, by the sync
+    /// that first covers its data (the group-commit leader), once
+    /// everything before it is durable; until then
     /// recovery recognises it by its first frame, which only validates at
     /// the LSN where this segment ends (DESIGN.md, "Rotation").
     #[cold]
@@ -1016,7 +1089,8 @@ impl Wal {
 
     /// Bytes of log: from the first entry still kept to the end.
     pub fn size(&self) -> u64 {
-        self.end_lsn() - self.start_lsn()
+        let (start, _, end) = self.shared.log.view();
+        end.saturating_sub(start)
     }
 
     /// The LSN the next append gets.
@@ -1109,6 +1183,18 @@ impl Wal {
             let _ = t.join();
         }
         self.shared.tail_notify.close();
+        // A read-only open of this process from now on scans the files: a
+        // tail that outlives the handle must not make it take this frozen
+        // view (another process may write the log next).
+        {
+            let mut gate = self.shared.dir_state.gate.write();
+            if gate
+                .as_ref()
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.shared)))
+            {
+                *gate = None;
+            }
+        }
         let end = self.shared.log.end();
         self.shared.sync_to(end)
     }

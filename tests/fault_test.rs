@@ -1439,6 +1439,15 @@ fn test_allocation_failure_inside_a_transaction_poisons_the_handle() {
     assert_eq!(replayed(dir.path()), m.committed(acked));
     let wal = Wal::open(dir.path(), cfg()).unwrap();
     assert_eq!(wal.recovery_report().committed_txns, i);
+    // No sync failed: the page cache tells the truth, the poisoned-log rule
+    // does not apply, and the half-written transaction's BeginTxn is kept.
+    assert!(
+        wal.recovery_report().problem.is_none(),
+        "{:?}",
+        wal.recovery_report().problem
+    );
+    assert!(!dir.path().join("POISONED").exists());
+    assert_eq!(wal.recovery_report().entries, acked as u64 + 1);
     wal.append_txn(run(6), i, &ops(i)).unwrap();
     drop(wal);
     let reader = WalReader::open(dir.path(), &cfg()).unwrap();
@@ -1691,4 +1700,64 @@ fn test_no_entry_reappears_after_retention() {
     let wal = Wal::open(dir.path(), cfg()).unwrap();
     assert_eq!(wal.start_lsn(), start);
     assert_eq!(wal.recovery_report().entries, live.entries.len() as u64);
+}
+
+/// The poisoned-log rule's repair never rewrites the failed handle's file:
+/// a snapshot taken before the failure keeps reading every entry it held,
+/// byte for byte, after a reopen trimmed the log to its synced prefix. The
+/// record is kept in the directory (the page cache is shared by every
+/// process) until the repair is durable.
+#[test]
+fn test_a_poisoned_reopen_keeps_old_snapshots_whole() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Model::default();
+    let mode = SyncMode::Batched {
+        interval_ms: 3_600_000,
+        batch_size: 1_000_000,
+    };
+    let wal = Wal::open(dir.path(), cfg().sync_mode(mode)).unwrap();
+    for i in 0..5 {
+        m.txn(&wal, run(4), i, &small_write(i));
+    }
+    wal.sync().unwrap();
+    let acked = m.entries.len();
+    for i in 5..40 {
+        m.txn(&wal, run(4), i, &small_write(i));
+    }
+    faults::fail_syncs_after(0);
+    assert!(matches!(wal.sync(), Err(Error::Poisoned { .. })));
+    faults::fail_syncs_after(-1);
+    assert!(dir.path().join("POISONED").exists(), "no durable record");
+    let snap = wal.snapshot();
+    let before: Vec<(u64, WalEntry)> = snap
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.lsn, e.entry.to_owned())
+        })
+        .collect();
+    assert_eq!(before, m.entries);
+    drop(wal);
+    let wal = Wal::open(dir.path(), cfg()).unwrap();
+    let trusted = m.prefix(acked);
+    assert_eq!(wal.end_lsn(), trusted.end());
+    assert!(!dir.path().join("POISONED").exists(), "record not cleared");
+    // New entries go where the untrusted ones were; the old view is intact.
+    let mut m2 = trusted;
+    for i in 100..140 {
+        m2.txn(&wal, run(5), i, &small_write(i));
+    }
+    let after: Vec<(u64, WalEntry)> = snap
+        .iter()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.lsn, e.entry.to_owned())
+        })
+        .collect();
+    assert_eq!(after, before, "the old snapshot's bytes changed");
+    wal.close().unwrap();
+    let (r, got) = read(dir.path());
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert_eq!(got, m2.entries);
 }
