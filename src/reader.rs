@@ -21,7 +21,7 @@ use crate::recovery::{self, RecoveryReport, ScanOptions};
 use crate::registry::{self, DirId};
 use crate::replay::{diff_states, KeyDiff, ReplayStats, RunIndex, Snapshot, Txn};
 use crate::segment;
-use crate::wal::{Config, Shared, LOCK_FILE, READ_DECODER};
+use crate::wal::{lock_generation, Config, Shared, LOCK_FILE, READ_DECODER};
 
 /// A log opened read-only, for inspection: it never changes a byte of any
 /// file, takes no lock, and works while another process (or this one)
@@ -43,16 +43,19 @@ impl std::fmt::Debug for WalReader {
     }
 }
 
-/// True if a process holds the log's lock file for writing. The probe takes
-/// a shared lock and drops it at once; it changes no byte.
-fn writer_is_live(dir: &Path) -> bool {
+/// Whether a process holds the log's lock file for writing, and how many
+/// write opens the lock file has counted. The probe takes a shared lock and
+/// drops it at once; it changes no byte.
+fn writer_state(dir: &Path) -> (bool, u64) {
     let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
-        return false;
+        return (false, 0);
     };
-    matches!(
+    let generation = lock_generation(&file);
+    let live = matches!(
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared),
         Err(rustix::io::Errno::WOULDBLOCK)
-    )
+    );
+    (live, generation)
 }
 
 impl WalReader {
@@ -87,8 +90,10 @@ impl WalReader {
             return Self::beside(dir, &shared, config);
         }
         let expect_max = config.effective_max_entry_size();
-        let mut live = writer_is_live(&dir);
+        let (mut live, mut generation) = writer_state(&dir);
+        let mut scans = 0;
         loop {
+            scans += 1;
             let opts = ScanOptions {
                 writable: false,
                 copy: true,
@@ -98,10 +103,14 @@ impl WalReader {
             let Some(r) = recovery::recover(&dir, READ_DECODER, expect_max, opts)? else {
                 return Err(Error::NotALog { dir });
             };
-            if !live && writer_is_live(&dir) {
-                // A writer opened during the scan: its recovery may have
-                // repaired the tail under it. Scan again, as beside a writer.
-                live = true;
+            let (live_now, generation_now) = writer_state(&dir);
+            if !live && (live_now || generation_now != generation) {
+                // A writer opened during the scan (and may be gone again):
+                // its recovery may have repaired the tail under it. Scan
+                // again: beside it if it is still there, or after a few
+                // writers came and went, as beside one anyway.
+                live = live_now || scans >= 4;
+                generation = generation_now;
                 continue;
             }
             recovery::enforce(config.recovery_mode, &r.report)?;

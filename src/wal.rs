@@ -397,6 +397,16 @@ fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
+/// The number of write opens recorded in a log's lock file (0 if none).
+pub(crate) fn lock_generation(file: &File) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; 8];
+    match file.read_at(&mut buf, 0) {
+        Ok(8) => u64::from_le_bytes(buf),
+        _ => 0,
+    }
+}
+
 /// Creates `dir` and any missing parents, fsyncing the parent of each
 /// directory it creates, so the new log's directory entry is as durable as
 /// the segments in it.
@@ -561,6 +571,17 @@ impl Wal {
         let mut changed = false;
         if let Some(r) = &recovered {
             recovery::enforce(config.recovery_mode, &r.report)?;
+        }
+        // Counted before anything is repaired, so that a read-only scan in
+        // another process can tell a writer came (and perhaps went) while
+        // it scanned. Not synced: it only matters while both run.
+        {
+            use std::os::unix::fs::FileExt;
+            let generation = lock_generation(&lock).wrapping_add(1);
+            lock.write_all_at(&generation.to_le_bytes(), 0)
+                .map_err(|e| Error::io("write lock file", dir.join(LOCK_FILE), e))?;
+        }
+        if let Some(r) = &recovered {
             for t in &r.temps {
                 fs::remove_file(t).map_err(|e| Error::io("remove temporary file", t, e))?;
                 changed = true;
