@@ -575,6 +575,59 @@ impl Segment {
 /// the rest a window ahead of its writer. Its header page is left zero
 /// ("blank") until the writer puts it into use; see [`write_header`].
 pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment> {
+    let (file, final_path) = build_file(dir, seq, size, false, |_, _| Ok(()))?;
+    let len = usize::try_from(size).map_err(|_| Error::Config("segment size too large".into()))?;
+    let seg = Segment::map(
+        &file,
+        final_path,
+        seq,
+        len,
+        true,
+        HeaderState::Blank,
+        DATA_START,
+    )?;
+    drop(file);
+    if prefault {
+        seg.populate(DATA_START, DATA_START + PREFAULT_WINDOW);
+    }
+    Ok(seg)
+}
+
+/// Replaces segment `old` by a new file holding only its first `keep`
+/// bytes (header and trusted frames; zeros after), and maps that. The old
+/// file is never written: mappings of it (in any process) keep the bytes
+/// they borrow, since an inode lives while it is mapped. Used by the
+/// poisoned-log repair (DESIGN.md §7).
+pub(crate) fn replace_with_prefix(dir: &Path, old: &Segment, keep: usize) -> Result<Segment> {
+    use std::os::unix::fs::FileExt;
+    let (file, path) = build_file(dir, old.seq, old.len as u64, true, |file, tmp| {
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = 0;
+        while at < keep {
+            let n = old.copy_out(at, &mut buf[..(keep - at).min(1 << 20)]);
+            file.write_all_at(&buf[..n], at as u64)
+                .map_err(|e| Error::io("write trusted prefix", tmp, e))?;
+            at += n;
+        }
+        Ok(())
+    })?;
+    drop(file);
+    let seg = Segment::open(&path, old.seq, true)?;
+    seg.set_sealed();
+    Ok(seg)
+}
+
+/// Makes `<seq>.wal` whole: a temporary file, marked no-copy-on-write where
+/// the filesystem has it, allocated with `fallocate`, filled by `fill`,
+/// synced, renamed into place (over an existing file only if `replace`),
+/// directory synced. Returns the open file and its final path.
+fn build_file(
+    dir: &Path,
+    seq: u64,
+    size: u64,
+    replace: bool,
+    fill: impl FnOnce(&File, &Path) -> Result<()>,
+) -> Result<(File, PathBuf)> {
     let final_path = dir.join(file_name(seq));
     let tmp_path = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
     let file = OpenOptions::new()
@@ -594,37 +647,31 @@ pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e)))?;
     rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e.into())))?;
+    fill(&file, &tmp_path).map_err(cleanup)?;
     file.sync_all()
         .map_err(|e| cleanup(Error::io("fsync new segment", &tmp_path, e)))?;
+    let flags = if replace {
+        rustix::fs::RenameFlags::empty()
+    } else {
+        rustix::fs::RenameFlags::NOREPLACE
+    };
     rustix::fs::renameat_with(
         rustix::fs::CWD,
         &tmp_path,
         rustix::fs::CWD,
         &final_path,
-        rustix::fs::RenameFlags::NOREPLACE,
+        flags,
     )
     .map_err(|e| cleanup(Error::io("rename new segment", &final_path, e.into())))?;
     if let Err(e) = sync_dir(dir) {
-        // Never leave the name behind: a later creation of this number
-        // would find it and fail (creation never replaces a file).
-        let _ = fs::remove_file(&final_path);
+        if !replace {
+            // Never leave the name behind: a later creation of this number
+            // would find it and fail (creation never replaces a file).
+            let _ = fs::remove_file(&final_path);
+        }
         return Err(e);
     }
-    let len = usize::try_from(size).map_err(|_| Error::Config("segment size too large".into()))?;
-    let seg = Segment::map(
-        &file,
-        final_path,
-        seq,
-        len,
-        true,
-        HeaderState::Blank,
-        DATA_START,
-    )?;
-    drop(file);
-    if prefault {
-        seg.populate(DATA_START, DATA_START + PREFAULT_WINDOW);
-    }
-    Ok(seg)
+    Ok((file, final_path))
 }
 
 /// Zeroes whatever a file that grew holds past its created size (a

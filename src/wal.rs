@@ -450,43 +450,7 @@ fn save_copy(path: &Path) -> Result<()> {
 /// the bytes they borrow, since an inode lives while it is mapped; and the
 /// bytes the disk may lack are not carried over.
 fn rewrite_trusted_prefix(dir: &Path, old: &SegRef, keep: usize) -> Result<SegRef> {
-    use std::os::unix::fs::FileExt;
-    let seq = old.seg.seq();
-    let path = old.seg.path().to_path_buf();
-    let tmp = dir.join(format!("{seq:020}{}", segment::TMP_SUFFIX));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| Error::io("create segment", &tmp, e))?;
-    let size = old.seg.len() as u64;
-    let result = (|| -> Result<()> {
-        crate::space::prepare_new_file(&file)
-            .map_err(|e| Error::io("set no-copy-on-write", &tmp, e))?;
-        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
-            .map_err(|e| Error::io("fallocate", &tmp, e.into()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut at = 0;
-        while at < keep {
-            let n = old.seg.copy_out(at, &mut buf[..(keep - at).min(1 << 20)]);
-            file.write_all_at(&buf[..n], at as u64)
-                .map_err(|e| Error::io("write trusted prefix", &tmp, e))?;
-            at += n;
-        }
-        file.sync_all()
-            .map_err(|e| Error::io("fsync new segment", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io("replace segment", &path, e))?;
-        segment::sync_dir(dir)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    drop(file);
-    let seg = Segment::open(&path, seq, true)?;
-    seg.set_sealed();
+    let seg = segment::replace_with_prefix(dir, &old.seg, keep)?;
     Ok(SegRef {
         seg: Arc::new(seg),
         first_lsn: old.first_lsn,
