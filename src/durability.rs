@@ -199,6 +199,15 @@ impl Ticker {
         self.state.lock().0 = true;
         self.cv.notify_all();
     }
+
+    /// Wakes the thread now, as if its period had passed.
+    pub(crate) fn kick(&self) {
+        let mut st = self.state.lock();
+        if !st.1 {
+            st.1 = true;
+            self.cv.notify_one();
+        }
+    }
 }
 
 /// The fault-injection seam. With the `fault-injection` feature, tests can

@@ -144,17 +144,23 @@ pub enum EntryKind {
     AbortTxn = 5,
     /// [`WalEntry::Checkpoint`], tag 6.
     Checkpoint = 6,
+    /// [`WalEntry::Truncate`], tag 7.
+    Truncate = 7,
+    /// [`WalEntry::Raft`], tag 8.
+    Raft = 8,
 }
 
 impl EntryKind {
     /// Every kind, in tag order.
-    pub const ALL: [EntryKind; 6] = [
+    pub const ALL: [EntryKind; 8] = [
         EntryKind::BeginTxn,
         EntryKind::Write,
         EntryKind::Delete,
         EntryKind::CommitTxn,
         EntryKind::AbortTxn,
         EntryKind::Checkpoint,
+        EntryKind::Truncate,
+        EntryKind::Raft,
     ];
 
     /// The type tag written in the frame header.
@@ -173,6 +179,8 @@ impl EntryKind {
             4 => EntryKind::CommitTxn,
             5 => EntryKind::AbortTxn,
             6 => EntryKind::Checkpoint,
+            7 => EntryKind::Truncate,
+            8 => EntryKind::Raft,
             _ => return None,
         })
     }
@@ -186,6 +194,8 @@ impl EntryKind {
             EntryKind::CommitTxn => "CommitTxn",
             EntryKind::AbortTxn => "AbortTxn",
             EntryKind::Checkpoint => "Checkpoint",
+            EntryKind::Truncate => "Truncate",
+            EntryKind::Raft => "Raft",
         }
     }
 }
@@ -269,6 +279,28 @@ mod owned {
             /// The runs still active at the checkpoint.
             active_runs: Vec<RunId>,
         } = 6,
+        /// Deletes the log's suffix: every entry from LSN `from` up to this
+        /// one is gone, for every reader and after any reopen. Appended by
+        /// [`Wal::truncate_from`](crate::Wal::truncate_from); published
+        /// bytes are never rewritten, so zero-copy borrows stay valid.
+        Truncate {
+            /// The first LSN deleted.
+            from: u64,
+        } = 7,
+        /// A Raft log entry's identity, written by a replication layer
+        /// (`durability-raft`): its `index` and `term`, and `data`, the
+        /// layer's encoding of the rest (leader, payload kind, payload).
+        /// An entry whose payload is a run's transaction is followed, in
+        /// the same append, by that transaction's BeginTxn, ops and
+        /// CommitTxn, so a replicated log is still a log of runs.
+        Raft {
+            /// The Raft log index.
+            index: u64,
+            /// The term of the leader that created the entry.
+            term: u64,
+            /// The replication layer's bytes.
+            data: Vec<u8>,
+        } = 8,
     }
 }
 
@@ -282,10 +314,13 @@ impl WalEntry {
             WalEntry::CommitTxn { .. } => EntryKind::CommitTxn,
             WalEntry::AbortTxn { .. } => EntryKind::AbortTxn,
             WalEntry::Checkpoint { .. } => EntryKind::Checkpoint,
+            WalEntry::Truncate { .. } => EntryKind::Truncate,
+            WalEntry::Raft { .. } => EntryKind::Raft,
         }
     }
 
-    /// The run this entry belongs to; `None` for a checkpoint.
+    /// The run this entry belongs to; `None` for a checkpoint, a truncation
+    /// and a Raft entry's identity (its transaction's entries carry the run).
     pub fn run_id(&self) -> Option<RunId> {
         match self {
             WalEntry::BeginTxn { run_id, .. }
@@ -293,7 +328,7 @@ impl WalEntry {
             | WalEntry::Delete { run_id, .. }
             | WalEntry::CommitTxn { run_id, .. }
             | WalEntry::AbortTxn { run_id, .. } => Some(*run_id),
-            WalEntry::Checkpoint { .. } => None,
+            WalEntry::Checkpoint { .. } | WalEntry::Truncate { .. } | WalEntry::Raft { .. } => None,
         }
     }
 
@@ -376,6 +411,12 @@ impl WalEntry {
                 snapshot_id: *snapshot_id,
                 version: *version,
                 active_runs,
+            },
+            WalEntry::Truncate { from } => BorrowedEntry::Truncate { from: *from },
+            WalEntry::Raft { index, term, data } => BorrowedEntry::Raft {
+                index: *index,
+                term: *term,
+                data,
             },
         }
     }
@@ -462,6 +503,15 @@ mod borrowed {
             #[rkyv(with = SliceAsVec)]
             active_runs: &'a [RunId],
         } = 6,
+        Truncate {
+            from: u64,
+        } = 7,
+        Raft {
+            index: u64,
+            term: u64,
+            #[rkyv(with = SliceAsVec)]
+            data: &'a [u8],
+        } = 8,
     }
 }
 
@@ -475,10 +525,13 @@ impl BorrowedEntry<'_> {
             BorrowedEntry::CommitTxn { .. } => EntryKind::CommitTxn,
             BorrowedEntry::AbortTxn { .. } => EntryKind::AbortTxn,
             BorrowedEntry::Checkpoint { .. } => EntryKind::Checkpoint,
+            BorrowedEntry::Truncate { .. } => EntryKind::Truncate,
+            BorrowedEntry::Raft { .. } => EntryKind::Raft,
         }
     }
 
-    /// The run this entry belongs to; `None` for a checkpoint.
+    /// The run this entry belongs to; `None` for a checkpoint, a truncation
+    /// and a Raft entry's identity.
     pub fn run_id(&self) -> Option<RunId> {
         match self {
             BorrowedEntry::BeginTxn { run_id, .. }
@@ -486,7 +539,9 @@ impl BorrowedEntry<'_> {
             | BorrowedEntry::Delete { run_id, .. }
             | BorrowedEntry::CommitTxn { run_id, .. }
             | BorrowedEntry::AbortTxn { run_id, .. } => Some(*run_id),
-            BorrowedEntry::Checkpoint { .. } => None,
+            BorrowedEntry::Checkpoint { .. }
+            | BorrowedEntry::Truncate { .. }
+            | BorrowedEntry::Raft { .. } => None,
         }
     }
 
@@ -532,6 +587,12 @@ impl BorrowedEntry<'_> {
                 snapshot_id,
                 version,
                 active_runs: active_runs.to_vec(),
+            },
+            BorrowedEntry::Truncate { from } => WalEntry::Truncate { from },
+            BorrowedEntry::Raft { index, term, data } => WalEntry::Raft {
+                index,
+                term,
+                data: data.to_vec(),
             },
         }
     }

@@ -234,6 +234,23 @@ pub enum Error {
         detail: String,
     },
 
+    /// A call's argument is not something the log can do, e.g. a
+    /// `Truncate` entry passed to an append.
+    #[error("invalid argument: {detail}")]
+    InvalidArgument {
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// The log's metadata file ([`Wal::meta`](crate::Wal::meta)) is damaged.
+    #[error("{}: damaged metadata file: {detail}", .path.display())]
+    BadMeta {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// An LSN that does not name the start of an entry in this log.
     #[error("LSN {lsn} is not the position of an entry in this log ({detail})")]
     BadLsn {

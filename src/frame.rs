@@ -52,7 +52,7 @@ const _: () = assert!(std::mem::size_of::<ArchivedVec<u8>>() == 8);
 
 /// Bytes of the root used by each variant (tag + fields); the rest of the
 /// root is zero in canonical form. Indexed by tag.
-const VARIANT_LEN: [usize; 7] = [0, 33, 41, 33, 25, 25, 33];
+const VARIANT_LEN: [usize; 9] = [0, 33, 41, 33, 25, 25, 33, 9, 25];
 
 /// A decoded frame: a zero-copy view of its entry and the bytes it occupies.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +74,7 @@ pub fn payload_len(entry: &BorrowedEntry<'_>) -> usize {
             BorrowedEntry::Write { key, value, .. } => key.len() + value.len(),
             BorrowedEntry::Delete { key, .. } => key.len(),
             BorrowedEntry::Checkpoint { active_runs, .. } => active_runs.len() * 16,
+            BorrowedEntry::Raft { data, .. } => data.len(),
             _ => 0,
         }
 }
@@ -322,6 +323,7 @@ fn check_canonical(payload: &[u8], entry: EntryRef<'_>) -> Result<(), &'static s
         ArchivedWalEntry::Checkpoint { active_runs, .. } => {
             take(active_runs.as_ptr().cast(), active_runs.len() * 16)?
         }
+        ArchivedWalEntry::Raft { data, .. } => take(data.as_ptr(), data.len())?,
         _ => {}
     }
     if cursor + ROOT_LEN != payload.len() {
@@ -371,10 +373,13 @@ impl<'a> EntryRef<'a> {
             ArchivedWalEntry::CommitTxn { .. } => EntryKind::CommitTxn,
             ArchivedWalEntry::AbortTxn { .. } => EntryKind::AbortTxn,
             ArchivedWalEntry::Checkpoint { .. } => EntryKind::Checkpoint,
+            ArchivedWalEntry::Truncate { .. } => EntryKind::Truncate,
+            ArchivedWalEntry::Raft { .. } => EntryKind::Raft,
         }
     }
 
-    /// The run the entry belongs to; `None` for a checkpoint.
+    /// The run the entry belongs to; `None` for a checkpoint, a truncation
+    /// and a Raft entry's identity.
     #[inline]
     pub fn run_id(&self) -> Option<RunId> {
         self.run_id_ref().copied()
@@ -389,7 +394,9 @@ impl<'a> EntryRef<'a> {
             | ArchivedWalEntry::Delete { run_id, .. }
             | ArchivedWalEntry::CommitTxn { run_id, .. }
             | ArchivedWalEntry::AbortTxn { run_id, .. } => Some(run_id),
-            ArchivedWalEntry::Checkpoint { .. } => None,
+            ArchivedWalEntry::Checkpoint { .. }
+            | ArchivedWalEntry::Truncate { .. }
+            | ArchivedWalEntry::Raft { .. } => None,
         }
     }
 
@@ -462,6 +469,26 @@ impl<'a> EntryRef<'a> {
         }
     }
 
+    /// The first deleted LSN of a [`Truncate`](WalEntry::Truncate).
+    #[inline]
+    pub fn truncate_from(&self) -> Option<u64> {
+        match self.archived {
+            ArchivedWalEntry::Truncate { from } => Some(from.to_native()),
+            _ => None,
+        }
+    }
+
+    /// The `(index, term, data)` of a [`Raft`](WalEntry::Raft) entry.
+    #[inline]
+    pub fn raft(&self) -> Option<(u64, u64, &'a [u8])> {
+        match self.archived {
+            ArchivedWalEntry::Raft { index, term, data } => {
+                Some((index.to_native(), term.to_native(), data.as_slice()))
+            }
+            _ => None,
+        }
+    }
+
     /// True for BeginTxn, CommitTxn and AbortTxn.
     #[inline]
     pub fn is_txn_boundary(&self) -> bool {
@@ -522,6 +549,14 @@ impl<'a> EntryRef<'a> {
                 snapshot_id: *snapshot_id,
                 version: version.to_native(),
                 active_runs: active_runs.as_slice(),
+            },
+            ArchivedWalEntry::Truncate { from } => BorrowedEntry::Truncate {
+                from: from.to_native(),
+            },
+            ArchivedWalEntry::Raft { index, term, data } => BorrowedEntry::Raft {
+                index: index.to_native(),
+                term: term.to_native(),
+                data: data.as_slice(),
             },
         }
     }

@@ -40,10 +40,12 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+pub mod commit;
 pub mod durability;
 pub mod entry;
 pub mod error;
 pub mod frame;
+pub mod meta;
 pub mod reader;
 pub mod recovery;
 mod registry;
@@ -52,6 +54,7 @@ pub mod retention;
 pub mod segment;
 pub mod space;
 pub mod tail;
+pub(crate) mod truncation;
 pub mod wal;
 
 #[cfg(all(test, loom))]
@@ -60,6 +63,7 @@ pub(crate) mod notify;
 pub(crate) mod publish;
 pub(crate) mod sync;
 
+pub use crate::commit::Durable;
 pub use crate::durability::SyncMode;
 pub use entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 pub use error::{Error, Location, ProblemClass, Result};
@@ -68,7 +72,7 @@ pub use reader::WalReader;
 pub use recovery::{Problem, RecoveryMode, RecoveryReport};
 pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, Txn};
 pub use tail::Tail;
-pub use wal::{Config, Stats, TxnPosition, Wal};
+pub use wal::{BatchPosition, Config, Stats, TxnPosition, Wal};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -121,6 +121,7 @@ impl WalReader {
                 end: r.end_lsn,
                 salt: segment::salt(&r.instance),
                 decoder: READ_DECODER,
+                dead: r.truncations.visible(r.end_lsn),
             };
             return Ok(WalReader {
                 dir,
@@ -160,6 +161,11 @@ impl WalReader {
     /// The log's instance id.
     pub fn instance_id(&self) -> Uuid {
         self.instance
+    }
+
+    /// The log's metadata blob ([`Wal::meta`](crate::Wal::meta)), read now.
+    pub fn meta(&self) -> Result<Option<Vec<u8>>> {
+        crate::meta::read(&self.dir)
     }
 
     /// The valid log as of opening.

@@ -15,6 +15,7 @@ use crate::entry::EntryKind;
 use crate::error::{Error, Location, ProblemClass, Result};
 use crate::frame::{Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD};
 use crate::replay::{OpenTxns, RunIndex, Snapshot, TxnEvent};
+use crate::truncation::Truncations;
 use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
 
 /// What to do when recovery finds more than a torn tail.
@@ -139,6 +140,8 @@ pub(crate) struct Recovered {
     pub index: RunIndex,
     /// The transactions open at the end of the valid log.
     pub open_txns: OpenTxns,
+    /// The truncation records of the valid log.
+    pub truncations: Truncations,
     /// Where the scan stopped at the poisoned-log limit (an offset in the
     /// last kept segment): its bytes from there on are not trusted.
     pub limited_at: Option<usize>,
@@ -306,6 +309,7 @@ struct Tally {
     index: RunIndex,
     /// The largest payload of a valid frame so far.
     largest: usize,
+    truncations: Truncations,
 }
 
 impl Tally {
@@ -319,6 +323,7 @@ impl Tally {
             aborted: 0,
             index: RunIndex::default(),
             largest: 0,
+            truncations: Truncations::default(),
         }
     }
 
@@ -328,8 +333,17 @@ impl Tally {
         self.last_lsn = Some(lsn);
         let run = e.run_id();
         self.index.note(run, lsn, lsn + len as u64);
+        if let Some(from) = e.truncate_from() {
+            // The writer checked `from` when it appended the record; a
+            // record naming a later LSN than its own deletes nothing.
+            if from < lsn {
+                self.truncations.add(from, lsn);
+                self.index.truncate_from(from);
+                self.open.truncate_from(from);
+            }
+        }
         if let Some(run) = run {
-            match self.open.note(e.kind(), run, e.txn_id()) {
+            match self.open.note(e.kind(), run, e.txn_id(), lsn) {
                 TxnEvent::Began { replaced: true } => self.replaced += 1,
                 TxnEvent::Committed => self.committed += 1,
                 TxnEvent::Aborted => self.aborted += 1,
@@ -667,6 +681,7 @@ fn recover_once(
             report: RecoveryReport::default(),
             index: RunIndex::default(),
             open_txns: OpenTxns::default(),
+            truncations: Truncations::default(),
             limited_at: None,
             zero_range: None,
             restore_size: None,
@@ -1046,6 +1061,7 @@ fn recover_once(
         report,
         index: tally.index,
         open_txns: tally.open,
+        truncations: tally.truncations,
         limited_at,
         zero_range,
         restore_size,

@@ -4,12 +4,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Result};
 use crate::frame::{Decoder, EntryRef};
 use crate::recovery::SegRef;
 use crate::segment::{self, DATA_START};
+use crate::truncation::Dead;
 
 /// A log position: the byte offset of an entry in the log's logical stream
 /// (all segments' frames end to end). Stable across reopen; see DESIGN.md.
@@ -104,6 +106,20 @@ impl RunIndex {
             .is_some_and(|s| s.first().is_some_and(|&(first, _)| first < to))
     }
 
+    /// Forgets everything from `from` on (a truncation deleted it).
+    pub fn truncate_from(&mut self, from: Lsn) {
+        self.close_last();
+        self.runs.retain(|_, s| {
+            let keep = s.partition_point(|&(start, _)| start < from);
+            s.truncate(keep);
+            if let Some(last) = s.last_mut() {
+                last.1 = last.1.min(from);
+            }
+            !s.is_empty()
+        });
+        self.last_run = None;
+    }
+
     /// Forgets everything before `start` (retention removed it): stretches
     /// that ended before it go, one that crosses it now starts there, and a
     /// run left with no stretch goes.
@@ -131,7 +147,8 @@ impl RunIndex {
 /// it at every segment boundary.
 #[derive(Default, Debug, Clone)]
 pub(crate) struct OpenTxns {
-    open: RunMap<u64>,
+    /// Each run's open transaction: its txn id and its BeginTxn's LSN.
+    open: RunMap<(u64, Lsn)>,
 }
 
 /// What one entry did to the open transactions.
@@ -150,13 +167,19 @@ pub(crate) enum TxnEvent {
 impl OpenTxns {
     /// Applies entry kind `kind` of `run` with `txn_id`.
     #[inline]
-    pub fn note(&mut self, kind: EntryKind, run: RunId, txn_id: Option<u64>) -> TxnEvent {
+    pub fn note(
+        &mut self,
+        kind: EntryKind,
+        run: RunId,
+        txn_id: Option<u64>,
+        lsn: Lsn,
+    ) -> TxnEvent {
         match kind {
             EntryKind::BeginTxn => TxnEvent::Began {
-                replaced: self.open.insert(run, txn_id.unwrap_or(0)).is_some(),
+                replaced: self.open.insert(run, (txn_id.unwrap_or(0), lsn)).is_some(),
             },
             EntryKind::CommitTxn | EntryKind::AbortTxn => {
-                if self.open.is_empty() || self.open.get(&run).copied() != txn_id {
+                if self.open.is_empty() || self.open.get(&run).map(|o| o.0) != txn_id {
                     return TxnEvent::None;
                 }
                 self.open.remove(&run);
@@ -177,6 +200,12 @@ impl OpenTxns {
         if !self.open.is_empty() {
             self.open.remove(run);
         }
+    }
+
+    /// A truncation deleted everything from `from`: transactions begun
+    /// there are gone (one begun before stays open, its end deleted).
+    pub fn truncate_from(&mut self, from: Lsn) {
+        self.open.retain(|_, &mut (_, begin)| begin < from);
     }
 
     /// True if no transaction is open.
@@ -216,6 +245,8 @@ pub struct Snapshot {
     pub(crate) end: Lsn,
     pub(crate) salt: u32,
     pub(crate) decoder: Decoder,
+    /// Ranges deleted by truncation records below `end`: never read.
+    pub(crate) dead: Arc<Dead>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -254,8 +285,28 @@ impl Snapshot {
         Iter::new(self, 0, self.start)
     }
 
+    /// The LSN ranges deleted by truncation records in this view
+    /// ([`Wal::truncate_from`](crate::Wal::truncate_from)): iteration and
+    /// replay skip them.
+    pub fn truncated(&self) -> &[(Lsn, Lsn)] {
+        self.dead.ranges()
+    }
+
+    /// True if the entry at `lsn` was deleted by a truncation in this view.
+    pub fn is_truncated(&self, lsn: Lsn) -> bool {
+        self.dead.covers(lsn)
+    }
+
+    /// `lsn`, or if a truncation deleted it, the end of the deleted range
+    /// (the truncation record): where a reader at `lsn` continues.
+    pub fn skip_truncated(&self, lsn: Lsn) -> Lsn {
+        self.dead.skip(lsn)
+    }
+
     /// Every entry from `lsn` on, in log order. `lsn` must be the position of
     /// an entry (as returned by an append or a previous read) or the end.
+    /// Entries deleted by a truncation are skipped, so from a deleted `lsn`
+    /// the first entry is the truncation record.
     pub fn iter_from(&self, lsn: Lsn) -> Result<Iter<'_>> {
         if lsn < self.start || lsn > self.end {
             return Err(Error::BadLsn {
@@ -270,8 +321,14 @@ impl Snapshot {
         Ok(Iter::new(self, seg, lsn))
     }
 
-    /// The entry at `lsn`.
+    /// The entry at `lsn`. An entry deleted by a truncation is not there.
     pub fn read_at(&self, lsn: Lsn) -> Result<LogEntry<'_>> {
+        if self.dead.covers(lsn) {
+            return Err(Error::BadLsn {
+                lsn,
+                detail: "deleted by a truncation".into(),
+            });
+        }
         match self.iter_from(lsn)?.next() {
             Some(r) => r,
             None => Err(Error::BadLsn {
@@ -348,6 +405,8 @@ pub struct Iter<'a> {
     cur: &'a [u8],
     cur_lsn: Lsn,
     cur_seq: u64,
+    /// The start of the next deleted range: below it, no check.
+    next_dead: Lsn,
 }
 
 impl<'a> Iter<'a> {
@@ -361,7 +420,16 @@ impl<'a> Iter<'a> {
             cur: &[],
             cur_lsn: lsn,
             cur_seq: 0,
+            next_dead: snap.dead.next_start(lsn),
         }
+    }
+
+    /// Steps over the deleted range at `self.lsn` (to its truncation
+    /// record, which is not deleted).
+    #[cold]
+    fn skip_dead(&mut self) {
+        self.lsn = self.snap.dead.skip(self.lsn);
+        self.next_dead = self.snap.dead.next_start(self.lsn);
     }
 
     /// Moves to the segment holding `self.lsn`; false past the last.
@@ -397,6 +465,9 @@ impl<'a> Iterator for Iter<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
+        if self.lsn >= self.next_dead {
+            self.skip_dead();
+        }
         if self.done || self.lsn >= self.end {
             return None;
         }
@@ -502,7 +573,11 @@ impl<'a> Assembler<'a> {
         self.stats.entries += 1;
         let entry = e.entry;
         let Some(&run) = entry.run_id_ref() else {
-            self.stats.checkpoints += 1;
+            // A checkpoint, a truncation (whose effect the iterator already
+            // applied) or a Raft entry's identity: no run's data.
+            if entry.kind() == EntryKind::Checkpoint {
+                self.stats.checkpoints += 1;
+            }
             return;
         };
         match entry.kind() {
@@ -560,7 +635,7 @@ impl<'a> Assembler<'a> {
                 }
                 self.recycle(o);
             }
-            EntryKind::Checkpoint => {}
+            EntryKind::Checkpoint | EntryKind::Truncate | EntryKind::Raft => {}
         }
     }
 

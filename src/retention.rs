@@ -94,20 +94,38 @@ impl Wal {
         }
         let active: Vec<RunId> = at.entry.active_runs().to_vec();
         drop(snap);
+        self.remove_below(checkpoint_lsn, &active)
+    }
+
+    /// Deletes the oldest segments whose entries all lie below `lsn`, under
+    /// the same rules as [`Wal::truncate_before`] (never where a
+    /// transaction is open, never past what a [`Tail`](crate::Tail) has yet
+    /// to read, never the last segment) but with no checkpoint: for a
+    /// caller that keeps its own record of what it no longer needs (a
+    /// replication layer purging applied entries). Entries below `lsn` in
+    /// a segment that is kept stay readable. Returns the number of
+    /// segments deleted.
+    pub fn purge_before(&self, lsn: Lsn) -> Result<usize> {
+        self.check_open()?;
+        self.remove_below(lsn, &[])
+    }
+
+    fn remove_below(&self, limit: Lsn, active: &[RunId]) -> Result<usize> {
+        let shared = &self.shared;
         // One retention at a time, unlinks included: two interleaved would
         // unlink out of order, and a crash could leave a gap.
         let _one = shared.retention.lock();
         // The first segment kept must have a durable header before anything
         // before it disappears: recovery identifies the log by it. Syncing
-        // past the checkpoint seals every segment up to it (A).
-        shared.sync_to(checkpoint_lsn + 1)?;
+        // past the limit seals every segment up to it (A).
+        shared.sync_to(limit.saturating_add(1).min(shared.log.end()))?;
         let mut w = shared.writer.lock();
         let pinned = shared.pins.lowest().unwrap_or(Lsn::MAX);
         let segs = shared.log.view().1;
         let mut remove = 0;
         for i in 0..segs.len().saturating_sub(1) {
             let cut = segs[i + 1].first_lsn;
-            if cut > checkpoint_lsn
+            if cut > limit
                 || cut > pinned
                 || active.iter().any(|r| w.index.touches(r, cut))
             {
@@ -125,6 +143,7 @@ impl Wal {
         // keep their mappings; new ones no longer see these segments.
         shared.log.remove_first(remove, new_start);
         w.index.truncate_before(new_start);
+        shared.truncations.write().truncate_before(new_start);
         drop(w);
         // Oldest first, each unlink durable before the next, so a crash
         // leaves a prefix of them done and never a gap in the sequence.

@@ -72,6 +72,9 @@ impl Tail {
             self.snap = Some(self.shared.snapshot());
         }
         let snap = self.snap.as_ref().expect("just set");
+        // Entries a truncation deleted are never delivered: go on from its
+        // record, which tells the reader what was deleted.
+        self.next = snap.skip_truncated(self.next);
         let e = snap.read_at(self.next)?;
         let lsn = self.next;
         self.next += e.len as u64;

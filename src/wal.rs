@@ -30,6 +30,8 @@ use crate::retention::Pins;
 use crate::segment::{self, Header, Segment, DATA_START, MAX_LSN, MAX_SEQ, MIN_SEGMENT_SIZE};
 use crate::space::SpaceReservation;
 use crate::tail::Tail;
+use crate::truncation::Truncations;
+use crate::commit::{Durable, DurableNotify};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -217,6 +219,10 @@ pub(crate) struct Shared {
     pub pins: Pins,
     /// Held for the whole of a `truncate_before`.
     pub retention: Mutex<()>,
+    /// Waiters for durability (commit notification).
+    pub durable: DurableNotify,
+    /// The truncation records kept (DESIGN.md §10).
+    pub truncations: parking_lot::RwLock<Truncations>,
     /// This directory's entry in the process-wide registry.
     pub dir_state: Arc<DirState>,
     pub space: SpaceReservation,
@@ -228,12 +234,16 @@ impl Shared {
     /// in one of its segments ([`Published::view`], DESIGN.md §8).
     pub(crate) fn snapshot(&self) -> Snapshot {
         let (start, segs, end) = self.log.view();
+        // Read after the view: a record is added before the publish that
+        // makes it visible, so every record below `end` is here (§8).
+        let dead = self.truncations.read().visible(end);
         Snapshot {
             start,
             segs,
             end,
             salt: self.salt,
             decoder: self.decoder,
+            dead,
         }
     }
 
@@ -241,7 +251,8 @@ impl Shared {
     /// sync poisons the handle and records, process-wide, where the durable
     /// log ended (the poisoned-log rule, DESIGN.md §7).
     pub(crate) fn sync_to(&self, target: Lsn) -> Result<()> {
-        self.group
+        let result = self
+            .group
             .sync_to(
                 target,
                 || self.log.end(),
@@ -255,13 +266,20 @@ impl Shared {
                         })
                 },
             )
-            .map_err(|cause| Error::Poisoned { cause })
+            .map_err(|cause| Error::Poisoned { cause });
+        match &result {
+            Ok(()) => self.durable.deliver(|| self.group.synced()),
+            Err(Error::Poisoned { cause }) => self.durable.poison(cause.clone()),
+            Err(_) => {}
+        }
+        result
     }
 
     /// Poisons the handle (a write failed half-way). No sync failed, so
     /// the page cache still tells the truth: a reopen keeps everything.
     pub(crate) fn poison(&self, cause: String) {
-        self.group.set_poison(cause);
+        self.group.set_poison(cause.clone());
+        self.durable.poison(cause);
     }
 
     /// Makes `[from, to)` durable: `msync`s its bytes in every segment it
@@ -348,6 +366,15 @@ struct PrepSlot {
     stop: bool,
 }
 
+/// Where an [`append_batch`](Wal::append_batch) put its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// LSN of the first entry.
+    pub first: Lsn,
+    /// LSN just past the last.
+    pub end: Lsn,
+}
+
 /// A write-ahead log open for appending.
 ///
 /// `Wal` is `Send + Sync`: share it (e.g. in an `Arc`) and append from many
@@ -359,6 +386,8 @@ pub struct Wal {
     threads: Mutex<Vec<JoinHandle<()>>>,
     report: RecoveryReport,
     closed: AtomicBool,
+    /// Serialises metadata writes (they share `META.new`).
+    meta_lock: Mutex<()>,
     _lock: File,
 }
 
@@ -551,7 +580,7 @@ impl Wal {
                 changed = true;
             }
         }
-        let (instance, segments, adopted, end_lsn, report, index, open_txns, reuse) =
+        let (instance, segments, adopted, end_lsn, report, index, open_txns, truncations, reuse) =
             match recovered {
                 Some(mut r) if !r.segments.is_empty() => {
                     if let (Some(keep), Some(_)) = (r.limited_at, r.zero_range) {
@@ -624,6 +653,7 @@ impl Wal {
                         r.report,
                         r.index,
                         r.open_txns,
+                        r.truncations,
                         reuse,
                     )
                 }
@@ -659,6 +689,7 @@ impl Wal {
                         report,
                         RunIndex::default(),
                         OpenTxns::default(),
+                        Truncations::default(),
                         None,
                     )
                 }
@@ -696,6 +727,8 @@ impl Wal {
             tail_notify: TailNotify::new(),
             pins: Pins::default(),
             retention: Mutex::new(()),
+            truncations: parking_lot::RwLock::new(truncations),
+            durable: DurableNotify::default(),
             dir_state: Arc::clone(&dir_state),
             space,
             writer: Mutex::new(writer),
@@ -728,13 +761,11 @@ impl Wal {
         dir_state.clear_poison(&shared.dir)?;
         let ticker = Arc::new(Ticker::new());
         let mut threads = vec![spawn_preparer(Arc::clone(&shared), Arc::clone(&prep))?];
-        if let Some(period) = shared.config.sync_mode.interval() {
-            threads.push(spawn_flusher(
-                Arc::clone(&shared),
-                Arc::clone(&ticker),
-                period,
-            )?);
-        }
+        threads.push(spawn_flusher(
+            Arc::clone(&shared),
+            Arc::clone(&ticker),
+            shared.config.sync_mode.interval(),
+        )?);
         *gate = Some(Arc::downgrade(&shared));
         drop(gate);
         Ok(Wal {
@@ -744,6 +775,7 @@ impl Wal {
             threads: Mutex::new(threads),
             report,
             closed: AtomicBool::new(false),
+            meta_lock: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -795,26 +827,91 @@ impl Wal {
 
     /// Appends one borrowed entry (no allocation); returns its LSN.
     pub fn append_entry(&self, entry: BorrowedEntry<'_>) -> Result<Lsn> {
+        self.one(entry, Wait::Mode)
+    }
+
+    /// Appends one entry and returns its LSN without waiting for a sync,
+    /// whatever the mode; the entry's end is `lsn + frame_len`. In
+    /// `Strict` mode the background syncer is asked to sync at once (one
+    /// sync covers every append submitted meanwhile); in the other modes
+    /// the mode's own syncs cover it. Learn when it is durable with
+    /// [`Wal::on_durable`], [`Wal::durable`] or [`Wal::wait_durable`].
+    pub fn submit_entry(&self, entry: BorrowedEntry<'_>) -> Result<Lsn> {
+        self.one(entry, Wait::Never)
+    }
+
+    fn one(&self, entry: BorrowedEntry<'_>, wait: Wait) -> Result<Lsn> {
         self.check_size(&entry)?;
+        if let BorrowedEntry::Truncate { .. } = entry {
+            return Err(Error::InvalidArgument {
+                detail: "a Truncate entry is appended by Wal::truncate_from".into(),
+            });
+        }
         let (lsn, (end, sync_now, wake)) = {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
             let lsn = self.write_one(&mut w, &entry)?;
-            match entry {
-                BorrowedEntry::BeginTxn { txn_id, run_id, .. } => {
-                    w.open_txns.note(EntryKind::BeginTxn, run_id, Some(txn_id));
-                }
-                BorrowedEntry::CommitTxn { txn_id, run_id } => {
-                    w.open_txns.note(EntryKind::CommitTxn, run_id, Some(txn_id));
-                }
-                BorrowedEntry::AbortTxn { txn_id, run_id } => {
-                    w.open_txns.note(EntryKind::AbortTxn, run_id, Some(txn_id));
-                }
-                _ => {}
-            }
+            note_boundary(&mut w, &entry, lsn);
             (lsn, self.publish(&mut w)?)
         };
-        self.after_append(end, sync_now, wake).map(|()| lsn)
+        self.after_append(end, sync_now, wake, wait).map(|()| lsn)
+    }
+
+    /// Appends `entries` as one contiguous unit, under one lock and one
+    /// publish: readers see all of them or none, and in `Strict` mode one
+    /// sync covers them. A unit that fits a segment is never split across
+    /// two. Entries get consecutive LSNs: the first is `first`, each next
+    /// one starts where the previous frame ends ([`frame::frame_len`]).
+    pub fn append_batch(&self, entries: &[BorrowedEntry<'_>]) -> Result<BatchPosition> {
+        self.batch(entries, Wait::Mode)
+    }
+
+    /// [`Wal::append_batch`] without waiting for a sync (see
+    /// [`Wal::submit_entry`]).
+    pub fn submit_batch(&self, entries: &[BorrowedEntry<'_>]) -> Result<BatchPosition> {
+        self.batch(entries, Wait::Never)
+    }
+
+    fn batch(&self, entries: &[BorrowedEntry<'_>], wait: Wait) -> Result<BatchPosition> {
+        let mut total = 0u64;
+        for e in entries {
+            if let BorrowedEntry::Truncate { .. } = e {
+                return Err(Error::InvalidArgument {
+                    detail: "a Truncate entry is appended by Wal::truncate_from".into(),
+                });
+            }
+            self.check_size(e)?;
+            total += frame::frame_len(e) as u64;
+        }
+        let (pos, sync_now, wake) = {
+            let mut w = self.shared.writer.lock();
+            self.check_open()?;
+            if entries.is_empty() {
+                let end = w.next_lsn;
+                return Ok(BatchPosition { first: end, end });
+            }
+            check_lsn_room(w.next_lsn, total)?;
+            self.rotate_to_fit(&mut w, total)?;
+            let first = w.next_lsn;
+            let mut write_all = || -> Result<()> {
+                for e in entries {
+                    let lsn = self.write_one(&mut w, e)?;
+                    note_boundary(&mut w, e, lsn);
+                }
+                Ok(())
+            };
+            if let Err(e) = write_all() {
+                // Part of the unit sits past the published end; a later
+                // append would write over it, but a sync may already have
+                // covered it. Fail stop.
+                self.fail_unit(first, &e);
+                return Err(e);
+            }
+            let (end, sync_now, wake) = self.publish(&mut w)?;
+            (BatchPosition { first, end }, sync_now, wake)
+        };
+        self.after_append(pos.end, sync_now, wake, wait)?;
+        Ok(pos)
     }
 
     /// Appends a whole transaction of run `run_id` — its BeginTxn (timestamp
@@ -822,7 +919,7 @@ impl Wal {
     /// contiguous unit that readers see all at once, durable on return
     /// according to the mode.
     pub fn append_txn(&self, run_id: RunId, txn_id: u64, ops: &[Op<'_>]) -> Result<TxnPosition> {
-        self.append_txn_at(run_id, txn_id, segment::now_micros(), ops)
+        self.txn(run_id, txn_id, segment::now_micros(), ops, Wait::Mode)
     }
 
     /// [`Wal::append_txn`] with an explicit BeginTxn timestamp.
@@ -832,6 +929,23 @@ impl Wal {
         txn_id: u64,
         timestamp: u64,
         ops: &[Op<'_>],
+    ) -> Result<TxnPosition> {
+        self.txn(run_id, txn_id, timestamp, ops, Wait::Mode)
+    }
+
+    /// [`Wal::append_txn`] without waiting for a sync (see
+    /// [`Wal::submit_entry`]): durable once `pos.end` is.
+    pub fn submit_txn(&self, run_id: RunId, txn_id: u64, ops: &[Op<'_>]) -> Result<TxnPosition> {
+        self.txn(run_id, txn_id, segment::now_micros(), ops, Wait::Never)
+    }
+
+    fn txn(
+        &self,
+        run_id: RunId,
+        txn_id: u64,
+        timestamp: u64,
+        ops: &[Op<'_>],
+        wait: Wait,
     ) -> Result<TxnPosition> {
         let begin = BorrowedEntry::BeginTxn {
             txn_id,
@@ -851,17 +965,7 @@ impl Wal {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
             check_lsn_room(w.next_lsn, total)?;
-            // A transaction that fits a segment is never split across two:
-            // retention can then cut at any boundary without cutting a
-            // transaction, and a run's transaction is read from one map.
-            // The segment it would move to has the configured size.
-            let room = self.shared.config.segment_size - DATA_START as u64;
-            if w.off > DATA_START
-                && w.off as u64 + total > w.active.seg.len() as u64
-                && total <= room
-            {
-                self.rotate(&mut w)?;
-            }
+            self.rotate_to_fit(&mut w, total)?;
             let txn_start = w.next_lsn;
             w.in_txn = false;
             let begin_lsn = self.write_one(&mut w, &begin)?;
@@ -877,14 +981,7 @@ impl Wal {
             let commit_lsn = match written {
                 Ok(l) => l,
                 Err(e) => {
-                    // Part of the transaction sits past the published end; a
-                    // later append would write over it, but a sync may
-                    // already have covered it. Fail stop.
-                    let cause = format!(
-                        "append_txn failed after LSN {txn_start}: {}",
-                        crate::error::with_causes(&e)
-                    );
-                    self.shared.poison(cause);
+                    self.fail_unit(txn_start, &e);
                     return Err(e);
                 }
             };
@@ -901,8 +998,130 @@ impl Wal {
                 wake,
             )
         };
-        self.after_append(pos.end, sync_now, wake)?;
+        self.after_append(pos.end, sync_now, wake, wait)?;
         Ok(pos)
+    }
+
+    /// A unit that fits a segment is never split across two: retention can
+    /// then cut at any boundary without cutting a transaction, and a run's
+    /// transaction is read from one map. The segment it would move to has
+    /// the configured size.
+    fn rotate_to_fit(&self, w: &mut Writer, total: u64) -> Result<()> {
+        let room = self.shared.config.segment_size - DATA_START as u64;
+        if w.off > DATA_START && w.off as u64 + total > w.active.seg.len() as u64 && total <= room
+        {
+            self.rotate(w)?;
+        }
+        Ok(())
+    }
+
+    /// A unit failed half-way: part of it sits past the published end,
+    /// where a later append would write over it while a sync may already
+    /// have covered it. Fail stop.
+    #[cold]
+    fn fail_unit(&self, start: Lsn, e: &Error) {
+        let cause = format!(
+            "append failed after LSN {start}: {}",
+            crate::error::with_causes(e)
+        );
+        self.shared.poison(cause);
+    }
+
+    /// Deletes every entry from `lsn` to the end of the log, by appending a
+    /// [`Truncate`](WalEntry::Truncate) record (durable as the mode says;
+    /// call [`Wal::sync`] to make it durable now). Published bytes are never
+    /// rewritten, so snapshots taken before keep reading what they read;
+    /// every snapshot, replay, tail and reopen after it skips the deleted
+    /// entries, in this and any other process. `lsn` must be the start of
+    /// a live entry, or the end (then nothing is deleted and no record is
+    /// written). Returns the end of the log after the record.
+    pub fn truncate_from(&self, lsn: Lsn) -> Result<Lsn> {
+        let (end, sync_now, wake) = {
+            let mut w = self.shared.writer.lock();
+            self.check_open()?;
+            if lsn == w.next_lsn {
+                return Ok(lsn);
+            }
+            // Checks `lsn` is a live entry of the published log (which,
+            // under the writer lock, is the whole log).
+            match self.shared.snapshot().read_at(lsn) {
+                Ok(_) => {}
+                Err(e @ Error::BadLsn { .. }) => return Err(e),
+                // No frame validates there: the published log is whole, so
+                // `lsn` is not where an entry starts.
+                Err(e) => {
+                    return Err(Error::BadLsn {
+                        lsn,
+                        detail: format!("no entry starts there ({e})"),
+                    })
+                }
+            }
+            let record = BorrowedEntry::Truncate { from: lsn };
+            let at = self.write_one(&mut w, &record)?;
+            // Before the publish that makes the record visible: a snapshot
+            // that sees the record sees its range (DESIGN.md §8).
+            self.shared.truncations.write().add(lsn, at);
+            w.index.truncate_from(lsn);
+            w.open_txns.truncate_from(lsn);
+            self.publish(&mut w)?
+        };
+        self.after_append(end, sync_now, wake, Wait::Mode)?;
+        Ok(end)
+    }
+
+    /// The blob last stored with [`Wal::set_meta`], if any (read from the
+    /// directory's `META` file; [`Error::BadMeta`] if it is damaged).
+    pub fn meta(&self) -> Result<Option<Vec<u8>>> {
+        crate::meta::read(&self.shared.dir)
+    }
+
+    /// Stores `data` (at most [`MAX_META`](crate::meta::MAX_META) bytes)
+    /// as the log's metadata, replacing what was there atomically and
+    /// durably before it returns: after a crash, [`Wal::meta`] gives the
+    /// old blob or this one. Independent of the log's entries and mode.
+    pub fn set_meta(&self, data: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let _one = self.meta_lock.lock();
+        crate::meta::write(&self.shared.dir, data)
+    }
+
+    /// The LSN below which everything is durable (covered by a completed
+    /// sync).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.shared.group.synced()
+    }
+
+    /// Calls `f` once everything below `lsn` (an append's end) is durable,
+    /// with `Ok(())`; or with the error that means it never will be (a
+    /// failed sync: [`Error::Poisoned`]; the log closed before reaching
+    /// `lsn`: [`Error::Closed`]). Callbacks run in LSN order, one at a
+    /// time, on the thread that completed the covering sync (or on this
+    /// thread, before this returns, if `lsn` is durable already): keep
+    /// them short and never call back into this log's appends from one.
+    /// Waiting never changes when syncs happen; the mode (and
+    /// `submit_*`'s request in `Strict` mode) does.
+    pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<()>) + Send + 'static) {
+        let shared = &self.shared;
+        shared
+            .durable
+            .register(lsn, Box::new(f), || shared.group.synced());
+    }
+
+    /// A future that resolves once everything below `lsn` is durable (see
+    /// [`Wal::on_durable`]). It needs no particular async runtime.
+    pub fn durable(&self, lsn: Lsn) -> Durable {
+        let (fut, complete) = Durable::new();
+        self.on_durable(lsn, complete);
+        fut
+    }
+
+    /// Blocks until everything below `lsn` is durable (see
+    /// [`Wal::on_durable`]).
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        if self.shared.group.synced() >= lsn {
+            return Ok(());
+        }
+        self.durable(lsn).wait()
     }
 
     /// Encodes one frame at the writer's position, rotating first if it
@@ -957,12 +1176,15 @@ impl Wal {
     }
 
     #[inline]
-    fn after_append(&self, end: Lsn, sync_now: bool, wake: bool) -> Result<()> {
+    fn after_append(&self, end: Lsn, sync_now: bool, wake: bool, wait: Wait) -> Result<()> {
         if wake {
             self.shared.tail_notify.wake();
         }
         if sync_now || self.shared.config.sync_mode == SyncMode::Strict {
-            self.shared.sync_to(end)?;
+            match wait {
+                Wait::Mode => self.shared.sync_to(end)?,
+                Wait::Never => self.ticker.kick(),
+            }
         }
         Ok(())
     }
@@ -1181,7 +1403,10 @@ impl Wal {
             }
         }
         let end = self.shared.log.end();
-        self.shared.sync_to(end)
+        let result = self.shared.sync_to(end);
+        // Whoever still waits waits for an LSN this log never reached.
+        self.shared.durable.close();
+        result
     }
 }
 
@@ -1238,16 +1463,17 @@ fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>
         .map_err(|e| Error::io("spawn thread", "wal-prepare", e))
 }
 
-/// The background thread of Batched and Async modes: syncs every interval.
+/// The background syncer: every interval in Batched and Async modes, and
+/// whenever an append that does not wait (`submit_*`) asks for a sync.
 fn spawn_flusher(
     shared: Arc<Shared>,
     ticker: Arc<Ticker>,
-    period: Duration,
+    period: Option<Duration>,
 ) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("wal-flush".into())
         .spawn(move || {
-            while ticker.wait(Some(period)) {
+            while ticker.wait(period) {
                 let end = shared.log.end();
                 if end > shared.group.synced() && shared.sync_to(end).is_err() {
                     // Poisoned: the handle reports it on the next call.
@@ -1256,6 +1482,36 @@ fn spawn_flusher(
             }
         })
         .map_err(|e| Error::io("spawn thread", "wal-flush", e))
+}
+
+/// Whether an append waits for the sync its mode calls for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// As the mode says (`Strict`: synced on return).
+    Mode,
+    /// Never: the background syncer runs the sync instead.
+    Never,
+}
+
+/// Keeps the writer's open transactions up to date after `entry` was
+/// written at `lsn`.
+#[inline]
+fn note_boundary(w: &mut Writer, entry: &BorrowedEntry<'_>, lsn: Lsn) {
+    match *entry {
+        BorrowedEntry::BeginTxn { txn_id, run_id, .. } => {
+            w.open_txns
+                .note(EntryKind::BeginTxn, run_id, Some(txn_id), lsn);
+        }
+        BorrowedEntry::CommitTxn { txn_id, run_id } => {
+            w.open_txns
+                .note(EntryKind::CommitTxn, run_id, Some(txn_id), lsn);
+        }
+        BorrowedEntry::AbortTxn { txn_id, run_id } => {
+            w.open_txns
+                .note(EntryKind::AbortTxn, run_id, Some(txn_id), lsn);
+        }
+        _ => {}
+    }
 }
 
 /// Refuses an append of `len` bytes at `lsn` that would pass [`MAX_LSN`].

@@ -133,6 +133,8 @@ impl CloneKind for durability::ArchivedWalEntry {
             durability::ArchivedWalEntry::CommitTxn { .. } => EntryKind::CommitTxn,
             durability::ArchivedWalEntry::AbortTxn { .. } => EntryKind::AbortTxn,
             durability::ArchivedWalEntry::Checkpoint { .. } => EntryKind::Checkpoint,
+            durability::ArchivedWalEntry::Truncate { .. } => EntryKind::Truncate,
+            durability::ArchivedWalEntry::Raft { .. } => EntryKind::Raft,
         }
     }
 }

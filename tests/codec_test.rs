@@ -43,6 +43,12 @@ fn one_of_each() -> Vec<WalEntry> {
             version: 99,
             active_runs: vec![run(1), run(2), run(3)],
         },
+        WalEntry::Truncate { from: 4096 },
+        WalEntry::Raft {
+            index: 12,
+            term: 3,
+            data: b"{\"leader\":1}".to_vec(),
+        },
     ]
 }
 
@@ -77,7 +83,7 @@ fn every_variant_round_trips() {
 
 #[test]
 fn entry_helpers_follow_the_spec() {
-    let [begin, write, delete, commit, abort, ckpt]: [WalEntry; 6] =
+    let [begin, write, delete, commit, abort, ckpt, trunc, raft]: [WalEntry; 8] =
         one_of_each().try_into().unwrap();
     assert_eq!(begin.txn_id(), Some(7));
     assert_eq!(write.txn_id(), None);
@@ -89,12 +95,26 @@ fn entry_helpers_follow_the_spec() {
     assert!(begin.is_txn_boundary() && commit.is_txn_boundary() && abort.is_txn_boundary());
     assert!(!write.is_txn_boundary() && !ckpt.is_txn_boundary());
     assert!(ckpt.is_checkpoint() && !begin.is_checkpoint());
+    // A truncation and a Raft entry's identity belong to no run.
+    for e in [&trunc, &raft] {
+        assert_eq!(e.run_id(), None);
+        assert_eq!(e.txn_id(), None);
+        assert_eq!(e.version(), None);
+        assert!(!e.is_txn_boundary() && !e.is_checkpoint());
+    }
+    let (t, r) = (frame::encode_entry(&trunc), frame::encode_entry(&raft));
+    let dec = Decoder::default();
+    assert_eq!(dec.decode(&t, 0, 0).unwrap().unwrap().entry.truncate_from(), Some(4096));
+    assert_eq!(
+        dec.decode(&r, 0, 0).unwrap().unwrap().entry.raft(),
+        Some((12, 3, &b"{\"leader\":1}"[..]))
+    );
     for (i, k) in EntryKind::ALL.iter().enumerate() {
         assert_eq!(k.tag() as usize, i + 1);
         assert_eq!(EntryKind::from_tag(k.tag()), Some(*k));
     }
     assert_eq!(EntryKind::from_tag(0), None);
-    assert_eq!(EntryKind::from_tag(7), None);
+    assert_eq!(EntryKind::from_tag(9), None);
 }
 
 #[test]
@@ -370,6 +390,9 @@ fn arb_entry() -> impl Strategy<Value = WalEntry> {
                 version,
                 active_runs,
             }),
+        any::<u64>().prop_map(|from| WalEntry::Truncate { from }),
+        (any::<u64>(), any::<u64>(), arb_bytes())
+            .prop_map(|(index, term, data)| WalEntry::Raft { index, term, data }),
     ]
 }
 

@@ -118,6 +118,8 @@ fn fingerprint(e: &BorrowedEntry<'_>) -> u64 {
             }
             h
         }
+        BorrowedEntry::Truncate { from } => mix(7 ^ from),
+        BorrowedEntry::Raft { index, term, data } => mix(hash_bytes(8 ^ index, data) ^ term),
     }
 }
 
@@ -561,6 +563,9 @@ fn check_entry(e: &BorrowedEntry<'_>) -> Result<(), String> {
         | BorrowedEntry::CommitTxn { run_id, .. }
         | BorrowedEntry::AbortTxn { run_id, .. } => (run_id, None),
         BorrowedEntry::Checkpoint { .. } => return Ok(()),
+        BorrowedEntry::Truncate { .. } | BorrowedEntry::Raft { .. } => {
+            return Err(format!("an entry this test never writes: {e:?}"))
+        }
     };
     let Some(r) = run_index(&run) else {
         return Err(format!("an entry of a run this test never wrote: {run}"));

@@ -66,6 +66,14 @@ pub enum FuzzEntry {
         version: u64,
         active_runs: Vec<[u8; 16]>,
     },
+    Truncate {
+        from: u64,
+    },
+    Raft {
+        index: u64,
+        term: u64,
+        data: Vec<u8>,
+    },
 }
 
 impl FuzzEntry {
@@ -118,6 +126,8 @@ impl FuzzEntry {
                 version,
                 active_runs: active_runs.into_iter().map(RunId::from_bytes).collect(),
             },
+            FuzzEntry::Truncate { from } => WalEntry::Truncate { from },
+            FuzzEntry::Raft { index, term, data } => WalEntry::Raft { index, term, data },
         }
     }
 }

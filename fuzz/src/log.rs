@@ -244,7 +244,7 @@ pub fn units<'a>(entries: impl IntoIterator<Item = (u64, &'a WalEntry)>) -> Vec<
                     }
                 }
             }
-            EntryKind::Checkpoint => {}
+            EntryKind::Checkpoint | EntryKind::Truncate | EntryKind::Raft => {}
         }
     }
     out

@@ -323,6 +323,17 @@ pub fn describe_entry(x: &EntryRef<'_>, max_value: usize) -> String {
             x.version().unwrap_or(0),
             x.active_runs().len()
         ),
+        Truncate => format!(
+            "deletes LSN {}.. up to this entry",
+            x.truncate_from().unwrap_or(0)
+        ),
+        Raft => {
+            let (index, term, data) = x.raft().unwrap_or((0, 0, &[]));
+            format!(
+                "index {index} term {term} data {}",
+                show_bytes(data, max_value)
+            )
+        }
     }
 }
 

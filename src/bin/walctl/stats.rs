@@ -39,6 +39,10 @@ struct ByType {
     abort_txn: u64,
     #[serde(rename = "Checkpoint")]
     checkpoint: u64,
+    #[serde(rename = "Truncate")]
+    truncate: u64,
+    #[serde(rename = "Raft")]
+    raft: u64,
 }
 
 impl ByType {
@@ -50,6 +54,8 @@ impl ByType {
             EntryKind::CommitTxn => &mut self.commit_txn,
             EntryKind::AbortTxn => &mut self.abort_txn,
             EntryKind::Checkpoint => &mut self.checkpoint,
+            EntryKind::Truncate => &mut self.truncate,
+            EntryKind::Raft => &mut self.raft,
         } += 1;
     }
 }
@@ -250,6 +256,14 @@ fn print_text(s: &Stats, out: &mut impl Write) -> Result<()> {
         fmt_int(t.abort_txn),
         fmt_int(t.checkpoint)
     )?;
+    if t.truncate + t.raft > 0 {
+        writeln!(
+            out,
+            "           Truncate {}, Raft {}",
+            fmt_int(t.truncate),
+            fmt_int(t.raft)
+        )?;
+    }
     writeln!(out, "runs       {}", s.runs)?;
     writeln!(
         out,
