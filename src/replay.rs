@@ -285,6 +285,16 @@ impl Snapshot {
         Iter::new(self, 0, self.start)
     }
 
+    /// Every frame in log order, including entries deleted by truncations
+    /// (they stay on disk until retention removes their segment): for
+    /// inspection tools. Replay and every other read skip them.
+    pub fn iter_all(&self) -> Iter<'_> {
+        let mut it = Iter::new(self, 0, self.start);
+        it.next_dead = Lsn::MAX;
+        it.all = true;
+        it
+    }
+
     /// The LSN ranges deleted by truncation records in this view
     /// ([`Wal::truncate_from`](crate::Wal::truncate_from)): iteration and
     /// replay skip them.
@@ -407,6 +417,8 @@ pub struct Iter<'a> {
     cur_seq: u64,
     /// The start of the next deleted range: below it, no check.
     next_dead: Lsn,
+    /// Deleted entries are yielded too ([`Snapshot::iter_all`]).
+    all: bool,
 }
 
 impl<'a> Iter<'a> {
@@ -421,6 +433,7 @@ impl<'a> Iter<'a> {
             cur_lsn: lsn,
             cur_seq: 0,
             next_dead: snap.dead.next_start(lsn),
+            all: false,
         }
     }
 
@@ -428,6 +441,10 @@ impl<'a> Iter<'a> {
     /// record, which is not deleted).
     #[cold]
     fn skip_dead(&mut self) {
+        if self.all {
+            self.next_dead = Lsn::MAX;
+            return;
+        }
         self.lsn = self.snap.dead.skip(self.lsn);
         self.next_dead = self.snap.dead.next_start(self.lsn);
     }

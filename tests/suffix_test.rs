@@ -80,6 +80,9 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
         let record = end - frame_len(&BorrowedEntry::Truncate { from: cut }) as u64;
         assert!(lsns(&wal).iter().all(|&l| l < cut || l >= record));
         assert_eq!(snap.truncated(), &[(cut, record)]);
+        // Inspection tools still see every frame, deleted ones included.
+        assert_eq!(snap.iter_all().count(), before_len + 1);
+        assert!(snap.iter_all().any(|e| e.unwrap().lsn == cut));
         let mut runs_a = Vec::new();
         wal.replay_run(a, |t| runs_a.push(t.txn_id.unwrap())).unwrap();
         assert_eq!(runs_a, vec![0, 2, 4]);

@@ -790,3 +790,70 @@ fn demo_completes_and_leaves_a_clean_log() {
     assert_eq!(o.code, 2, "{}", o.stderr);
     assert!(other.join("notes.txt").exists());
 }
+
+/// A log written by a replication layer: Raft entries carrying runs'
+/// transactions, and a truncation. `verify`, `stats`, `dump` and `replay
+/// --run` read it; no deleted entry is shown.
+#[test]
+fn raft_entries_and_truncations_are_inspected_like_any_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let run = run_id(0x5A);
+    let mut cut = 0;
+    {
+        let wal = Wal::open(dir, cfg().sync_mode(SyncMode::Strict)).unwrap();
+        for i in 1..=20u64 {
+            let data = format!("[\"leader\",{i}]");
+            let key = format!("k{i}");
+            let pos = wal
+                .append_batch(&[
+                    BorrowedEntry::Raft {
+                        index: i,
+                        term: 1,
+                        data: data.as_bytes(),
+                    },
+                    BorrowedEntry::BeginTxn {
+                        txn_id: i,
+                        run_id: run,
+                        timestamp: 0,
+                    },
+                    Op::Write {
+                        key: key.as_bytes(),
+                        value: b"v",
+                        version: i,
+                    }
+                    .entry(run),
+                    BorrowedEntry::CommitTxn { txn_id: i, run_id: run },
+                ])
+                .unwrap();
+            if i == 15 {
+                cut = pos.first;
+            }
+        }
+        wal.truncate_from(cut).unwrap();
+    }
+    let o = inspect(dir, &["verify", p(dir)]);
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let o = inspect(dir, &["stats", p(dir)]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.contains("Truncate 1, Raft 14"), "{}", o.stdout);
+    let o = inspect(dir, &["dump", p(dir), "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines = json_lines(&o.stdout);
+    let rafts: Vec<u64> = lines
+        .iter()
+        .filter(|l| l["type"] == "Raft")
+        .map(|l| l["raft_index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rafts, (1..=14).collect::<Vec<_>>());
+    let last = lines.last().unwrap();
+    assert_eq!(last["type"], "Truncate");
+    assert_eq!(last["from"], cut);
+    assert!(lines.iter().all(|l| l["lsn"].as_u64().unwrap() < cut || l["type"] == "Truncate"));
+    let o = inspect(dir, &["dump", p(dir)]);
+    assert!(o.stdout.contains("index 3 term 1"), "{}", o.stdout);
+    let o = inspect(dir, &["replay", p(dir), "--run", &run.to_string(), "--json"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let txns = json_lines(&o.stdout);
+    assert_eq!(txns.len(), 14, "{}", o.stdout);
+}

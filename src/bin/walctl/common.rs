@@ -239,6 +239,16 @@ pub struct EntryJson {
     pub timestamp: Option<u64>,
     pub snapshot_id: Option<String>,
     pub active_runs: Option<Vec<RunId>>,
+    /// A Truncate's first deleted LSN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<u64>,
+    /// A Raft entry's index, term and data (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_index: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raft_term: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 impl EntryJson {
@@ -258,6 +268,10 @@ impl EntryJson {
             timestamp: x.timestamp(),
             snapshot_id: x.snapshot_id().map(|u| u.to_string()),
             active_runs: checkpoint.then(|| x.active_runs().to_vec()),
+            from: x.truncate_from(),
+            raft_index: x.raft().map(|r| r.0),
+            raft_term: x.raft().map(|r| r.1),
+            data: x.raft().map(|r| hex::encode(r.2)),
         }
     }
 }

@@ -120,13 +120,14 @@ pub fn check(dir: &Path) -> Result<Verdict> {
         v.problems.push(ProblemOut::from(p));
     }
 
-    // Read every entry again, in order, checking they tile the valid log.
+    // Read every entry again, in order, checking they tile the valid log
+    // (entries a truncation deleted included: they are still there).
     let pb = progress(snap.len_bytes(), "verifying");
     let mut entries = 0u64;
     let mut next = snap.start_lsn();
     let mut shown = next;
     let mut failed = false;
-    for e in snap.iter() {
+    for e in snap.iter_all() {
         match e {
             Ok(e) => {
                 if e.lsn != next {
