@@ -5,8 +5,11 @@
 //! callback. After every sync that completes, the thread that ran it (or
 //! waited for it) delivers the callbacks whose LSN the sync covered, in LSN
 //! order; one thread delivers at a time, so callbacks never overlap and
-//! never run out of order. A failed sync fails every waiter, and so does a
-//! log that closes with waiters past its end.
+//! never run out of order. A failed sync fails every waiter not yet
+//! durable, and so does a log that closes with waiters past its end: the
+//! failure is recorded under the lock and delivered like the rest, after
+//! the `Ok`s of what is durable, by whichever thread delivers. A callback
+//! that panics is caught.
 //!
 //! [`Durable`] is a runtime-agnostic future over the same list: it resolves
 //! once its LSN is durable, whatever executor polls it.
@@ -14,14 +17,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use parking_lot::Mutex;
-
 use crate::error::{Error, Result};
 use crate::replay::Lsn;
+// The waiter list goes through the facade, so the loom models explore it;
+// `Durable` stays on `parking_lot` and `std` (its waker needs `std`'s `Arc`
+// and parks a real thread).
+use crate::sync::{fence, AtomicBool, Mutex, Ordering};
 
 /// A callback run once its LSN is durable (or the log failed).
 pub(crate) type Callback = Box<dyn FnOnce(Result<()>) + Send + 'static>;
@@ -59,23 +63,19 @@ struct State {
 #[derive(Default)]
 pub(crate) struct DurableNotify {
     state: Mutex<State>,
-    /// Waiters registered: a sync checks this before taking the lock.
+    /// Waiters registered: a sync checks this (after a fence, see
+    /// [`DurableNotify::deliver`]) before taking the lock.
     pending: AtomicBool,
 }
 
 impl DurableNotify {
     /// Registers `f` to run once everything below `lsn` is durable.
     /// `synced` reads the durable end; the callback may run before this
-    /// returns (on this thread) if `lsn` is durable already.
+    /// returns (on this thread) if `lsn` is durable already, or the log
+    /// has failed.
     pub fn register(&self, lsn: Lsn, f: Callback, synced: impl Fn() -> Lsn) {
         {
             let mut st = self.state.lock();
-            if let Some(failed) = &st.failed {
-                let e = failed.error();
-                drop(st);
-                f(Err(e));
-                return;
-            }
             let id = st.next_id;
             st.next_id += 1;
             st.waiters.insert((lsn, id), f);
@@ -86,14 +86,31 @@ impl DurableNotify {
         self.deliver(synced);
     }
 
-    /// Runs every callback whose LSN is durable now, in LSN order.
+    /// Runs every callback whose LSN is durable now, in LSN order; once
+    /// the log has failed, then fails the rest, in LSN order too. One
+    /// thread at a time runs callbacks, Ok and Err alike.
     pub fn deliver(&self, synced: impl Fn() -> Lsn) {
+        // A sync stores its end (`GroupCommit`'s `Release` store), then
+        // loads `pending` here; a registration stores `pending` (under the
+        // lock), then, here, loads `pending` and `synced()`. Without a
+        // full fence between each store and the later load this is the
+        // store-buffering pattern, and the memory model lets both loads
+        // read the old value (SeqCst on `pending` alone does not forbid
+        // it; the loom model `loom_durable_register_races_sync` found it):
+        // the sync sees `pending` false and returns, the registration
+        // reads the end from before the sync and finds nothing ready, and
+        // the waiter is left for a sync that may never come. With this
+        // fence on both paths, whichever fence comes second in the SeqCst
+        // order sees the other side's store: the sync finds the waiter, or
+        // the registration finds the sync's end.
+        fence(Ordering::SeqCst);
         if !self.pending.load(Ordering::SeqCst) {
             return;
         }
         let mut st = self.state.lock();
         if st.delivering {
-            // The delivering thread reads `synced` again before it stops.
+            // The delivering thread reads `synced` (and `failed`) again
+            // before it stops.
             return;
         }
         st.delivering = true;
@@ -101,44 +118,59 @@ impl DurableNotify {
             let durable = synced();
             let rest = st.waiters.split_off(&(durable.saturating_add(1), 0));
             let ready = std::mem::replace(&mut st.waiters, rest);
-            if ready.is_empty() {
+            // What a completed sync covered is durable, failure or not.
+            let (batch, failed) = match st.failed.clone() {
+                Some(f) if ready.is_empty() => (std::mem::take(&mut st.waiters), Some(f)),
+                _ => (ready, None),
+            };
+            if batch.is_empty() {
                 // A sync completing from here on finds `delivering` false
                 // and delivers itself; one that completed earlier stored
                 // its end before it saw `delivering` true under this lock,
-                // so `synced()` above already read it.
+                // so `synced()` above already read it. A failure sets
+                // `failed` under this lock before it delivers, likewise.
                 self.pending.store(!st.waiters.is_empty(), Ordering::SeqCst);
                 st.delivering = false;
                 return;
             }
             drop(st);
-            for (_, f) in ready {
-                f(Ok(()));
+            for (_, f) in batch {
+                let result = match &failed {
+                    None => Ok(()),
+                    Some(why) => Err(why.error()),
+                };
+                // A callback that panics must not stop the deliveries of
+                // the others (nor leave `delivering` set for good).
+                let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(result)));
+                if ran.is_err() {
+                    eprintln!("durability: an on_durable callback panicked; the panic was caught");
+                }
             }
             st = self.state.lock();
         }
     }
 
-    /// Fails every waiter, now and later: a sync failed.
-    pub fn poison(&self, cause: String) {
-        self.fail(Failed::Poisoned(cause));
+    /// Fails every waiter the log has not made durable, now and later: a
+    /// sync failed. Waiters below `synced()` still get `Ok`.
+    pub fn poison(&self, cause: String, synced: impl Fn() -> Lsn) {
+        self.fail(Failed::Poisoned(cause), synced);
     }
 
     /// Fails every waiter still waiting, now and later: the log closed
     /// (after its final sync, so what remains lies past its end).
-    pub fn close(&self) {
-        self.fail(Failed::Closed);
+    pub fn close(&self, synced: impl Fn() -> Lsn) {
+        self.fail(Failed::Closed, synced);
     }
 
-    fn fail(&self, why: Failed) {
-        let (waiters, failed) = {
+    /// Records the failure, then delivers: the failures run in LSN order
+    /// after the `Ok`s of what is durable, on whichever thread delivers.
+    fn fail(&self, why: Failed, synced: impl Fn() -> Lsn) {
+        {
             let mut st = self.state.lock();
-            let failed = st.failed.get_or_insert(why).clone();
-            self.pending.store(false, Ordering::SeqCst);
-            (std::mem::take(&mut st.waiters), failed)
-        };
-        for (_, f) in waiters {
-            f(Err(failed.error()));
+            st.failed.get_or_insert(why);
+            self.pending.store(true, Ordering::SeqCst);
         }
+        self.deliver(synced);
     }
 }
 
@@ -153,7 +185,7 @@ struct Slot {
 /// runtime. Created by [`Wal::durable`](crate::Wal::durable).
 #[must_use = "a future does nothing unless polled"]
 pub struct Durable {
-    slot: Arc<Mutex<Slot>>,
+    slot: Arc<parking_lot::Mutex<Slot>>,
 }
 
 impl std::fmt::Debug for Durable {
@@ -166,7 +198,7 @@ impl std::fmt::Debug for Durable {
 impl Durable {
     /// A future and the callback that completes it.
     pub(crate) fn new() -> (Durable, Callback) {
-        let slot = Arc::new(Mutex::new(Slot {
+        let slot = Arc::new(parking_lot::Mutex::new(Slot {
             result: None,
             waker: None,
         }));

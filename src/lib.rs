@@ -74,7 +74,5 @@ pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, 
 pub use tail::Tail;
 pub use wal::{BatchPosition, Config, Stats, TxnPosition, Wal};
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+// The README's examples are compiled and run as doctests of
+// `durability-raft` (raft/src/lib.rs), which can name both crates.

@@ -42,7 +42,10 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<u8>>> {
         detail,
     };
     let Some((head, data)) = bytes.split_at_checked(HEADER) else {
-        return Err(bad(format!("{} bytes, shorter than its header", bytes.len())));
+        return Err(bad(format!(
+            "{} bytes, shorter than its header",
+            bytes.len()
+        )));
     };
     if &head[..8] != MAGIC {
         return Err(bad("no DURMETA1 magic".into()));

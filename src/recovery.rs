@@ -15,8 +15,8 @@ use crate::entry::EntryKind;
 use crate::error::{Error, Location, ProblemClass, Result};
 use crate::frame::{Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD};
 use crate::replay::{OpenTxns, RunIndex, Snapshot, TxnEvent};
-use crate::truncation::Truncations;
 use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
+use crate::truncation::Truncations;
 
 /// What to do when recovery finds more than a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

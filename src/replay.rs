@@ -167,13 +167,7 @@ pub(crate) enum TxnEvent {
 impl OpenTxns {
     /// Applies entry kind `kind` of `run` with `txn_id`.
     #[inline]
-    pub fn note(
-        &mut self,
-        kind: EntryKind,
-        run: RunId,
-        txn_id: Option<u64>,
-        lsn: Lsn,
-    ) -> TxnEvent {
+    pub fn note(&mut self, kind: EntryKind, run: RunId, txn_id: Option<u64>, lsn: Lsn) -> TxnEvent {
         match kind {
             EntryKind::BeginTxn => TxnEvent::Began {
                 replaced: self.open.insert(run, (txn_id.unwrap_or(0), lsn)).is_some(),

@@ -125,10 +125,7 @@ impl Wal {
         let mut remove = 0;
         for i in 0..segs.len().saturating_sub(1) {
             let cut = segs[i + 1].first_lsn;
-            if cut > limit
-                || cut > pinned
-                || active.iter().any(|r| w.index.touches(r, cut))
-            {
+            if cut > limit || cut > pinned || active.iter().any(|r| w.index.touches(r, cut)) {
                 break;
             }
             if !segs[i + 1].txn_open {

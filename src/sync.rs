@@ -16,7 +16,8 @@
 //! code that runs after a wait timed out.
 //!
 //! Only the modules written against this facade ([`crate::durability`]'s
-//! group commit and ticker, [`crate::publish`], [`crate::notify`]) are
+//! group commit and ticker, [`crate::publish`], [`crate::notify`],
+//! [`crate::commit`]'s `DurableNotify`) are
 //! explored by the models in `loom_tests`; other modules use `parking_lot`
 //! and `std` directly and are not modelled.
 //!
@@ -28,7 +29,7 @@ mod imp {
     pub(crate) use parking_lot::{
         Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
     };
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use std::sync::Arc;
 }
 
@@ -39,7 +40,7 @@ mod imp {
     use std::sync::PoisonError;
     use std::time::{Duration, Instant};
 
-    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::{RwLockReadGuard, RwLockWriteGuard};
 
@@ -74,6 +75,12 @@ mod imp {
                 .try_lock()
                 .ok()
                 .map(|g| MutexGuard { inner: Some(g) })
+        }
+    }
+
+    impl<T: Default> Default for Mutex<T> {
+        fn default() -> Self {
+            Mutex::new(T::default())
         }
     }
 

@@ -78,10 +78,7 @@ impl Dead {
     /// (records come in log order), so every range from `from` on merges.
     fn add(&mut self, from: Lsn, to: Lsn) {
         let keep = self.ranges.partition_point(|&(_, e)| e < from);
-        let start = self
-            .ranges
-            .get(keep)
-            .map_or(from, |&(s, _)| s.min(from));
+        let start = self.ranges.get(keep).map_or(from, |&(s, _)| s.min(from));
         let end = self.ranges.last().map_or(to, |&(_, e)| e.max(to));
         self.ranges.truncate(keep);
         self.ranges.push((start, end));

@@ -18,6 +18,7 @@ use crate::publish::Published;
 use crate::sync::{Condvar, Mutex};
 use uuid::Uuid;
 
+use crate::commit::{Durable, DurableNotify};
 use crate::durability::{GroupCommit, SyncMode, Ticker};
 use crate::entry::{BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 use crate::error::{Error, Result};
@@ -31,7 +32,6 @@ use crate::segment::{self, Header, Segment, DATA_START, MAX_LSN, MAX_SEQ, MIN_SE
 use crate::space::SpaceReservation;
 use crate::tail::Tail;
 use crate::truncation::Truncations;
-use crate::commit::{Durable, DurableNotify};
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -269,7 +269,9 @@ impl Shared {
             .map_err(|cause| Error::Poisoned { cause });
         match &result {
             Ok(()) => self.durable.deliver(|| self.group.synced()),
-            Err(Error::Poisoned { cause }) => self.durable.poison(cause.clone()),
+            Err(Error::Poisoned { cause }) => {
+                self.durable.poison(cause.clone(), || self.group.synced())
+            }
             Err(_) => {}
         }
         result
@@ -279,7 +281,7 @@ impl Shared {
     /// the page cache still tells the truth: a reopen keeps everything.
     pub(crate) fn poison(&self, cause: String) {
         self.group.set_poison(cause.clone());
-        self.durable.poison(cause);
+        self.durable.poison(cause, || self.group.synced());
     }
 
     /// Makes `[from, to)` durable: `msync`s its bytes in every segment it
@@ -1008,8 +1010,7 @@ impl Wal {
     /// the configured size.
     fn rotate_to_fit(&self, w: &mut Writer, total: u64) -> Result<()> {
         let room = self.shared.config.segment_size - DATA_START as u64;
-        if w.off > DATA_START && w.off as u64 + total > w.active.seg.len() as u64 && total <= room
-        {
+        if w.off > DATA_START && w.off as u64 + total > w.active.seg.len() as u64 && total <= room {
             self.rotate(w)?;
         }
         Ok(())
@@ -1094,10 +1095,14 @@ impl Wal {
     /// Calls `f` once everything below `lsn` (an append's end) is durable,
     /// with `Ok(())`; or with the error that means it never will be (a
     /// failed sync: [`Error::Poisoned`]; the log closed before reaching
-    /// `lsn`: [`Error::Closed`]). Callbacks run in LSN order, one at a
-    /// time, on the thread that completed the covering sync (or on this
-    /// thread, before this returns, if `lsn` is durable already): keep
-    /// them short and never call back into this log's appends from one.
+    /// `lsn`: [`Error::Closed`]). Callbacks pending together run in LSN
+    /// order, one at a time (failures too, after the successes of what is
+    /// durable), on
+    /// the thread that completed the covering sync (or on this thread,
+    /// before this returns, if `lsn` is durable already or the log has
+    /// failed): keep them short and never call back into this log's
+    /// appends from one. A callback that panics is caught (and reported
+    /// on standard error); the others still run.
     /// Waiting never changes when syncs happen; the mode (and
     /// `submit_*`'s request in `Strict` mode) does.
     pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<()>) + Send + 'static) {
@@ -1405,7 +1410,7 @@ impl Wal {
         let end = self.shared.log.end();
         let result = self.shared.sync_to(end);
         // Whoever still waits waits for an LSN this log never reached.
-        self.shared.durable.close();
+        self.shared.durable.close(|| self.shared.group.synced());
         result
     }
 }

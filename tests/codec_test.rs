@@ -104,7 +104,10 @@ fn entry_helpers_follow_the_spec() {
     }
     let (t, r) = (frame::encode_entry(&trunc), frame::encode_entry(&raft));
     let dec = Decoder::default();
-    assert_eq!(dec.decode(&t, 0, 0).unwrap().unwrap().entry.truncate_from(), Some(4096));
+    assert_eq!(
+        dec.decode(&t, 0, 0).unwrap().unwrap().entry.truncate_from(),
+        Some(4096)
+    );
     assert_eq!(
         dec.decode(&r, 0, 0).unwrap().unwrap().entry.raft(),
         Some((12, 3, &b"{\"leader\":1}"[..]))
@@ -391,8 +394,11 @@ fn arb_entry() -> impl Strategy<Value = WalEntry> {
                 active_runs,
             }),
         any::<u64>().prop_map(|from| WalEntry::Truncate { from }),
-        (any::<u64>(), any::<u64>(), arb_bytes())
-            .prop_map(|(index, term, data)| WalEntry::Raft { index, term, data }),
+        (any::<u64>(), any::<u64>(), arb_bytes()).prop_map(|(index, term, data)| WalEntry::Raft {
+            index,
+            term,
+            data
+        }),
     ]
 }
 

@@ -1422,7 +1422,9 @@ fn test_allocation_failure_inside_a_transaction_poisons_the_handle() {
         "{err}"
     );
     match wal.flush() {
-        Err(Error::Poisoned { cause }) => assert!(cause.contains("append failed after LSN"), "{cause}"),
+        Err(Error::Poisoned { cause }) => {
+            assert!(cause.contains("append failed after LSN"), "{cause}")
+        }
         other => panic!("a transaction half written: {other:?}"),
     }
     assert!(wal.append_txn(run(6), 1000, &[]).is_err());

@@ -58,7 +58,9 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
         let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
         for i in 0..10u64 {
             let r = if i % 2 == 0 { a } else { b };
-            let pos = wal.append_txn(r, i, &[put(b"k", &i.to_le_bytes())]).unwrap();
+            let pos = wal
+                .append_txn(r, i, &[put(b"k", &i.to_le_bytes())])
+                .unwrap();
             if i == 6 {
                 cut = pos.begin;
             }
@@ -72,7 +74,9 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
         assert_eq!(before.iter().count(), before_len);
         assert!(before.truncated().is_empty());
         // Every read after it skips the deleted entries.
-        let want: Vec<(RunId, u64)> = (0..6).map(|i| (if i % 2 == 0 { a } else { b }, i)).collect();
+        let want: Vec<(RunId, u64)> = (0..6)
+            .map(|i| (if i % 2 == 0 { a } else { b }, i))
+            .collect();
         assert_eq!(committed(&wal), want);
         let snap = wal.snapshot();
         assert!(snap.is_truncated(cut));
@@ -84,7 +88,8 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
         assert_eq!(snap.iter_all().count(), before_len + 1);
         assert!(snap.iter_all().any(|e| e.unwrap().lsn == cut));
         let mut runs_a = Vec::new();
-        wal.replay_run(a, |t| runs_a.push(t.txn_id.unwrap())).unwrap();
+        wal.replay_run(a, |t| runs_a.push(t.txn_id.unwrap()))
+            .unwrap();
         assert_eq!(runs_a, vec![0, 2, 4]);
         // A tail at a deleted position goes on from the truncation record.
         let mut tail = tail_from_cut;
@@ -109,7 +114,10 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
     drop(reader);
     let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
     assert_eq!(committed(&wal), want);
-    assert!(matches!(wal.snapshot().read_at(cut), Err(Error::BadLsn { .. })));
+    assert!(matches!(
+        wal.snapshot().read_at(cut),
+        Err(Error::BadLsn { .. })
+    ));
     wal.append_txn(b, 200, &[put(b"k", b"x")]).unwrap();
     want.push((b, 200));
     assert_eq!(committed(&wal), want);
@@ -138,8 +146,14 @@ fn truncations_nest_and_runs_forget_what_they_deleted() {
     // The end is no entry to delete; a position inside an entry is refused.
     let end = wal.end_lsn();
     assert_eq!(wal.truncate_from(end).unwrap(), end);
-    assert!(matches!(wal.truncate_from(p0.begin + 1), Err(Error::BadLsn { .. })));
-    assert!(matches!(wal.truncate_from(p2.begin), Err(Error::BadLsn { .. })));
+    assert!(matches!(
+        wal.truncate_from(p0.begin + 1),
+        Err(Error::BadLsn { .. })
+    ));
+    assert!(matches!(
+        wal.truncate_from(p2.begin),
+        Err(Error::BadLsn { .. })
+    ));
     assert!(matches!(
         wal.append(&WalEntry::Truncate { from: 0 }),
         Err(Error::InvalidArgument { .. })
@@ -169,14 +183,21 @@ fn a_truncation_inside_a_transaction_leaves_it_incomplete() {
             version: 1,
         })
         .unwrap();
-    wal.append(&WalEntry::CommitTxn { txn_id: 1, run_id: r })
-        .unwrap();
+    wal.append(&WalEntry::CommitTxn {
+        txn_id: 1,
+        run_id: r,
+    })
+    .unwrap();
     wal.truncate_from(w).unwrap();
-    let stats = wal.replay(|_| panic!("nothing committed survives")).unwrap();
+    let stats = wal
+        .replay(|_| panic!("nothing committed survives"))
+        .unwrap();
     assert_eq!(stats.incomplete, 1);
     drop(wal);
     let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
-    let stats = wal.replay(|_| panic!("nothing committed survives")).unwrap();
+    let stats = wal
+        .replay(|_| panic!("nothing committed survives"))
+        .unwrap();
     assert_eq!(stats.incomplete, 1);
 }
 
@@ -236,7 +257,10 @@ fn a_batch_is_one_contiguous_unit_with_computable_lsns() {
             value: b"v",
             version: 0,
         },
-        BorrowedEntry::CommitTxn { txn_id: 7, run_id: r },
+        BorrowedEntry::CommitTxn {
+            txn_id: 7,
+            run_id: r,
+        },
     ];
     let syncs = wal.stats().syncs;
     let pos = wal.append_batch(&entries).unwrap();
@@ -332,7 +356,10 @@ fn a_durable_future_resolves_on_any_executor() {
     wal.on_durable(wal.end_lsn() + 1, move |r| *l.lock().unwrap() = Some(r));
     wal.close().unwrap();
     assert!(matches!(beyond.wait(), Err(Error::Closed)));
-    assert!(matches!(late.lock().unwrap().take(), Some(Err(Error::Closed))));
+    assert!(matches!(
+        late.lock().unwrap().take(),
+        Some(Err(Error::Closed))
+    ));
 }
 
 #[test]
@@ -375,4 +402,24 @@ fn metadata_is_replaced_atomically_and_damage_is_reported() {
     assert!(matches!(reader.meta(), Err(Error::BadMeta { .. })));
     std::fs::write(&path, &bytes[..10]).unwrap();
     assert!(matches!(reader.meta(), Err(Error::BadMeta { .. })));
+}
+
+#[test]
+fn a_panicking_callback_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
+    let ran = Arc::new(AtomicU64::new(0));
+    let a = wal.submit_txn(run(1), 1, &[put(b"k", b"v")]).unwrap();
+    wal.on_durable(a.end, |_| panic!("a callback that panics"));
+    let b = wal.submit_txn(run(1), 2, &[put(b"k", b"v")]).unwrap();
+    let r = Arc::clone(&ran);
+    wal.on_durable(b.end, move |res| {
+        res.unwrap();
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    wal.wait_durable(b.end).unwrap();
+    // Later notifications still arrive.
+    let c = wal.submit_txn(run(1), 3, &[put(b"k", b"v")]).unwrap();
+    wal.durable(c.end).wait().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
 }

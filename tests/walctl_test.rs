@@ -823,7 +823,10 @@ fn raft_entries_and_truncations_are_inspected_like_any_entry() {
                         version: i,
                     }
                     .entry(run),
-                    BorrowedEntry::CommitTxn { txn_id: i, run_id: run },
+                    BorrowedEntry::CommitTxn {
+                        txn_id: i,
+                        run_id: run,
+                    },
                 ])
                 .unwrap();
             if i == 15 {
@@ -849,10 +852,15 @@ fn raft_entries_and_truncations_are_inspected_like_any_entry() {
     let last = lines.last().unwrap();
     assert_eq!(last["type"], "Truncate");
     assert_eq!(last["from"], cut);
-    assert!(lines.iter().all(|l| l["lsn"].as_u64().unwrap() < cut || l["type"] == "Truncate"));
+    assert!(lines
+        .iter()
+        .all(|l| l["lsn"].as_u64().unwrap() < cut || l["type"] == "Truncate"));
     let o = inspect(dir, &["dump", p(dir)]);
     assert!(o.stdout.contains("index 3 term 1"), "{}", o.stdout);
-    let o = inspect(dir, &["replay", p(dir), "--run", &run.to_string(), "--json"]);
+    let o = inspect(
+        dir,
+        &["replay", p(dir), "--run", &run.to_string(), "--json"],
+    );
     assert_eq!(o.code, 0, "{}", o.stderr);
     let txns = json_lines(&o.stdout);
     assert_eq!(txns.len(), 14, "{}", o.stdout);
