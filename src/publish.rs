@@ -111,6 +111,12 @@ impl<T: Clone> Published<T> {
     pub(crate) fn with_segs<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
         f(&self.segs.read())
     }
+
+    /// Changes the segments' bookkeeping in place (not their set, nor the
+    /// range): under the write lock, so a view sees before or after.
+    pub(crate) fn with_segs_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
+        f(&mut self.segs.write())
+    }
 }
 
 #[cfg(all(test, not(loom)))]

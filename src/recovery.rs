@@ -339,6 +339,7 @@ impl Tally {
             if from < lsn {
                 self.truncations.add(from, lsn);
                 self.index.truncate_from(from);
+                // Recomputed from the live log after the scan.
                 self.open.truncate_from(from);
             }
         }
@@ -1040,12 +1041,34 @@ fn recover_once(
         _ => None,
     };
     let end_lsn = expected_lsn;
+    // A truncation may have reopened transactions whose end it deleted:
+    // the open set and the boundaries' flags are recomputed from the live
+    // log, from the last clean boundary before the lowest truncation.
+    let mut open_txns = tally.open;
+    if let Some(from) = tally.truncations.lowest_from() {
+        let snap = Snapshot {
+            segs: kept.clone(),
+            start: kept.first().map_or(0, |s| s.first_lsn),
+            end: end_lsn,
+            salt: segment::salt(&instance),
+            decoder,
+            dead: tally.truncations.visible(end_lsn),
+        };
+        let (open, flags) = crate::truncation::reopened_txns(&snap, from)?;
+        drop(snap);
+        for s in kept.iter_mut() {
+            if let Ok(i) = flags.binary_search_by_key(&s.first_lsn, |f| f.0) {
+                s.txn_open = flags[i].1;
+            }
+        }
+        open_txns = open;
+    }
     let report = RecoveryReport {
         segments: kept.len(),
         entries: tally.entries,
         committed_txns: tally.committed,
         aborted_txns: tally.aborted,
-        incomplete_txns: tally.replaced + tally.open.len() as u64,
+        incomplete_txns: tally.replaced + open_txns.len() as u64,
         first_lsn: first.first_lsn.get(),
         last_lsn: tally.last_lsn,
         end_lsn,
@@ -1060,7 +1083,7 @@ fn recover_once(
         end_lsn,
         report,
         index: tally.index,
-        open_txns: tally.open,
+        open_txns,
         truncations: tally.truncations,
         limited_at,
         zero_range,

@@ -11,7 +11,47 @@
 
 use std::sync::Arc;
 
-use crate::replay::Lsn;
+use crate::error::Result;
+use crate::replay::{Lsn, OpenTxns, Snapshot};
+
+/// The open transactions of `snap`'s live log, recomputed from the last
+/// segment boundary at or before `from` where none was open, and whether
+/// one is open at the start of each segment from there on: `(open at the
+/// end, [(segment's first LSN, open there)])`.
+///
+/// A truncation from `from` may delete the CommitTxn or AbortTxn of a
+/// transaction begun before `from`, or a BeginTxn that replaced one: that
+/// transaction is open again. The boundaries inside the deleted range, and
+/// the open set appended after the record, must say so, or retention would
+/// cut through it (DESIGN.md §10). Only the stretch from the last clean
+/// boundary is read (usually less than a segment).
+pub(crate) fn reopened_txns(snap: &Snapshot, from: Lsn) -> Result<(OpenTxns, Vec<(Lsn, bool)>)> {
+    let segs = &snap.segs;
+    let i0 = (0..segs.len())
+        .rev()
+        .find(|&i| segs[i].first_lsn <= from && !segs[i].txn_open)
+        .unwrap_or(0);
+    let mut open = OpenTxns::default();
+    let mut flags = Vec::new();
+    let mut next = i0 + 1;
+    let begin = segs
+        .get(i0)
+        .map_or(snap.start, |s| s.first_lsn.max(snap.start));
+    for e in snap.iter_from(begin)? {
+        let e = e?;
+        while next < segs.len() && segs[next].first_lsn <= e.lsn {
+            flags.push((segs[next].first_lsn, !open.is_empty()));
+            next += 1;
+        }
+        if let Some(run) = e.entry.run_id() {
+            open.note(e.entry.kind(), run, e.entry.txn_id(), e.lsn);
+        }
+    }
+    for s in &segs[next.min(segs.len())..] {
+        flags.push((s.first_lsn, !open.is_empty()));
+    }
+    Ok((open, flags))
+}
 
 /// The truncation records of a log: `(from, at)` for a record at LSN `at`
 /// deleting `[from, at)`, in log order, with the merged deleted ranges.
@@ -40,6 +80,11 @@ impl Truncations {
         }
         self.records.retain(|&(_, at)| at >= start);
         self.merged = Arc::new(Dead::from_records(&self.records, Lsn::MAX));
+    }
+
+    /// The lowest `from` of the records kept.
+    pub fn lowest_from(&self) -> Option<Lsn> {
+        self.records.iter().map(|&(from, _)| from).min()
     }
 
     /// The deleted ranges a reader of the log up to `end` must skip: those

@@ -1063,8 +1063,27 @@ impl Wal {
             // that sees the record sees its range (DESIGN.md §8).
             self.shared.truncations.write().add(lsn, at);
             w.index.truncate_from(lsn);
-            w.open_txns.truncate_from(lsn);
-            self.publish(&mut w)?
+            let published = self.publish(&mut w)?;
+            // Transactions whose end the truncation deleted are open again:
+            // recompute the open set, and the boundaries' flags, from the
+            // live log (DESIGN.md §10).
+            match crate::truncation::reopened_txns(&self.shared.snapshot(), lsn) {
+                Ok((open, flags)) => {
+                    w.open_txns = open;
+                    self.shared.log.with_segs_mut(|segs| {
+                        for s in segs.iter_mut() {
+                            if let Ok(i) = flags.binary_search_by_key(&s.first_lsn, |f| f.0) {
+                                s.txn_open = flags[i].1;
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    self.fail_unit(lsn, &e);
+                    return Err(e);
+                }
+            }
+            published
         };
         self.after_append(end, sync_now, wake, Wait::Mode)?;
         Ok(end)

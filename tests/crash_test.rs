@@ -7,7 +7,9 @@
 //! * Crash images: the disk a power cut could leave (the durable image as
 //!   of the last completed sync, plus any subset of the pages written since,
 //!   each old, new, torn at 512-byte sectors, or garbage where nothing
-//!   durable was), in all three modes, across rotations and retention.
+//!   durable was), in all three modes, across rotations, retention
+//!   (`truncate_before`, `purge_before`) and suffix truncation
+//!   (`truncate_from`, its record synced or not).
 //!
 //! Process kills are in `process_kill_test.rs`, a binary of their own: a
 //! forked child briefly holds copies of the parent's file descriptors
@@ -15,8 +17,13 @@
 //!
 //! The invariant: recovery yields a prefix of what was written, never an
 //! entry that was not written or that follows the first bad one, and every
-//! transaction acknowledged as durable is in it. Every random choice comes
-//! from a printed seed.
+//! transaction acknowledged as durable is in it. With truncation: the frames
+//! recovered (deleted ones included) are a prefix of those written, the
+//! entries a reader sees are that prefix with the truncation records *in
+//! it* applied (a lost unsynced record brings back what it deleted), every
+//! acknowledged transaction not deleted by a record in the prefix is
+//! replayed, and nothing a durable record deleted ever comes back. Every
+//! random choice comes from a printed seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -93,6 +100,44 @@ fn scratch() -> tempfile::TempDir {
         }
     }
     tempfile::tempdir().unwrap()
+}
+
+/// Every frame a reader holds, entries deleted by truncation included.
+fn frames_of(reader: &WalReader) -> Vec<(Lsn, WalEntry)> {
+    reader
+        .snapshot()
+        .iter_all()
+        .map(|e| {
+            let e = e.expect("a frame below the recovered end failed to decode");
+            (e.lsn, e.entry.to_owned())
+        })
+        .collect()
+}
+
+/// The ranges the truncation records among `frames` delete (`[from, at)`
+/// for a record at `at`), merged where they overlap or touch: computed
+/// here by sorting and merging, independently of the library.
+fn dead_ranges<'a>(frames: impl IntoIterator<Item = (&'a Lsn, &'a WalEntry)>) -> Vec<(Lsn, Lsn)> {
+    let mut ranges: Vec<(Lsn, Lsn)> = frames
+        .into_iter()
+        .filter_map(|(at, e)| match e {
+            WalEntry::Truncate { from } if from < at => Some((*from, *at)),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut out: Vec<(Lsn, Lsn)> = Vec::new();
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+fn is_dead(dead: &[(Lsn, Lsn)], lsn: Lsn) -> bool {
+    dead.iter().any(|&(s, e)| s <= lsn && lsn < e)
 }
 
 fn entries_of(reader: &WalReader) -> Vec<(Lsn, WalEntry)> {
@@ -588,7 +633,8 @@ struct CrashPoint {
     durable: Files,
     /// The files now (the page cache).
     live: Files,
-    /// Everything written so far, in LSN order.
+    /// Every frame written so far and not removed by retention, in LSN
+    /// order, entries deleted by truncation and the records included.
     written: Vec<(Lsn, WalEntry)>,
     /// Everything below this LSN was acknowledged as durable.
     acked: Lsn,
@@ -596,12 +642,43 @@ struct CrashPoint {
     live_start: Lsn,
     /// Transactions that were aborted.
     aborted: BTreeSet<(RunId, u64)>,
+    /// Transactions appended whole (`append_txn`), in order.
+    txns: Vec<TxnAt>,
     what: String,
 }
 
+/// A transaction appended with `append_txn`.
+#[derive(Clone, Debug)]
+struct TxnAt {
+    run: RunId,
+    id: u64,
+    begin: Lsn,
+    commit: Lsn,
+    end: Lsn,
+}
+
+/// A seeded workload's crash points, and every frame it ever wrote (read
+/// after every step, so frames retention removed later are known too).
+struct Workload {
+    points: Vec<CrashPoint>,
+    all: BTreeMap<Lsn, WalEntry>,
+}
+
+/// Every frame of `wal` now, deleted ones included.
+fn frames_now(wal: &Wal) -> Vec<(Lsn, WalEntry)> {
+    wal.snapshot()
+        .iter_all()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.lsn, e.entry.to_owned())
+        })
+        .collect()
+}
+
 /// Runs a seeded workload in `mode` and collects crash points: after
-/// appends, across rotations, after syncs and around retention.
-fn crash_points(mode: SyncMode, seed: u64) -> Vec<CrashPoint> {
+/// appends, across rotations, after syncs, around retention and purges,
+/// and after suffix truncations (before and after a sync covers them).
+fn crash_points(mode: SyncMode, seed: u64) -> Workload {
     let mut rng = Rng::new(seed);
     let dir = scratch();
     let wal = Wal::open(
@@ -616,11 +693,44 @@ fn crash_points(mode: SyncMode, seed: u64) -> Vec<CrashPoint> {
     let mut durable = read_segments(dir.path());
     let mut acked = 0;
     let mut aborted = BTreeSet::new();
+    let mut txns = Vec::new();
     let mut points = Vec::new();
+    let mut all = BTreeMap::new();
     let mut last_syncs = wal.stats().syncs;
+    // A crash point now: a new durable image first if a sync completed.
+    let mut observe = |wal: &Wal,
+                       what: &str,
+                       step: u64,
+                       txns: &[TxnAt],
+                       aborted: &BTreeSet<(RunId, u64)>,
+                       take: bool| {
+        let stats = wal.stats();
+        if stats.syncs != last_syncs || what == "sync" {
+            // A sync completed: this is the new durable image.
+            last_syncs = stats.syncs;
+            acked = stats.synced_lsn;
+            durable = read_segments(dir.path());
+        }
+        let written = frames_now(wal);
+        for (l, e) in &written {
+            all.entry(*l).or_insert_with(|| e.clone());
+        }
+        if take {
+            points.push(CrashPoint {
+                durable: durable.clone(),
+                live: read_segments(dir.path()),
+                written,
+                acked: acked.min(stats.synced_lsn),
+                live_start: wal.start_lsn(),
+                aborted: aborted.clone(),
+                txns: txns.to_vec(),
+                what: format!("step {step} after {what}, {} segments", stats.segments),
+            });
+        }
+    };
     for step in 0..120u64 {
         let r = run(1 + rng.below(4) as u8);
-        let what = match rng.below(10) {
+        let what = match rng.below(12) {
             0 => {
                 // An aborted transaction, entry by entry.
                 wal.append(&WalEntry::BeginTxn {
@@ -655,6 +765,52 @@ fn crash_points(mode: SyncMode, seed: u64) -> Vec<CrashPoint> {
                 wal.sync().unwrap();
                 "sync"
             }
+            3 if step > 3 => {
+                // Truncate from a live entry: mostly one of the last few
+                // (a replica dropping an unacknowledged suffix), sometimes
+                // one of the last 40 (a segment or so); now and then the
+                // end (no record).
+                let live: Vec<Lsn> = wal.snapshot().iter().map(|e| e.unwrap().lsn).collect();
+                let n = live.len() as u64;
+                let from = match rng.below(10) {
+                    _ if n == 0 => wal.end_lsn(),
+                    0 => wal.end_lsn(),
+                    1 => live[(n - 1 - rng.below(n.min(40))) as usize],
+                    _ => live[(n - 1 - rng.below(n.min(8))) as usize],
+                };
+                let end = wal.end_lsn();
+                let after = wal.truncate_from(from).unwrap();
+                if from == end {
+                    assert_eq!(after, end, "truncate_from(end) wrote a record");
+                } else {
+                    assert_eq!(
+                        after,
+                        end + frame::frame_len(&WalEntry::Truncate { from }.as_borrowed()) as u64
+                    );
+                }
+                if rng.chance(50) {
+                    // The point before the sync: the record not durable
+                    // (unless the mode synced it).
+                    observe(&wal, "truncate", step, &txns, &aborted, true);
+                    wal.sync().unwrap();
+                    "truncate, sync"
+                } else {
+                    "truncate"
+                }
+            }
+            4 if step > 30 && rng.chance(50) => {
+                // Purge below a live entry of the log's first third (a
+                // replica dropping entries it applied long ago).
+                let live: Vec<Lsn> = wal.snapshot().iter().map(|e| e.unwrap().lsn).collect();
+                let n = live.len() as u64;
+                let lsn = live
+                    .get(rng.below(n / 3 + 1) as usize)
+                    .copied()
+                    .unwrap_or(wal.end_lsn());
+                wal.purge_before(lsn).unwrap();
+                assert!(wal.start_lsn() <= lsn, "purge_before passed its LSN");
+                "purge"
+            }
             _ => {
                 let n = rng.below(4) as usize;
                 let values: Vec<Vec<u8>> = (0..n)
@@ -668,51 +824,22 @@ fn crash_points(mode: SyncMode, seed: u64) -> Vec<CrashPoint> {
                         version: step,
                     })
                     .collect();
-                wal.append_txn(r, step, &ops).unwrap();
+                let pos = wal.append_txn(r, step, &ops).unwrap();
+                txns.push(TxnAt {
+                    run: r,
+                    id: step,
+                    begin: pos.begin,
+                    commit: pos.commit,
+                    end: pos.end,
+                });
                 "txn"
             }
         };
-        let stats = wal.stats();
-        if stats.syncs != last_syncs || what == "sync" {
-            // A sync completed: this is the new durable image.
-            last_syncs = stats.syncs;
-            acked = stats.synced_lsn;
-            durable = read_segments(dir.path());
-        }
-        if rng.chance(35) || what == "retention" {
-            let snap = wal.snapshot();
-            let written = snap
-                .iter()
-                .map(|e| {
-                    let e = e.unwrap();
-                    (e.lsn, e.entry.to_owned())
-                })
-                .collect();
-            points.push(CrashPoint {
-                durable: durable.clone(),
-                live: read_segments(dir.path()),
-                written,
-                acked: acked.min(stats.synced_lsn),
-                live_start: wal.start_lsn(),
-                aborted: aborted.clone(),
-                what: format!("step {step} after {what}, {} segments", stats.segments),
-            });
-        }
+        let take = rng.chance(35) || matches!(what, "retention" | "purge" | "truncate");
+        observe(&wal, what, step, &txns, &aborted, take);
     }
     drop(wal);
-    points
-}
-
-/// Everything ever written across the crash points of one workload,
-/// including what retention later removed.
-fn all_written(points: &[CrashPoint]) -> BTreeMap<Lsn, WalEntry> {
-    let mut all = BTreeMap::new();
-    for p in points {
-        for (l, e) in &p.written {
-            all.insert(*l, e.clone());
-        }
-    }
-    all
+    Workload { points, all }
 }
 
 /// Builds one disk image a power cut at `p` could leave.
@@ -772,6 +899,20 @@ fn crash_image(p: &CrashPoint, rng: &mut Rng) -> Files {
     out
 }
 
+/// What one crash image held, for the tally.
+#[derive(Default)]
+struct Seen {
+    /// Images with entries deleted by a truncation.
+    deleted: usize,
+    /// Images that lost a truncation record (not durable) and so hold
+    /// entries it had deleted.
+    resurrected: usize,
+    /// Images holding a durable truncation record.
+    durable: usize,
+    /// Images of a log that retention or a purge had cut.
+    cut: usize,
+}
+
 /// Recovers `image` and checks the invariant; sometimes repairs it too.
 fn check_image(
     image: &Files,
@@ -779,11 +920,13 @@ fn check_image(
     all: &BTreeMap<Lsn, WalEntry>,
     repair: bool,
     ctx: &str,
+    seen: &mut Seen,
 ) {
     let dir = scratch();
     write_image(dir.path(), image);
     let reader = WalReader::open(dir.path(), &Config::default())
         .unwrap_or_else(|e| panic!("{ctx}: recovery refused a crash image: {e}"));
+    let frames = frames_of(&reader);
     let got = entries_of(&reader);
     let start = reader.snapshot().start_lsn();
     assert!(
@@ -791,15 +934,33 @@ fn check_image(
         "{ctx}: starts at {start}, after the retention point {}",
         p.live_start
     );
-    // A prefix of what was written, from the recovered start.
+    // A prefix of what was written, from the recovered start: every frame,
+    // entries deleted by truncation and the records included.
     let expected: Vec<(Lsn, WalEntry)> = all
         .range(start..)
         .map(|(l, e)| (*l, e.clone()))
-        .take(got.len())
+        .take(frames.len())
         .collect();
     assert_eq!(
-        got, expected,
-        "{ctx}: recovered entries are not a prefix of what was written"
+        frames, expected,
+        "{ctx}: recovered frames are not a prefix of what was written"
+    );
+    // What a reader sees: that prefix with the truncation records in it
+    // applied, and no others.
+    let dead = dead_ranges(frames.iter().map(|(l, e)| (l, e)));
+    assert_eq!(
+        reader.snapshot().truncated(),
+        &dead[..],
+        "{ctx}: deleted ranges are not those of the records recovered"
+    );
+    let live: Vec<(Lsn, WalEntry)> = frames
+        .iter()
+        .filter(|(l, _)| !is_dead(&dead, *l))
+        .cloned()
+        .collect();
+    assert_eq!(
+        got, live,
+        "{ctx}: the entries are not the recovered prefix with its truncations applied"
     );
     // Every acknowledged entry that retention did not remove is there.
     let end = reader.snapshot().end_lsn();
@@ -818,7 +979,36 @@ fn check_image(
         "{ctx}: recovered end {end} < acknowledged {}",
         p.acked
     );
+    // A truncation whose record is durable holds: nothing it deleted is
+    // back (its record is in the prefix, which reaches `acked`).
+    let durable_dead = dead_ranges(
+        p.written
+            .iter()
+            .filter(|(l, e)| *l + frame::frame_len(&e.as_borrowed()) as u64 <= p.acked)
+            .map(|(l, e)| (l, e)),
+    );
+    for &(from, to) in &durable_dead {
+        if to > start {
+            assert!(
+                dead.iter().any(|&(s, e)| s <= from.max(start) && to <= e),
+                "{ctx}: the durable truncation of {from}..{to} does not hold ({dead:?})"
+            );
+        }
+    }
+    for (l, e) in &got {
+        assert!(
+            !is_dead(&durable_dead, *l),
+            "{ctx}: {e:?} at {l} is back, though a durable truncation deleted it"
+        );
+    }
+    seen.cut += usize::from(start > 0);
+    seen.deleted += usize::from(!dead.is_empty());
+    seen.durable += usize::from(durable_dead.iter().any(|&(_, to)| to >= start));
+    seen.resurrected += usize::from(p.written.iter().any(|(at, e)| {
+        matches!(e, WalEntry::Truncate { from } if *at >= end && *from < end && *from >= start)
+    }));
     // Replay never delivers an aborted or incomplete transaction.
+    let mut replayed = BTreeSet::new();
     reader
         .replay(|t| {
             if let Some(id) = t.txn_id {
@@ -831,9 +1021,40 @@ fn check_image(
                         && matches!(e, WalEntry::CommitTxn { txn_id, .. } if *txn_id == id)),
                     "{ctx}: replayed txn without its commit"
                 );
+                replayed.insert((t.run_id, id, t.begin_lsn, t.commit_lsn));
+            }
+            for op in t.ops {
+                assert!(
+                    !is_dead(&durable_dead, op.lsn),
+                    "{ctx}: replay delivered the entry at {}, deleted by a durable truncation",
+                    op.lsn
+                );
             }
         })
         .unwrap();
+    // Every transaction acknowledged as durable, not removed by retention
+    // and not deleted by a truncation record the image holds, is replayed;
+    // one a durable record deleted is not.
+    for t in p
+        .txns
+        .iter()
+        .filter(|t| t.end <= p.acked && t.begin >= start)
+    {
+        let deleted = is_dead(&dead, t.commit);
+        assert!(
+            deleted || !is_dead(&durable_dead, t.commit),
+            "{ctx}: txn {} deleted by a durable record, but not in the image",
+            t.id
+        );
+        assert_eq!(
+            replayed.contains(&(t.run, t.id, t.begin, t.commit)),
+            !deleted,
+            "{ctx}: acknowledged txn {} at {}..{} (deleted: {deleted})",
+            t.id,
+            t.begin,
+            t.end
+        );
+    }
     drop(reader);
     if repair {
         let cfg = Config::default().segment_size(IMAGE_SEG).prefault(false);
@@ -848,6 +1069,11 @@ fn check_image(
             })
             .collect();
         assert_eq!(kept, got, "{ctx}: the write open kept something else");
+        assert_eq!(
+            frames_now(&wal),
+            frames,
+            "{ctx}: the write open kept other frames"
+        );
         wal.append_txn(
             run(8),
             u64::MAX,
@@ -864,19 +1090,23 @@ fn check_image(
             "{ctx}: {:?}",
             wal.recovery_report().problem
         );
+        // The report counts frames, deleted ones included (without a
+        // truncation, the entries).
         assert_eq!(
             wal.recovery_report().entries as usize,
-            got.len() + 3,
+            frames.len() + 3,
             "{ctx}"
         );
+        assert_eq!(wal.snapshot().iter().count(), got.len() + 3, "{ctx}");
+        assert_eq!(wal.snapshot().truncated(), &dead[..], "{ctx}");
     }
 }
 
 fn crash_images_in(mode: SyncMode, seeds: std::ops::Range<u64>, per_point: usize) -> usize {
     let mut images = 0;
+    let mut seen = Seen::default();
     for seed in seeds {
-        let points = crash_points(mode, seed);
-        let all = all_written(&points);
+        let Workload { points, all } = crash_points(mode, seed);
         let mut rng = Rng::new(seed ^ 0xC0FFEE);
         for (pi, p) in points.iter().enumerate() {
             for k in 0..per_point {
@@ -885,10 +1115,23 @@ fn crash_images_in(mode: SyncMode, seeds: std::ops::Range<u64>, per_point: usize
                     "mode {mode:?} seed {seed} point {pi} ({}) image {k}",
                     p.what
                 );
-                check_image(&image, p, &all, k == 0 && pi % 3 == 0, &ctx);
+                check_image(&image, p, &all, k == 0 && pi % 3 == 0, &ctx, &mut seen);
                 images += 1;
             }
         }
+    }
+    eprintln!(
+        "{mode:?}: {images} images, {} of a cut log, {} with deleted entries, {} with a durable truncation, {} that lost a truncation record",
+        seen.cut, seen.deleted, seen.durable, seen.resurrected
+    );
+    // The workload truncates in every mode; only a mode that does not sync
+    // every append leaves a record to lose.
+    assert!(seen.deleted >= images / 10, "{}", seen.deleted);
+    assert!(seen.durable > 0);
+    // (Truncations reopen transactions, which hold back retention.)
+    assert!(seen.cut >= images / 25, "{}", seen.cut);
+    if mode != SyncMode::Strict {
+        assert!(seen.resurrected > 0);
     }
     images
 }
@@ -922,4 +1165,73 @@ fn crash_images_async() {
     );
     eprintln!("async crash images: {n}");
     assert!(n >= 3000, "{n}");
+}
+
+// ------------------------------------------------------- library bugs --
+
+/// Library bug (found by the `model` fuzz target's retention check): a
+/// truncation that deletes a transaction's CommitTxn leaves the
+/// transaction open by replay's rule (DESIGN.md §10: "A transaction begun
+/// before `from` whose end was deleted stays open"), but the writer's
+/// open-transaction tracking (`OpenTxns::truncate_from`, and recovery's,
+/// which does the same) only drops transactions begun at or after `from`;
+/// it never reopens one whose end it deleted. The next segment boundary is
+/// recorded as having no transaction open, and retention (`purge_before`,
+/// `truncate_before`) cuts there: the BeginTxn goes, and replay of the rest
+/// delivers the transaction's later Write as a committed standalone unit,
+/// where before the cut it belonged to a transaction that never committed.
+/// The same happens when the truncation deletes a BeginTxn that had
+/// replaced an open transaction of its run.
+#[test]
+fn retention_never_cuts_a_transaction_reopened_by_a_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default()
+        .segment_size(8192)
+        .sync_mode(SyncMode::Strict)
+        .prefault(false);
+    let wal = Wal::open(dir.path(), cfg).unwrap();
+    let (r, other) = (run(1), run(2));
+    let write = |run_id: RunId, key: &[u8], len: usize| WalEntry::Write {
+        run_id,
+        key: key.to_vec(),
+        value: vec![7; len],
+        version: 1,
+    };
+    wal.append(&WalEntry::BeginTxn {
+        txn_id: 1,
+        run_id: r,
+        timestamp: 0,
+    })
+    .unwrap();
+    wal.append(&write(r, b"in-txn", 10)).unwrap();
+    let commit = wal
+        .append(&WalEntry::CommitTxn {
+            txn_id: 1,
+            run_id: r,
+        })
+        .unwrap();
+    // Transaction 1 is open again: its CommitTxn is deleted.
+    wal.truncate_from(commit).unwrap();
+    while wal.snapshot().segment_seqs().count() < 2 {
+        wal.append(&write(other, b"filler", 500)).unwrap();
+    }
+    // Part of the open transaction 1 by replay's rule: never delivered.
+    let later = wal.append(&write(r, b"later", 10)).unwrap();
+    let delivered = |wal: &Wal| {
+        let mut lsns = Vec::new();
+        wal.replay(|t| lsns.extend(t.ops.iter().map(|o| o.lsn)))
+            .unwrap();
+        lsns.contains(&later)
+    };
+    assert!(
+        !delivered(&wal),
+        "replay delivered a write of an open transaction"
+    );
+    let removed = wal.purge_before(wal.end_lsn()).unwrap();
+    assert!(
+        !delivered(&wal),
+        "purge_before removed {removed} segment(s), cutting open transaction 1 at LSN {}: \
+         its later write is now replayed as a committed standalone write",
+        wal.start_lsn()
+    );
 }

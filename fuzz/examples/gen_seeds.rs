@@ -128,6 +128,8 @@ fn kind_index(e: &FuzzEntry) -> usize {
         FuzzEntry::CommitTxn { .. } => 3,
         FuzzEntry::AbortTxn { .. } => 4,
         FuzzEntry::Checkpoint { .. } => 5,
+        FuzzEntry::Truncate { .. } => 6,
+        FuzzEntry::Raft { .. } => 7,
     }
 }
 
@@ -234,7 +236,7 @@ fn main() {
     let dir = out.join("roundtrip");
     fs::create_dir_all(&dir).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut found = [false; 6];
+    let mut found = [false; 8];
     let mut found_all = false;
     for _ in 0..2_000_000 {
         if found.iter().all(|&f| f) && found_all {
@@ -245,7 +247,7 @@ fn main() {
         let Ok(input) = RoundtripInput::arbitrary_take_rest(Unstructured::new(&bytes)) else {
             continue;
         };
-        let mut kinds = [false; 6];
+        let mut kinds = [false; 8];
         for e in input.entries.iter().filter(|e| has_data(e)) {
             kinds[kind_index(e)] = true;
         }
@@ -350,6 +352,9 @@ fn op_kind(op: &ModelOp) -> usize {
         ModelOp::Reopen => 8,
         ModelOp::Crash { .. } => 9,
         ModelOp::PowerCut { .. } => 10,
+        ModelOp::Truncate { .. } => 11,
+        ModelOp::Purge { .. } => 12,
+        ModelOp::Raft { .. } => 13,
     }
 }
 
@@ -358,7 +363,7 @@ fn op_kind(op: &ModelOp) -> usize {
 /// that holds it after the appends.
 fn model_seeds(dir: &Path, rng: &mut Rng) {
     fs::create_dir_all(dir).unwrap();
-    let mut found = [false; 11];
+    let mut found = [false; 14];
     for _ in 0..2_000_000 {
         if found.iter().all(|&f| f) {
             break;

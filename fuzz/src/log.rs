@@ -108,7 +108,13 @@ pub fn read_all(snap: &Snapshot) -> Vec<Read> {
         let e = r.unwrap_or_else(|e| {
             panic!("entry {i} of a log that opened without error fails to read: {e}")
         });
-        assert_eq!(e.lsn, next, "entry {i}: LSNs are not contiguous");
+        // A truncation's deleted range is skipped: the next entry read is
+        // its record.
+        assert_eq!(
+            e.lsn,
+            snap.skip_truncated(next),
+            "entry {i}: LSNs are not contiguous"
+        );
         assert!(e.offset >= DATA_START, "entry {i} inside the header page");
         let entry = e.entry.to_owned();
         next = e.lsn + durability::frame::frame_len(&entry.as_borrowed()) as u64;
@@ -289,20 +295,40 @@ pub fn check_replay(
 }
 
 /// Checks that `snap` holds exactly `want` (LSN and entry), without copying
-/// entries out, and that its LSNs are contiguous from its start to its end.
+/// entries out, and that its LSNs are contiguous from its start to its end
+/// once the deleted ranges `dead` (sorted, disjoint, not touching: the
+/// union of the truncation records' `[from, at)`) are stepped over, which
+/// must be exactly the ranges the snapshot reports.
 pub fn check_entries<'a>(
     snap: &Snapshot,
     want: impl ExactSizeIterator<Item = (u64, &'a WalEntry)>,
+    dead: &[(u64, u64)],
 ) {
+    assert_eq!(
+        snap.truncated(),
+        dead,
+        "the snapshot's deleted ranges differ from the model's"
+    );
+    let skip = |lsn: u64| {
+        dead.iter()
+            .find(|&&(s, e)| s <= lsn && lsn < e)
+            .map_or(lsn, |&(_, e)| e)
+    };
     let n = want.len();
     let mut want = want;
-    let mut next = snap.start_lsn();
+    let mut next = skip(snap.start_lsn());
     let mut count = 0;
     for (i, r) in snap.iter().enumerate() {
         let e = r.unwrap_or_else(|e| {
             panic!("entry {i} of a log that opened without error fails to read: {e}")
         });
-        assert_eq!(e.lsn, next, "entry {i}: LSNs are not contiguous");
+        // A truncation's deleted range is skipped: the next entry read is
+        // its record.
+        assert_eq!(
+            e.lsn,
+            snap.skip_truncated(next),
+            "entry {i}: LSNs are not contiguous"
+        );
         let b = e.entry.as_borrowed();
         match want.next() {
             Some((lsn, w)) => assert!(
@@ -317,7 +343,7 @@ pub fn check_entries<'a>(
                 e.entry.to_owned()
             ),
         }
-        next = e.lsn + durability::frame::frame_len(&b) as u64;
+        next = skip(e.lsn + durability::frame::frame_len(&b) as u64);
         count += 1;
     }
     assert_eq!(count, n, "the log holds {count} entries, the model {n}");
@@ -326,6 +352,34 @@ pub fn check_entries<'a>(
         snap.end_lsn(),
         "the entries do not reach the snapshot's end"
     );
+}
+
+/// The deleted ranges of a sequence of `(lsn, entry)` in log order: the
+/// union of `[from, at)` for every Truncate record at `at` naming
+/// `from < at`, merged where they overlap or touch. Computed independently
+/// of the library: sort and merge.
+pub fn dead_ranges<'a>(entries: impl IntoIterator<Item = (u64, &'a WalEntry)>) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = entries
+        .into_iter()
+        .filter_map(|(at, e)| match e {
+            WalEntry::Truncate { from } if *from < at => Some((*from, at)),
+            _ => None,
+        })
+        .collect();
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// True if `lsn` lies in one of the `dead` ranges.
+pub fn is_dead(dead: &[(u64, u64)], lsn: u64) -> bool {
+    dead.iter().any(|&(s, e)| s <= lsn && lsn < e)
 }
 
 /// The final state of every key `run` touched, from `units`.
