@@ -13,6 +13,8 @@
 pub mod cluster;
 pub mod log_store;
 pub mod mem_log;
+#[cfg(feature = "node")]
+pub mod node;
 pub mod router;
 pub mod scenarios;
 pub mod state_machine;

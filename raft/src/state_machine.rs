@@ -52,7 +52,7 @@ pub struct StateMachineData {
 
 /// A compact summary of the application state (runs and applied-transaction
 /// count, not the Raft bookkeeping), equal on nodes that applied the same log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct StateDigest {
     /// How many transactions were applied.
     pub applied_txns: u64,

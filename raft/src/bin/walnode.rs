@@ -1,0 +1,430 @@
+//! `walnode`: one replicated agent-run store node (openraft on the
+//! durability log), its demo and its benchmark.
+//!
+//! ```text
+//! walnode run --id 1 --dir /var/lib/walnode/1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//! walnode demo      # three node processes; kill the leader; nothing acknowledged is lost
+//! walnode bench     # replicated commits/s and latency, beside a single node's Strict rate
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+use durability::RunId;
+use durability_raft::node::{self, demo_txn, HttpClient, ProcCluster};
+use durability_raft::types::NodeId;
+
+#[derive(Parser)]
+#[command(
+    name = "walnode",
+    version,
+    about = "A replicated agent-run store node on the durability log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node: Raft RPCs and the client API over HTTP.
+    Run {
+        /// This node's id (a key of --peers).
+        #[arg(long)]
+        id: NodeId,
+        /// Its directory (the log in `log/`, snapshots in `sm/`).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Every member: ID=HOST:PORT, comma-separated (this node's own
+        /// address is where it listens).
+        #[arg(long)]
+        peers: String,
+    },
+    /// Start three nodes, write from several clients, SIGKILL the leader,
+    /// restart it, and check every acknowledged write is on all three.
+    Demo {
+        /// Where the nodes keep their directories (default: a temporary one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Writes per client per phase.
+        #[arg(long, default_value_t = 100)]
+        writes: u64,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: u64,
+    },
+    /// Replicated commits/s and p50/p99 latency over loopback with three
+    /// node processes, beside a single node's Strict commit rate.
+    Bench {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: u64,
+        /// Writes in all.
+        #[arg(long, default_value_t = 4000)]
+        writes: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("walnode: error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            Command::Run { id, dir, peers } => run(id, dir, peers).await,
+            Command::Demo {
+                dir,
+                writes,
+                clients,
+            } => demo(dir, writes, clients).await,
+            Command::Bench { clients, writes } => bench(clients, writes).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walnode: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(id: NodeId, dir: PathBuf, peers: String) -> Result<()> {
+    let peers = node::parse_peers(&peers).map_err(|e| anyhow!("bad --peers: {e}"))?;
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    node::serve(id, &dir, peers, shutdown).await?;
+    Ok(())
+}
+
+/// Acknowledged writes: (run, n).
+type Acked = Vec<(RunId, u64)>;
+
+async fn write_phase(client: &HttpClient, runs: &[RunId], from: u64, n: u64) -> Result<Acked> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for &run in runs {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut acked = Vec::new();
+            for i in from..from + n {
+                client
+                    .write(&demo_txn(run, i), Duration::from_secs(20))
+                    .await
+                    .map_err(|e| anyhow!("write {i} of run {run}: {e}"))?;
+                acked.push((run, i));
+            }
+            Ok::<_, anyhow::Error>(acked)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.context("a client task")??);
+    }
+    Ok(all)
+}
+
+/// Every acknowledged write is on every node, and the nodes' states agree.
+async fn check_all(procs: &ProcCluster, acked: &Acked) -> Result<()> {
+    let client = procs.client();
+    let leader = procs
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let index = client
+        .status(leader)
+        .await
+        .and_then(|s| s.last_applied)
+        .ok_or_else(|| anyhow!("the leader reports nothing applied"))?;
+    procs
+        .wait_applied(index, Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    for id in procs.running() {
+        for &(run, i) in acked {
+            let want = demo_txn(run, i);
+            let node::ReadRequest { key, .. } = node::ReadRequest {
+                run,
+                key: format!("k{i}").into_bytes(),
+            };
+            let got = client.read(id, run, &key).await.map_err(|e| anyhow!(e))?;
+            let durability_raft::types::TxnOp::Put { value, .. } = &want.ops[0] else {
+                unreachable!()
+            };
+            if got.as_deref() != Some(&value[..]) {
+                bail!("node {id} lost acknowledged write {i} of run {run}: {got:?}");
+            }
+        }
+    }
+    let mut digests = Vec::new();
+    for id in procs.running() {
+        let s = client
+            .status(id)
+            .await
+            .ok_or_else(|| anyhow!("node {id} is down"))?;
+        digests.push((id, s.digest));
+    }
+    if digests.windows(2).any(|w| w[0].1 != w[1].1) {
+        bail!("the state machines differ: {digests:?}");
+    }
+    Ok(())
+}
+
+async fn demo(dir: Option<PathBuf>, writes: u64, clients: u64) -> Result<()> {
+    let started = Instant::now();
+    let tmp;
+    let base = match dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::tempdir().context("a temporary directory")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    std::fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
+    let exe = std::env::current_exe().context("find walnode's own binary")?;
+    let mut procs = ProcCluster::new(exe, &base, 3).context("pick ports")?;
+    let say = |msg: String| println!("[{:>5.1}s] {msg}", started.elapsed().as_secs_f64());
+    for id in 1..=3 {
+        procs
+            .start(id)
+            .with_context(|| format!("start node {id}"))?;
+    }
+    say(format!("started 3 node processes: {}", procs.peer_arg()));
+    procs
+        .wait_up(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let client = procs.client();
+    client
+        .init(1)
+        .await
+        .map_err(|e| anyhow!("initialise: {e}"))?;
+    let leader = procs
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    say(format!("cluster initialised; node {leader} leads"));
+
+    let runs: Vec<RunId> = (0..clients).map(|_| RunId::new()).collect();
+    let t = Instant::now();
+    let mut acked = write_phase(&client, &runs, 0, writes).await?;
+    say(format!(
+        "{} clients wrote {} transactions ({:.0}/s), all acknowledged",
+        clients,
+        acked.len(),
+        acked.len() as f64 / t.elapsed().as_secs_f64()
+    ));
+
+    procs.kill(leader);
+    say(format!("SIGKILLed the leader, node {leader}"));
+    let t = Instant::now();
+    let new = procs
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    say(format!(
+        "node {new} leads after {:.2}s",
+        t.elapsed().as_secs_f64()
+    ));
+    let more = write_phase(&client, &runs, writes, writes).await?;
+    say(format!(
+        "writes continued: {} more acknowledged with node {leader} down",
+        more.len()
+    ));
+    acked.extend(more);
+
+    procs
+        .start(leader)
+        .with_context(|| format!("restart node {leader}"))?;
+    let t = Instant::now();
+    procs
+        .wait_up(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let target = client
+        .status(new)
+        .await
+        .and_then(|s| s.last_applied)
+        .unwrap_or(0);
+    procs
+        .wait_applied(target, Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let s = client.status(leader).await;
+    say(format!(
+        "node {leader} restarted from its directory and caught up to index {} in {:.2}s",
+        s.and_then(|s| s.last_applied).unwrap_or(0),
+        t.elapsed().as_secs_f64()
+    ));
+
+    check_all(&procs, &acked).await?;
+    let replayed = client
+        .replay(leader, runs[0])
+        .await
+        .map_err(|e| anyhow!(e))?;
+    say(format!(
+        "node {leader}'s own log replays run {} as {} transactions",
+        runs[0],
+        replayed.len()
+    ));
+    let digest = client.status(1).await.map(|s| s.digest);
+    println!();
+    println!("summary");
+    println!("  acknowledged transactions   {}", acked.len());
+    println!(
+        "  on all three nodes          {} (every one read back from each)",
+        acked.len()
+    );
+    println!("  state machines              equal: {digest:?}");
+    println!("  leader killed               node {leader}; node {new} took over");
+    println!(
+        "  took                        {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(procs);
+    Ok(())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len().saturating_sub(1))]
+}
+
+async fn bench(clients: u64, writes: u64) -> Result<()> {
+    let tmp = tempfile::tempdir().context("a temporary directory")?;
+    let exe = std::env::current_exe().context("find walnode's own binary")?;
+    let mut procs = ProcCluster::new(exe, tmp.path(), 3).context("pick ports")?;
+    for id in 1..=3 {
+        procs.start(id)?;
+    }
+    procs
+        .wait_up(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let client = procs.client();
+    client
+        .init(1)
+        .await
+        .map_err(|e| anyhow!("initialise: {e}"))?;
+    procs
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    // Warm up (connections, the first segment).
+    let run = RunId::new();
+    for i in 0..50 {
+        client
+            .write(&demo_txn(run, i), Duration::from_secs(10))
+            .await
+            .map_err(|e| anyhow!(e))?;
+    }
+    let next = Arc::new(AtomicU64::new(100));
+    let per = writes / clients.max(1);
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (client, next) = (client.clone(), Arc::clone(&next));
+        tasks.spawn(async move {
+            let mut lat = Vec::with_capacity(per as usize);
+            for _ in 0..per {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let s = Instant::now();
+                client
+                    .write(&demo_txn(run, i), Duration::from_secs(10))
+                    .await?;
+                lat.push(s.elapsed());
+            }
+            Ok::<_, String>(lat)
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        lat.extend(r.context("a client task")?.map_err(|e| anyhow!(e))?);
+    }
+    let elapsed = t.elapsed();
+    drop(procs);
+    lat.sort_unstable();
+    let rate = lat.len() as f64 / elapsed.as_secs_f64();
+
+    // A single node's Strict commits, same machine, same transaction,
+    // same number of concurrent writers (threads).
+    let single = single_node_strict(clients, per.min(500))?;
+    println!(
+        "walnode bench: 3 node processes over loopback HTTP, {clients} clients, {} writes",
+        lat.len()
+    );
+    println!("  replicated commits/s      {rate:>10.0}");
+    println!(
+        "  p50 commit latency        {:>10.2?}",
+        percentile(&lat, 0.5)
+    );
+    println!(
+        "  p99 commit latency        {:>10.2?}",
+        percentile(&lat, 0.99)
+    );
+    println!(
+        "  single-node Strict/s      {single:>10.0}  (append_txn, {clients} threads, same run)"
+    );
+    println!("  replicated / single       {:>10.2}", rate / single);
+    Ok(())
+}
+
+fn single_node_strict(threads: u64, per: u64) -> Result<f64> {
+    use durability::{Config, Op, SyncMode, Wal};
+    let tmp = tempfile::tempdir()?;
+    let wal = Arc::new(Wal::open(
+        tmp.path(),
+        Config::default()
+            .segment_size(16 << 20)
+            .sync_mode(SyncMode::Strict),
+    )?);
+    let t = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|k| {
+            let wal = Arc::clone(&wal);
+            std::thread::spawn(move || -> durability::Result<()> {
+                let run = RunId::new();
+                for i in 0..per {
+                    let txn = demo_txn(run, i);
+                    let durability_raft::types::TxnOp::Put { key, value } = &txn.ops[0] else {
+                        unreachable!()
+                    };
+                    wal.append_txn(
+                        run,
+                        k * per + i,
+                        &[Op::Write {
+                            key,
+                            value,
+                            version: i,
+                        }],
+                    )?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow!("a writer thread panicked"))??;
+    }
+    Ok((threads * per) as f64 / t.elapsed().as_secs_f64())
+}

@@ -1,0 +1,745 @@
+//! One replicated node as a network service: openraft on our log
+//! ([`LogStore`], Strict mode) and the agent-run state machine, serving
+//! Raft's RPCs and a small client API over HTTP (axum; peers and clients
+//! use reqwest with JSON bodies). The `walnode` binary runs it.
+//!
+//! Routes (all JSON):
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | openraft's request | `Result<response, RaftError>` |
+//! | `POST /api/init` | — | initialises the cluster with every peer as a voter |
+//! | `POST /api/write` | a [`RunTxn`] | [`WriteReply`]: applied at `index`, or the leader to ask |
+//! | `POST /api/read` | [`ReadRequest`] | the key's value in the run, or `null` |
+//! | `GET /api/replay/{run}` | — | the run's transactions, replayed from this node's log |
+//! | `GET /api/status` | — | [`Status`] |
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use durability::{Config, RunId, SyncMode};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::BasicNode;
+use serde::{Deserialize, Serialize};
+
+use crate::log_store::LogStore;
+use crate::state_machine::{StateDigest, StateMachineStore};
+use crate::types::{Node, NodeId, Raft, RunTxn, TxnOp, TypeConfig};
+
+/// The cluster's members: node id → `host:port`.
+pub type Peers = BTreeMap<NodeId, String>;
+
+/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002,...`.
+pub fn parse_peers(s: &str) -> Result<Peers, String> {
+    let mut peers = Peers::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| format!("peer {part:?} is not ID=HOST:PORT"))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer {part:?}: {id:?} is not a node id (a number)"))?;
+        let addr = addr.trim();
+        addr.parse::<SocketAddr>()
+            .map_err(|e| format!("peer {part:?}: {addr:?} is not HOST:PORT ({e})"))?;
+        if peers.insert(id, addr.to_string()).is_some() {
+            return Err(format!("node id {id} appears twice in the peer list"));
+        }
+    }
+    if peers.is_empty() {
+        return Err("the peer list is empty".into());
+    }
+    Ok(peers)
+}
+
+/// The Raft timing of a node process.
+pub fn raft_config() -> openraft::Config {
+    openraft::Config {
+        cluster_name: "walnode".into(),
+        heartbeat_interval: 100,
+        election_timeout_min: 400,
+        election_timeout_max: 800,
+        install_snapshot_timeout: 2000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(2000),
+        max_in_snapshot_log_to_keep: 500,
+        ..Default::default()
+    }
+}
+
+/// What a write answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum WriteReply {
+    /// Committed and applied at this log index.
+    Applied {
+        /// The entry's index.
+        index: u64,
+    },
+    /// This node is not the leader; ask that one (if known).
+    NotLeader {
+        /// The leader's id and address, if this node knows it.
+        leader: Option<(NodeId, String)>,
+    },
+    /// The write failed for another reason.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// A read of one key of one run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadRequest {
+    /// The run.
+    pub run: RunId,
+    /// The key.
+    pub key: Vec<u8>,
+}
+
+/// A node's view of itself and the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// The leader it knows of.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// `Leader`, `Follower`, `Candidate` or `Learner`.
+    pub state: String,
+    /// The last index in its log.
+    pub last_log_index: Option<u64>,
+    /// The last index applied to its state machine.
+    pub last_applied: Option<u64>,
+    /// Its state machine's digest.
+    pub digest: StateDigest,
+    /// Its log's durable end and end (LSNs).
+    pub durable_lsn: u64,
+    /// The log's end.
+    pub end_lsn: u64,
+}
+
+/// A replayed transaction of a run, from a node's log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplayedTxn {
+    /// The transaction id.
+    pub txn_id: Option<u64>,
+    /// The ops: `(key, Some(value))` for a put, `(key, None)` for a delete.
+    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+#[derive(Clone)]
+struct AppState {
+    id: NodeId,
+    raft: Raft,
+    log: LogStore<TypeConfig>,
+    sm: StateMachineStore,
+    peers: Arc<Peers>,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node's id is not in the peer list.
+    #[error("node {0} is not in the peer list")]
+    NotAPeer(NodeId),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}{hint}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+        /// A hint for the common case.
+        hint: &'static str,
+    },
+    /// The log could not be opened (e.g. another node holds it).
+    #[error("cannot open the log in {dir}: {source}")]
+    Log {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: crate::log_store::OpenError,
+    },
+    /// The state machine could not be opened.
+    #[error("cannot open the state machine in {dir}: {source}")]
+    StateMachine {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: crate::state_machine::StateMachineError,
+    },
+    /// openraft refused to start.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The server failed.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Runs node `id` of `peers` on its directory until `shutdown` resolves.
+pub async fn serve(
+    id: NodeId,
+    dir: &Path,
+    peers: Peers,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let addr = peers.get(&id).cloned().ok_or(NodeError::NotAPeer(id))?;
+    // Bind first: a port in use is reported before anything is opened.
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            hint: if source.kind() == std::io::ErrorKind::AddrInUse {
+                " (another process uses this port; pick another address)"
+            } else {
+                ""
+            },
+            addr: addr.clone(),
+            source,
+        })?;
+    let log_dir = dir.join("log");
+    let config = Config::default()
+        .segment_size(16 << 20)
+        .sync_mode(SyncMode::Strict);
+    let log = LogStore::<TypeConfig>::open(&log_dir, config).map_err(|source| NodeError::Log {
+        dir: log_dir.clone(),
+        source,
+    })?;
+    let sm_dir = dir.join("sm");
+    let sm = StateMachineStore::open(&sm_dir).map_err(|source| NodeError::StateMachine {
+        dir: sm_dir.clone(),
+        source,
+    })?;
+    let peers = Arc::new(peers);
+    let network = HttpNetwork {
+        client: http_client(),
+    };
+    let config = Arc::new(
+        raft_config()
+            .validate()
+            .map_err(|e| NodeError::Raft(e.to_string()))?,
+    );
+    let raft = openraft::Raft::new(id, config, network, log.clone(), sm.clone())
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    eprintln!(
+        "walnode {id}: serving on {addr} (log {}, state machine {})",
+        log_dir.display(),
+        sm_dir.display()
+    );
+    let state = AppState {
+        id,
+        raft: raft.clone(),
+        log,
+        sm,
+        peers,
+    };
+    let app = Router::new()
+        .route("/raft/append", post(raft_append))
+        .route("/raft/vote", post(raft_vote))
+        .route("/raft/snapshot", post(raft_snapshot))
+        .route("/api/init", post(api_init))
+        .route("/api/write", post(api_write))
+        .route("/api/read", post(api_read))
+        .route("/api/replay/{run}", get(api_replay))
+        .route("/api/status", get(api_status))
+        .with_state(state);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    let _ = raft.shutdown().await;
+    served.map_err(NodeError::Serve)
+}
+
+/// The HTTP client nodes and clients use (no proxy: loopback).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client with no TLS builds")
+}
+
+async fn raft_append(
+    State(s): State<AppState>,
+    Json(rpc): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Json<Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>> {
+    Json(s.raft.append_entries(rpc).await)
+}
+
+async fn raft_vote(
+    State(s): State<AppState>,
+    Json(rpc): Json<VoteRequest<NodeId>>,
+) -> Json<Result<VoteResponse<NodeId>, RaftError<NodeId>>> {
+    Json(s.raft.vote(rpc).await)
+}
+
+async fn raft_snapshot(
+    State(s): State<AppState>,
+    Json(rpc): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Json<Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>> {
+    Json(s.raft.install_snapshot(rpc).await)
+}
+
+async fn api_init(State(s): State<AppState>) -> Json<Result<(), String>> {
+    let members: BTreeMap<NodeId, Node> = s
+        .peers
+        .iter()
+        .map(|(&id, addr)| (id, BasicNode { addr: addr.clone() }))
+        .collect();
+    Json(s.raft.initialize(members).await.map_err(|e| e.to_string()))
+}
+
+async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Json<WriteReply> {
+    use openraft::error::ClientWriteError;
+    Json(match s.raft.client_write(txn).await {
+        Ok(resp) => WriteReply::Applied {
+            index: resp.log_id.index,
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => WriteReply::NotLeader {
+            leader: f
+                .leader_id
+                .map(|id| (id, f.leader_node.map(|n| n.addr).unwrap_or_default())),
+        },
+        Err(e) => WriteReply::Failed {
+            error: e.to_string(),
+        },
+    })
+}
+
+async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Json<Option<Vec<u8>>> {
+    Json(s.sm.get(&r.run, &r.key))
+}
+
+async fn api_replay(
+    State(s): State<AppState>,
+    UrlPath(run): UrlPath<String>,
+) -> Json<Result<Vec<ReplayedTxn>, String>> {
+    let run: RunId = match run.parse() {
+        Ok(r) => r,
+        Err(e) => return Json(Err(format!("bad run id {run:?}: {e}"))),
+    };
+    let mut out = Vec::new();
+    let r = s.log.wal().replay_run(run, |t| {
+        out.push(ReplayedTxn {
+            txn_id: t.txn_id,
+            ops: t
+                .ops
+                .iter()
+                .map(|op| {
+                    (
+                        op.entry.key().unwrap_or_default().to_vec(),
+                        op.entry.value().map(<[u8]>::to_vec),
+                    )
+                })
+                .collect(),
+        })
+    });
+    Json(r.map(|_| out).map_err(|e| e.to_string()))
+}
+
+async fn api_status(State(s): State<AppState>) -> Json<Status> {
+    let m = s.raft.metrics().borrow().clone();
+    let stats = s.log.wal().stats();
+    Json(Status {
+        id: s.id,
+        leader: m.current_leader,
+        term: m.current_term,
+        state: format!("{:?}", m.state),
+        last_log_index: m.last_log_index,
+        last_applied: m.last_applied.map(|l| l.index),
+        digest: s.sm.digest(),
+        durable_lsn: stats.synced_lsn,
+        end_lsn: stats.end_lsn,
+    })
+}
+
+/// openraft's network over HTTP: one connection per target.
+#[derive(Clone)]
+pub struct HttpNetwork {
+    client: reqwest::Client,
+}
+
+/// A connection to one peer.
+pub struct HttpConnection {
+    client: reqwest::Client,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
+    type Network = HttpConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
+        HttpConnection {
+            client: self.client.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+impl HttpConnection {
+    async fn call<Req, Resp, E>(
+        &self,
+        route: &str,
+        req: &Req,
+    ) -> Result<Resp, RPCError<NodeId, Node, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
+        let url = format!("http://{}/raft/{route}", self.addr);
+        let resp = self
+            .client
+            .post(&url)
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        let body: Result<Resp, RaftError<NodeId, E>> = resp
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        body.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for HttpConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call("append", &rpc).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        _option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<NodeId>,
+        RPCError<NodeId, Node, RaftError<NodeId, InstallSnapshotError>>,
+    > {
+        self.call("snapshot", &rpc).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        _option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        self.call("vote", &rpc).await
+    }
+}
+
+/// A client of the cluster's HTTP API: finds the leader and retries.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: reqwest::Client,
+    peers: Arc<Peers>,
+}
+
+impl HttpClient {
+    /// A client of the nodes in `peers`.
+    pub fn new(peers: Peers) -> Self {
+        HttpClient {
+            client: http_client(),
+            peers: Arc::new(peers),
+        }
+    }
+
+    /// The status of node `id`, if it answers.
+    pub async fn status(&self, id: NodeId) -> Option<Status> {
+        let addr = self.peers.get(&id)?;
+        let resp = self
+            .client
+            .get(format!("http://{addr}/api/status"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// Initialises the cluster through node `id`.
+    pub async fn init(&self, id: NodeId) -> Result<(), String> {
+        let addr = self.peers.get(&id).ok_or("no such node")?;
+        let r: Result<(), String> = self
+            .client
+            .post(format!("http://{addr}/api/init"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        r
+    }
+
+    /// Writes `txn`, asking the leader (found by trying the nodes in
+    /// turn), retrying until `timeout`. Returns the index it applied at.
+    pub async fn write(&self, txn: &RunTxn, timeout: Duration) -> Result<u64, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let ids: Vec<NodeId> = self.peers.keys().copied().collect();
+        let mut at = 0usize;
+        let mut last = String::from("no node answered");
+        while tokio::time::Instant::now() < deadline {
+            let id = ids[at % ids.len()];
+            let addr = &self.peers[&id];
+            let reply = self
+                .client
+                .post(format!("http://{addr}/api/write"))
+                .json(txn)
+                .send()
+                .await;
+            match reply {
+                Ok(resp) => match resp.json::<WriteReply>().await {
+                    Ok(WriteReply::Applied { index }) => return Ok(index),
+                    Ok(WriteReply::NotLeader {
+                        leader: Some((l, _)),
+                    }) if l != id => {
+                        at = ids.iter().position(|&x| x == l).unwrap_or(at + 1);
+                        continue;
+                    }
+                    Ok(other) => last = format!("node {id}: {other:?}"),
+                    Err(e) => last = format!("node {id}: {e}"),
+                },
+                Err(e) => last = format!("node {id}: {e}"),
+            }
+            at += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(last)
+    }
+
+    /// The value of `key` in `run` on node `id`.
+    pub async fn read(
+        &self,
+        id: NodeId,
+        run: RunId,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        let addr = self.peers.get(&id).ok_or("no such node")?;
+        self.client
+            .post(format!("http://{addr}/api/read"))
+            .json(&ReadRequest {
+                run,
+                key: key.to_vec(),
+            })
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Run `run`'s transactions, replayed from node `id`'s log.
+    pub async fn replay(&self, id: NodeId, run: RunId) -> Result<Vec<ReplayedTxn>, String> {
+        let addr = self.peers.get(&id).ok_or("no such node")?;
+        let r: Result<Vec<ReplayedTxn>, String> = self
+            .client
+            .get(format!("http://{addr}/api/replay/{run}"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        r
+    }
+}
+
+/// A transaction of the demo and the tests: key `k{n}` of `run` set to a
+/// value naming both.
+pub fn demo_txn(run: RunId, n: u64) -> RunTxn {
+    RunTxn {
+        run_id: run,
+        txn_id: n,
+        ops: vec![TxnOp::Put {
+            key: format!("k{n}").into_bytes(),
+            value: format!("{run}/{n}").into_bytes(),
+        }],
+    }
+}
+
+/// Three (or more) `walnode run` processes on 127.0.0.1, for the demo,
+/// the bench and the tests. Every process it starts it stops: on
+/// [`ProcCluster::kill`], and on drop.
+pub struct ProcCluster {
+    exe: PathBuf,
+    base: PathBuf,
+    peers: Peers,
+    children: BTreeMap<NodeId, std::process::Child>,
+}
+
+/// `n` free ports on 127.0.0.1 (bound, then released).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
+impl ProcCluster {
+    /// Plans `n` nodes under `base` (`node-{id}`), on free ports; starts none.
+    pub fn new(exe: impl Into<PathBuf>, base: impl Into<PathBuf>, n: u64) -> std::io::Result<Self> {
+        let ports = free_ports(n as usize)?;
+        let peers = (1..=n)
+            .zip(ports)
+            .map(|(id, p)| (id, format!("127.0.0.1:{p}")))
+            .collect();
+        Ok(ProcCluster {
+            exe: exe.into(),
+            base: base.into(),
+            peers,
+            children: BTreeMap::new(),
+        })
+    }
+
+    /// The members.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
+
+    /// The peer list as `walnode run --peers` takes it.
+    pub fn peer_arg(&self) -> String {
+        self.peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Node `id`'s directory.
+    pub fn dir(&self, id: NodeId) -> PathBuf {
+        self.base.join(format!("node-{id}"))
+    }
+
+    /// Starts node `id` (its output goes to `node-{id}.log` beside its dir).
+    pub fn start(&mut self, id: NodeId) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.base.join(format!("node-{id}.log")))?;
+        let child = std::process::Command::new(&self.exe)
+            .arg("run")
+            .arg("--id")
+            .arg(id.to_string())
+            .arg("--dir")
+            .arg(self.dir(id))
+            .arg("--peers")
+            .arg(self.peer_arg())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.children.insert(id, child);
+        Ok(())
+    }
+
+    /// SIGKILLs node `id` and reaps it.
+    pub fn kill(&mut self, id: NodeId) {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The running nodes.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.children.keys().copied().collect()
+    }
+
+    /// A client of every node.
+    pub fn client(&self) -> HttpClient {
+        HttpClient::new(self.peers.clone())
+    }
+
+    /// Waits until every running node answers and one leader is known to
+    /// all of them; returns it.
+    pub async fn wait_leader(&self, timeout: Duration) -> Result<NodeId, String> {
+        let client = self.client();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut leaders = Vec::new();
+            for id in self.running() {
+                match client.status(id).await {
+                    Some(s) => leaders.push(s.leader),
+                    None => leaders.push(None),
+                }
+            }
+            if let Some(Some(l)) = leaders.first().copied() {
+                if leaders.iter().all(|x| *x == Some(l)) && self.children.contains_key(&l) {
+                    return Ok(l);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("no common leader after {timeout:?}: {leaders:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every running node answers its status.
+    pub async fn wait_up(&self, timeout: Duration) -> Result<(), String> {
+        let client = self.client();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for id in self.running() {
+            while client.status(id).await.is_none() {
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!("node {id} did not come up in {timeout:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until every running node has applied `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> Result<(), String> {
+        let client = self.client();
+        let deadline = tokio::time::Instant::now() + timeout;
+        for id in self.running() {
+            loop {
+                let s = client.status(id).await;
+                if s.as_ref().and_then(|s| s.last_applied) >= Some(index) {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!("node {id} has not applied {index}: {s:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        let ids: Vec<NodeId> = self.running();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `walnode`, run for real: three node processes over loopback HTTP, with
+//! seeded kills of the leader, of a follower, and of all three; every
+//! acknowledged transaction is on every node afterwards and the state
+//! machines are equal. Plus the clear errors: a bad peer list, a port in
+//! use, a directory another node holds. Every process the test starts, it
+//! stops (`ProcCluster` kills its children on drop).
+
+use std::process::Command;
+use std::time::Duration;
+
+use durability::RunId;
+use durability_raft::node::{demo_txn, ProcCluster};
+use durability_raft::types::{NodeId, TxnOp};
+
+const EXE: &str = env!("CARGO_BIN_EXE_walnode");
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+async fn write(procs: &ProcCluster, run: RunId, range: std::ops::Range<u64>, acked: &mut Vec<u64>) {
+    let client = procs.client();
+    for i in range {
+        client
+            .write(&demo_txn(run, i), Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("write {i}: {e}"));
+        acked.push(i);
+    }
+}
+
+async fn check(procs: &ProcCluster, run: RunId, acked: &[u64], what: &str) {
+    let client = procs.client();
+    let leader = procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    let index = client.status(leader).await.unwrap().last_applied.unwrap();
+    procs
+        .wait_applied(index, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for id in procs.running() {
+        for &i in acked {
+            let TxnOp::Put { key, value } = &demo_txn(run, i).ops[0] else {
+                unreachable!()
+            };
+            let got = client.read(id, run, key).await.unwrap();
+            assert_eq!(
+                got.as_ref(),
+                Some(value),
+                "{what}: node {id} lost write {i}"
+            );
+        }
+        let replayed = client.replay(id, run).await.unwrap();
+        assert!(
+            replayed.len() >= acked.len(),
+            "{what}: node {id}'s log replays {} txns",
+            replayed.len()
+        );
+    }
+    let mut digests = Vec::new();
+    for id in procs.running() {
+        digests.push(client.status(id).await.unwrap().digest);
+    }
+    assert!(
+        digests.windows(2).all(|w| w[0] == w[1]),
+        "{what}: {digests:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_killed_at_seeded_moments_lose_nothing_acknowledged() {
+    let base = tempfile::tempdir().unwrap();
+    let mut procs = ProcCluster::new(EXE, base.path(), 3).unwrap();
+    for id in 1..=3 {
+        procs.start(id).unwrap();
+    }
+    procs.wait_up(Duration::from_secs(30)).await.unwrap();
+    procs.client().init(1).await.unwrap();
+    let run = RunId::from_bytes([0x3a; 16]);
+    let mut rng = Rng(0x5EED_0013);
+    let mut acked = Vec::new();
+    let mut next = 0;
+    let mut step = |n: u64| {
+        let r = next..next + n;
+        next += n;
+        r
+    };
+
+    // 1. The leader, after a seeded number of writes.
+    write(&procs, run, step(10 + rng.below(30)), &mut acked).await;
+    let leader = procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    procs.kill(leader);
+    write(&procs, run, step(10 + rng.below(30)), &mut acked).await;
+    procs.start(leader).unwrap();
+    check(&procs, run, &acked, "after the leader's kill").await;
+
+    // 2. A follower.
+    let leader = procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    let follower: NodeId = (1..=3).find(|&i| i != leader).unwrap();
+    write(&procs, run, step(5 + rng.below(20)), &mut acked).await;
+    procs.kill(follower);
+    write(&procs, run, step(5 + rng.below(20)), &mut acked).await;
+    procs.start(follower).unwrap();
+    check(&procs, run, &acked, "after a follower's kill").await;
+
+    // 3. All three at once, then a restart of all three from their logs.
+    write(&procs, run, step(5 + rng.below(20)), &mut acked).await;
+    for id in 1..=3 {
+        procs.kill(id);
+    }
+    for id in 1..=3 {
+        procs.start(id).unwrap();
+    }
+    procs.wait_up(Duration::from_secs(30)).await.unwrap();
+    check(&procs, run, &acked, "after all three restarted").await;
+    write(&procs, run, step(10), &mut acked).await;
+    check(&procs, run, &acked, "writes after the full restart").await;
+    drop(procs);
+}
+
+fn run_node(args: &[&str]) -> (i32, String) {
+    let out = Command::new(EXE).arg("run").args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_inputs_are_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    for (peers, says) in [
+        ("1=127.0.0.1", "is not HOST:PORT"),
+        ("1:127.0.0.1:7001", "is not ID=HOST:PORT"),
+        ("x=127.0.0.1:7001", "is not a node id"),
+        ("1=127.0.0.1:7001,1=127.0.0.1:7002", "appears twice"),
+        ("", "empty"),
+        ("2=127.0.0.1:7002", "node 1 is not in the peer list"),
+    ] {
+        let (code, err) = run_node(&["--id", "1", "--dir", d, "--peers", peers]);
+        assert_eq!(code, 2, "{peers}: {err}");
+        assert!(err.contains(says), "{peers}: {err}");
+        assert_eq!(err.lines().count(), 1, "{peers}: {err}");
+    }
+    // A port in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let (code, err) = run_node(&["--id", "1", "--dir", d, "--peers", &format!("1={addr}")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("in use"), "{err}");
+    drop(busy);
+    // A directory another node holds.
+    let holder =
+        durability::Wal::open(dir.path().join("log"), durability::Config::default()).unwrap();
+    let port = durability_raft::node::free_ports(1).unwrap()[0];
+    let (code, err) = run_node(&[
+        "--id",
+        "1",
+        "--dir",
+        d,
+        "--peers",
+        &format!("1=127.0.0.1:{port}"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("locked"), "{err}");
+    drop(holder);
+}
