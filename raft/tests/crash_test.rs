@@ -197,14 +197,13 @@ fn a_killed_node_keeps_every_acknowledged_entry() {
         let stdout = child.stdout.take().unwrap();
         let mut lines = 0;
         let mut pending_truncate = None;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+        let mut apply = |line: &str, pending_truncate: &mut Option<u64>| -> bool {
             let Some(at) = ["ack ", "truncating ", "truncated ", "purged ", "voted "]
                 .iter()
                 .filter_map(|m| line.find(m))
                 .min()
             else {
-                continue;
+                return false;
             };
             let words: Vec<&str> = line[at..].split_whitespace().collect();
             let num = |i: usize| words[i].parse::<u64>().unwrap();
@@ -214,25 +213,37 @@ fn a_killed_node_keeps_every_acknowledged_entry() {
                         acked.insert(i, num(3));
                     }
                 }
-                "truncating" => pending_truncate = Some(num(1)),
+                "truncating" => *pending_truncate = Some(num(1)),
                 "truncated" => {
                     let gone = acked.split_off(&num(1));
                     dead.extend(gone);
-                    pending_truncate = None;
+                    *pending_truncate = None;
                 }
                 "purged" => purged = purged.max(num(1)),
                 "voted" => vote = vote.max(num(1)),
                 _ => {}
             }
-            lines += 1;
-            if lines == want {
-                break;
+            true
+        };
+        let mut reader = BufReader::new(stdout).lines();
+        for line in reader.by_ref() {
+            if apply(&line.unwrap(), &mut pending_truncate) {
+                lines += 1;
+                if lines == want {
+                    break;
+                }
             }
         }
         child.kill().unwrap();
         let status = child.wait().unwrap();
         assert!(!status.success(), "round {round}: the child was not killed");
         kills += 1;
+        // The child ran on until the signal landed: whatever it printed
+        // meanwhile (an acknowledgement, a truncation it began) happened.
+        for line in reader {
+            let Ok(line) = line else { break };
+            apply(&line, &mut pending_truncate);
+        }
 
         let mut s = Store::open(dir.path(), cfg())
             .unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
@@ -262,10 +273,45 @@ fn a_killed_node_keeps_every_acknowledged_entry() {
             if pending_truncate.is_some_and(|at| i >= at) {
                 continue;
             }
+            let debug_tail = if present.get(&i) != Some(&t) {
+                let r = durability::WalReader::open(dir.path(), &Config::default()).unwrap();
+                let mut v: Vec<String> = r
+                    .snapshot()
+                    .iter_all()
+                    .map(|e| {
+                        let e = e.unwrap();
+                        format!(
+                            "{}:{}{}",
+                            e.lsn,
+                            e.entry.kind(),
+                            e.entry
+                                .raft()
+                                .map(|x| format!("#{}", x.0))
+                                .or(e.entry.truncate_from().map(|f| format!("<{f}")))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let n = v.len();
+                v.drain(..n.saturating_sub(40));
+                format!(
+                    "{:?} truncated {:?} report {:?}",
+                    v,
+                    r.snapshot().truncated(),
+                    s.wal().recovery_report()
+                )
+            } else {
+                String::new()
+            };
             assert_eq!(
                 present.get(&i),
                 Some(&t),
-                "round {round}: acknowledged entry {i} lost"
+                "round {round}: acknowledged entry {i} lost; tail before reopen {debug_tail}; log state {state:?}, present {:?}..{:?} ({} entries), pending truncate {pending_truncate:?}, acked {:?}..{:?}",
+                present.keys().next(),
+                present.keys().next_back(),
+                present.len(),
+                acked.keys().next(),
+                acked.keys().next_back(),
             );
         }
         for e in &got {
