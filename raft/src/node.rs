@@ -449,18 +449,22 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
 }
 
 /// A client of the cluster's HTTP API: finds the leader and retries.
+/// Clones share the leader they last found, and start there.
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
     peers: Arc<Peers>,
+    leader: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl HttpClient {
     /// A client of the nodes in `peers`.
     pub fn new(peers: Peers) -> Self {
+        let first = peers.keys().next().copied().unwrap_or(0);
         HttpClient {
             client: http_client(),
             peers: Arc::new(peers),
+            leader: Arc::new(std::sync::atomic::AtomicU64::new(first)),
         }
     }
 
@@ -495,9 +499,12 @@ impl HttpClient {
     /// Writes `txn`, asking the leader (found by trying the nodes in
     /// turn), retrying until `timeout`. Returns the index it applied at.
     pub async fn write(&self, txn: &RunTxn, timeout: Duration) -> Result<u64, String> {
+        use std::sync::atomic::Ordering;
         let deadline = tokio::time::Instant::now() + timeout;
         let ids: Vec<NodeId> = self.peers.keys().copied().collect();
-        let mut at = 0usize;
+        let hint = self.leader.load(Ordering::Relaxed);
+        let mut at = ids.iter().position(|&x| x == hint).unwrap_or(0);
+        let mut misses = 0;
         let mut last = String::from("no node answered");
         while tokio::time::Instant::now() < deadline {
             let id = ids[at % ids.len()];
@@ -510,11 +517,16 @@ impl HttpClient {
                 .await;
             match reply {
                 Ok(resp) => match resp.json::<WriteReply>().await {
-                    Ok(WriteReply::Applied { index }) => return Ok(index),
+                    Ok(WriteReply::Applied { index }) => {
+                        // The next write starts at this leader.
+                        self.leader.store(id, Ordering::Relaxed);
+                        return Ok(index);
+                    }
                     Ok(WriteReply::NotLeader {
                         leader: Some((l, _)),
-                    }) if l != id => {
+                    }) if l != id && misses < 2 * ids.len() => {
                         at = ids.iter().position(|&x| x == l).unwrap_or(at + 1);
+                        misses += 1;
                         continue;
                     }
                     Ok(other) => last = format!("node {id}: {other:?}"),
@@ -523,7 +535,13 @@ impl HttpClient {
                 Err(e) => last = format!("node {id}: {e}"),
             }
             at += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            misses += 1;
+            // Pause only once every node has been tried: an election is
+            // under way, or no node answers.
+            if misses >= ids.len() {
+                misses = 0;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
         Err(last)
     }
