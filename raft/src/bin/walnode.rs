@@ -117,6 +117,40 @@ async fn run(id: NodeId, dir: PathBuf, peers: String) -> Result<()> {
     Ok(())
 }
 
+/// The key and value `demo_txn(run, n)` puts.
+fn put_of(run: RunId, n: u64) -> (Vec<u8>, Vec<u8>) {
+    match demo_txn(run, n).ops.into_iter().next() {
+        Some(durability_raft::types::TxnOp::Put { key, value }) => (key, value),
+        _ => unreachable!("demo_txn is one put"),
+    }
+}
+
+/// Starts three node processes under `base`, initialises the cluster and
+/// waits for its leader.
+async fn start_three(base: &std::path::Path) -> Result<(ProcCluster, NodeId)> {
+    let exe = std::env::current_exe().context("find walnode's own binary")?;
+    let mut procs = ProcCluster::new(exe, base, 3).context("pick ports")?;
+    for id in 1..=3 {
+        procs
+            .start(id)
+            .with_context(|| format!("start node {id}"))?;
+    }
+    procs
+        .wait_up(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    procs
+        .client()
+        .init(1)
+        .await
+        .map_err(|e| anyhow!("initialise: {e}"))?;
+    let leader = procs
+        .wait_leader(Duration::from_secs(20))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    Ok((procs, leader))
+}
+
 /// Acknowledged writes: (run, n).
 type Acked = Vec<(RunId, u64)>;
 
@@ -161,15 +195,8 @@ async fn check_all(procs: &ProcCluster, acked: &Acked) -> Result<()> {
         .map_err(|e| anyhow!(e))?;
     for id in procs.running() {
         for &(run, i) in acked {
-            let want = demo_txn(run, i);
-            let node::ReadRequest { key, .. } = node::ReadRequest {
-                run,
-                key: format!("k{i}").into_bytes(),
-            };
+            let (key, value) = put_of(run, i);
             let got = client.read(id, run, &key).await.map_err(|e| anyhow!(e))?;
-            let durability_raft::types::TxnOp::Put { value, .. } = &want.ops[0] else {
-                unreachable!()
-            };
             if got.as_deref() != Some(&value[..]) {
                 bail!("node {id} lost acknowledged write {i} of run {run}: {got:?}");
             }
@@ -200,28 +227,10 @@ async fn demo(dir: Option<PathBuf>, writes: u64, clients: u64) -> Result<()> {
         }
     };
     std::fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
-    let exe = std::env::current_exe().context("find walnode's own binary")?;
-    let mut procs = ProcCluster::new(exe, &base, 3).context("pick ports")?;
     let say = |msg: String| println!("[{:>5.1}s] {msg}", started.elapsed().as_secs_f64());
-    for id in 1..=3 {
-        procs
-            .start(id)
-            .with_context(|| format!("start node {id}"))?;
-    }
+    let (mut procs, leader) = start_three(&base).await?;
     say(format!("started 3 node processes: {}", procs.peer_arg()));
-    procs
-        .wait_up(Duration::from_secs(20))
-        .await
-        .map_err(|e| anyhow!(e))?;
     let client = procs.client();
-    client
-        .init(1)
-        .await
-        .map_err(|e| anyhow!("initialise: {e}"))?;
-    let leader = procs
-        .wait_leader(Duration::from_secs(20))
-        .await
-        .map_err(|e| anyhow!(e))?;
     say(format!("cluster initialised; node {leader} leads"));
 
     let runs: Vec<RunId> = (0..clients).map(|_| RunId::new()).collect();
@@ -311,24 +320,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn bench(clients: u64, writes: u64) -> Result<()> {
     let tmp = tempfile::tempdir().context("a temporary directory")?;
-    let exe = std::env::current_exe().context("find walnode's own binary")?;
-    let mut procs = ProcCluster::new(exe, tmp.path(), 3).context("pick ports")?;
-    for id in 1..=3 {
-        procs.start(id)?;
-    }
-    procs
-        .wait_up(Duration::from_secs(20))
-        .await
-        .map_err(|e| anyhow!(e))?;
+    let (procs, _leader) = start_three(tmp.path()).await?;
     let client = procs.client();
-    client
-        .init(1)
-        .await
-        .map_err(|e| anyhow!("initialise: {e}"))?;
-    procs
-        .wait_leader(Duration::from_secs(20))
-        .await
-        .map_err(|e| anyhow!(e))?;
     // Warm up (connections, the first segment).
     let run = RunId::new();
     for i in 0..50 {
@@ -404,16 +397,13 @@ fn single_node_strict(threads: u64, per: u64) -> Result<f64> {
             std::thread::spawn(move || -> durability::Result<()> {
                 let run = RunId::new();
                 for i in 0..per {
-                    let txn = demo_txn(run, i);
-                    let durability_raft::types::TxnOp::Put { key, value } = &txn.ops[0] else {
-                        unreachable!()
-                    };
+                    let (key, value) = put_of(run, i);
                     wal.append_txn(
                         run,
                         k * per + i,
                         &[Op::Write {
-                            key,
-                            value,
+                            key: &key,
+                            value: &value,
                             version: i,
                         }],
                     )?;
