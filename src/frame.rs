@@ -105,7 +105,7 @@ pub fn encode_into(entry: &BorrowedEntry<'_>, seed: u32, out: &mut [u8]) -> Resu
     frame[..4].copy_from_slice(&(payload as u32).to_le_bytes());
     frame[4] = entry.kind().tag();
     // One pass over [type][payload], which are adjacent.
-    let crc = crc32c::crc32c_append(seed, &frame[4..HEADER_LEN + payload]);
+    let crc = crate::crc::crc32c_append(seed, &frame[4..HEADER_LEN + payload]);
     frame[HEADER_LEN + payload..].copy_from_slice(&crc.to_le_bytes());
     Ok(total)
 }
@@ -184,6 +184,29 @@ impl Decoder {
     /// carry `pos` as their offset. Never panics, whatever `buf` holds.
     #[inline]
     pub fn decode<'a>(&self, buf: &'a [u8], pos: usize, seed: u32) -> Result<Option<Frame<'a>>> {
+        self.decode_inner(buf, pos, Some(seed))
+    }
+
+    /// [`decode`](Self::decode) without the CRC check, for a frame whose CRC
+    /// [`verify_ahead`](Self::verify_ahead) has just checked, in the same
+    /// immutable bytes, at the same position and with the same seed. Every
+    /// other check runs.
+    #[inline]
+    pub(crate) fn decode_crc_verified<'a>(
+        &self,
+        buf: &'a [u8],
+        pos: usize,
+    ) -> Result<Option<Frame<'a>>> {
+        self.decode_inner(buf, pos, None)
+    }
+
+    #[inline(always)]
+    fn decode_inner<'a>(
+        &self,
+        buf: &'a [u8],
+        pos: usize,
+        seed: Option<u32>,
+    ) -> Result<Option<Frame<'a>>> {
         let at = || Location::at(pos as u64);
         let rest = buf.get(pos..).unwrap_or(&[]);
         let Some(len_bytes) = rest.first_chunk::<4>() else {
@@ -224,40 +247,247 @@ impl Decoder {
             });
         };
         let (covered, crc_bytes) = frame[4..].split_at(1 + len);
-        let stored = u32::from_le_bytes(crc_bytes.try_into().unwrap_or([0; 4]));
-        let computed = crc32c::crc32c_append(seed, covered);
-        if stored != computed {
-            return Err(Error::Checksum {
-                at: at(),
-                expected: stored,
-                got: computed,
-            });
+        if let Some(seed) = seed {
+            let stored = u32::from_le_bytes(crc_bytes.try_into().unwrap_or([0; 4]));
+            let computed = crate::crc::crc32c_append(seed, covered);
+            if stored != computed {
+                return Err(Error::Checksum {
+                    at: at(),
+                    expected: stored,
+                    got: computed,
+                });
+            }
         }
         let tag = covered[0];
-        let Some(kind) = EntryKind::from_tag(tag) else {
-            return Err(Error::UnknownType { at: at(), tag });
-        };
         let payload = &covered[1..];
-        let archived = match access::<ArchivedWalEntry, Failure>(payload) {
-            Ok(archived) => archived,
-            Err(_) => return Err(invalid_payload(payload, pos)),
-        };
-        let entry = EntryRef { archived };
-        if entry.kind() != kind {
-            return Err(Error::TypeMismatch {
-                at: at(),
-                tag,
-                payload_tag: entry.kind().tag(),
-            });
+        if canonical_layout(tag, payload) {
+            // SAFETY: `canonical_layout` proved that `payload` holds a valid
+            // `ArchivedWalEntry` root in its last ROOT_LEN bytes (where
+            // rkyv's `access` looks): the discriminant byte is a variant's
+            // (1..=8), every field of that variant other than the vectors is
+            // a byte array or a little-endian integer (`RunId`, `Uuid`,
+            // `u64_le`, `u32_le`), for which every bit pattern is valid, and
+            // each vector's relative pointer and length name bytes inside
+            // `payload` before the root. The archive types have alignment 1
+            // (asserted at the top of this module), so any address is
+            // aligned. That is everything bytecheck would verify; the
+            // reference, tied to `buf`'s lifetime, reads only `payload`.
+            let archived = unsafe { rkyv::access_unchecked::<ArchivedWalEntry>(payload) };
+            return Ok(Some(Frame {
+                entry: EntryRef { archived },
+                len: total,
+            }));
         }
-        if let Err(detail) = check_canonical(payload, entry) {
-            return Err(Error::InvalidPayload {
-                at: at(),
-                detail: detail.to_string(),
-            });
-        }
-        Ok(Some(Frame { entry, len: total }))
+        checked_payload(tag, payload, pos).map(|entry| Some(Frame { entry, len: total }))
     }
+
+    /// Finds the frames that follow one another from `buf[pos..]` (at most
+    /// `N`), checks their CRCs together (the seed of the frame at offset `p`
+    /// is `seed_of(p)`), and writes the offsets of the leading run of frames
+    /// whose CRC matches to `out`, returning how many there are. Only the
+    /// lengths are read to find the frames, each bounds-checked exactly as
+    /// [`decode`](Self::decode) checks it; the first frame that would fail
+    /// any check ends the run, so `decode` reports it as before.
+    #[inline]
+    pub(crate) fn verify_ahead<const N: usize>(
+        &self,
+        buf: &[u8],
+        pos: usize,
+        seed_of: impl Fn(usize) -> u32,
+        out: &mut [usize; N],
+    ) -> usize {
+        let mut covered: [&[u8]; N] = [&[]; N];
+        let mut stored = [0u32; N];
+        let mut seeds = [0u32; N];
+        let mut n = 0;
+        let mut p = pos;
+        while n < N {
+            let Some(len_bytes) = buf.get(p..).and_then(|r| r.first_chunk::<4>()) else {
+                break;
+            };
+            let len = u32::from_le_bytes(*len_bytes);
+            if len == 0 || len > self.max_payload || (len as usize) < MIN_PAYLOAD {
+                break;
+            }
+            let total = len as usize + FRAME_OVERHEAD;
+            let Some(frame) = buf.get(p..).and_then(|r| r.get(..total)) else {
+                break;
+            };
+            let (body, crc) = frame[4..].split_at(total - 8);
+            covered[n] = body;
+            stored[n] = u32::from_le_bytes(crc.try_into().unwrap_or([0; 4]));
+            seeds[n] = seed_of(p);
+            out[n] = p;
+            n += 1;
+            p += total;
+        }
+        let computed = if n == N {
+            crate::crc::crc32c_append_n(seeds, covered)
+        } else {
+            let mut c = seeds;
+            for i in 0..n {
+                c[i] = crate::crc::crc32c_append(seeds[i], covered[i]);
+            }
+            c
+        };
+        (0..n).take_while(|&i| computed[i] == stored[i]).count()
+    }
+}
+
+/// A forward scan's window of frames whose CRCs were checked together
+/// ([`Decoder::verify_ahead`]), over one immutable buffer. A frame is
+/// decoded without its own CRC check only when it starts at the next offset
+/// of the window; anywhere else (a jump, a restart, the first frame that
+/// failed) the window is refilled from there, and a frame that cannot join
+/// it is decoded on its own, with the error [`Decoder::decode`] gives.
+///
+/// The buffer must be the same bytes, unchanged, for every call until
+/// [`reset`](Self::reset): the caller resets it when it moves to another.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Ahead {
+    offs: [usize; AHEAD],
+    next: u8,
+    len: u8,
+}
+
+/// Frames whose CRCs a scan checks together: four chains hide the `crc32`
+/// instruction's latency (three cycles, one per cycle throughput).
+const AHEAD: usize = 4;
+
+impl Ahead {
+    /// Forgets the window (the scan moved to other bytes).
+    #[inline]
+    pub(crate) fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Decodes the frame at `buf[pos..]` as [`Decoder::decode`] does with
+    /// seed `seed_of(pos)`; `seed_of(p)` is the seed of the frame at `p`.
+    #[inline]
+    pub(crate) fn decode<'a>(
+        &mut self,
+        dec: &Decoder,
+        buf: &'a [u8],
+        pos: usize,
+        seed_of: impl Fn(usize) -> u32,
+    ) -> Result<Option<Frame<'a>>> {
+        if self.next < self.len && self.offs[self.next as usize] == pos {
+            self.next += 1;
+            return dec.decode_crc_verified(buf, pos);
+        }
+        let n = dec.verify_ahead(buf, pos, &seed_of, &mut self.offs);
+        self.len = n as u8;
+        if n > 0 {
+            self.next = 1;
+            dec.decode_crc_verified(buf, pos)
+        } else {
+            self.next = 0;
+            dec.decode(buf, pos, seed_of(pos))
+        }
+    }
+}
+
+/// The payload checks after the CRC, through rkyv's validation: the slow
+/// path, taken when [`canonical_layout`] does not accept the payload. It
+/// gives every error its precise kind and message (and accepts what
+/// `canonical_layout` would, were that ever narrower than it should be).
+#[cold]
+#[inline(never)]
+fn checked_payload(tag: u8, payload: &[u8], pos: usize) -> Result<EntryRef<'_>> {
+    let at = || Location::at(pos as u64);
+    let Some(kind) = EntryKind::from_tag(tag) else {
+        return Err(Error::UnknownType { at: at(), tag });
+    };
+    let archived = match access::<ArchivedWalEntry, Failure>(payload) {
+        Ok(archived) => archived,
+        Err(_) => return Err(invalid_payload(payload, pos)),
+    };
+    let entry = EntryRef { archived };
+    if entry.kind() != kind {
+        return Err(Error::TypeMismatch {
+            at: at(),
+            tag,
+            payload_tag: entry.kind().tag(),
+        });
+    }
+    if let Err(detail) = check_canonical(payload, entry) {
+        return Err(Error::InvalidPayload {
+            at: at(),
+            detail: detail.to_string(),
+        });
+    }
+    Ok(entry)
+}
+
+/// Decodes a frame's payload through the reference path alone (rkyv's
+/// bytecheck validation, then the canonical-form check), for the fuzz
+/// targets to hold the fast path to: whatever [`Decoder::decode`] accepts,
+/// this must accept as the same entry.
+#[doc(hidden)]
+pub fn decode_payload_reference(tag: u8, payload: &[u8]) -> Result<EntryRef<'_>> {
+    if payload.len() < MIN_PAYLOAD {
+        return Err(Error::TooSmall {
+            at: Location::at(0),
+            len: payload.len() as u64,
+            min: MIN_PAYLOAD as u64,
+        });
+    }
+    checked_payload(tag, payload, 0)
+}
+
+/// The vectors of each variant, indexed by tag: (offset of the vector in
+/// the root, element size). A vector is a 4-byte relative pointer (from the
+/// vector's own address) and a 4-byte length, little-endian.
+const VECTORS: [&[(usize, usize)]; 9] = [
+    &[],
+    &[],                 // BeginTxn: tag, txn_id, run_id, timestamp
+    &[(17, 1), (25, 1)], // Write: tag, run_id, key, value, version
+    &[(17, 1)],          // Delete: tag, run_id, key, version
+    &[],                 // CommitTxn: tag, txn_id, run_id
+    &[],                 // AbortTxn: tag, txn_id, run_id
+    &[(25, 16)],         // Checkpoint: tag, snapshot_id, version, active_runs
+    &[],                 // Truncate: tag, from
+    &[(17, 1)],          // Raft: tag, index, term, data
+];
+
+/// True if `payload` is exactly what the encoder writes for a `tag` entry:
+/// the root's discriminant is `tag`, each vector points at the next bytes
+/// of the packed out-of-line data (from byte 0, in field order), the data
+/// ends where the root starts, and the root's bytes past the variant's
+/// fields are zero. Reads only bytes of `payload`, all bounds-checked.
+///
+/// This is the canonical-form check of [`check_canonical`] done on the raw
+/// bytes, and it implies everything rkyv's validation checks (see the
+/// SAFETY argument at its use), so a frame it accepts needs no bytecheck.
+/// Anything it rejects goes through the reference path, which decides.
+#[inline(always)]
+fn canonical_layout(tag: u8, payload: &[u8]) -> bool {
+    let Some(root_at) = payload.len().checked_sub(ROOT_LEN) else {
+        return false;
+    };
+    let root = &payload[root_at..];
+    let t = tag as usize;
+    if t == 0 || t >= VARIANT_LEN.len() || root[0] != tag {
+        return false;
+    }
+    let mut cursor: usize = 0;
+    for &(field, elem) in VECTORS[t] {
+        let Some(bytes) = root.get(field..field + 8) else {
+            return false;
+        };
+        let rel = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize;
+        // The pointer's target, from the vector's own position.
+        let from = (root_at + field) as i64;
+        if from + i64::from(rel) != cursor as i64 {
+            return false;
+        }
+        let Some(end) = len.checked_mul(elem).and_then(|b| cursor.checked_add(b)) else {
+            return false;
+        };
+        cursor = end;
+    }
+    cursor == root_at && root[VARIANT_LEN[t]..].iter().all(|&b| b == 0)
 }
 
 /// The cold path: validate again with an error type that explains itself.

@@ -41,6 +41,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod commit;
+pub(crate) mod crc;
 pub mod durability;
 pub mod entry;
 pub mod error;

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use crate::entry::EntryKind;
 use crate::error::{Error, Location, ProblemClass, Result};
-use crate::frame::{Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD};
+use crate::frame::{
+    Ahead, Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD,
+};
 use crate::replay::{OpenTxns, RunIndex, Snapshot, TxnEvent};
 use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
 use crate::truncation::Truncations;
@@ -242,6 +244,27 @@ impl<'a> FrameReader<'a> {
             .map_err(|e| e.shifted(off as u64).in_segment(seq))
     }
 
+    /// [`decode`](Self::decode) for a forward scan of this segment: in
+    /// place (no copy), the frames' CRCs are checked several at a time
+    /// through `ahead`; `seed_of(off)` is the seed of the frame at `off`.
+    fn decode_scan(
+        &mut self,
+        off: usize,
+        seed_of: impl Fn(usize) -> u32,
+        ahead: &mut Ahead,
+    ) -> Result<Option<Frame<'_>>> {
+        if self.copy {
+            return self.decode(off, seed_of(off));
+        }
+        let seq = self.seg.seq();
+        // SAFETY: as in `decode`: no writer exists during this scan, so the
+        // bytes do not change while `ahead` remembers checked CRCs of them.
+        let bytes = unsafe { self.seg.bytes(0, self.seg.len()) };
+        ahead
+            .decode(&self.decoder, bytes, off, seed_of)
+            .map_err(|e| e.in_segment(seq))
+    }
+
     /// Copies or borrows `[start, end)` and applies `f`.
     fn with_bytes<T>(&mut self, start: usize, end: usize, f: impl FnOnce(&[u8]) -> T) -> T {
         if !self.copy {
@@ -371,6 +394,7 @@ fn scan_frames(
 ) -> ScanEnd {
     let mut off = DATA_START;
     let len = r.seg.len();
+    let mut ahead = Ahead::default();
     loop {
         let lsn = sref.lsn_of(off);
         if lsn >= limit {
@@ -379,7 +403,8 @@ fn scan_frames(
                 error: None,
             };
         }
-        match r.decode(off, segment::seed(salt, lsn)) {
+        let seed_of = |p: usize| segment::seed(salt, sref.lsn_of(p));
+        match r.decode_scan(off, seed_of, &mut ahead) {
             Ok(Some(frame)) => {
                 tally.visit(lsn, frame.len, &frame.entry);
                 off += frame.len;
@@ -518,6 +543,35 @@ fn data_bytes(seg: &Segment, copy: bool, decoder: Decoder) -> u64 {
     (r.nonzero_end(DATA_START) - DATA_START) as u64
 }
 
+/// [`data_bytes`] of each mapped segment, counted on first use only.
+struct DataBytes {
+    memo: Vec<Option<u64>>,
+    copy: bool,
+    decoder: Decoder,
+}
+
+impl DataBytes {
+    fn new(segments: usize, copy: bool, decoder: Decoder) -> Self {
+        DataBytes {
+            memo: vec![None; segments],
+            copy,
+            decoder,
+        }
+    }
+
+    /// The data bytes of `seg`, the `j`th mapped segment.
+    fn of(&mut self, j: usize, seg: &Segment) -> u64 {
+        if let Some(Some(n)) = self.memo.get(j) {
+            return *n;
+        }
+        let n = data_bytes(seg, self.copy, self.decoder);
+        if let Some(slot) = self.memo.get_mut(j) {
+            *slot = Some(n);
+        }
+        n
+    }
+}
+
 /// True if the file at `path` holds only zeros (read without mapping it
 /// for writing; small files are read, large ones mapped read-only).
 fn file_is_empty(path: &Path) -> Result<bool> {
@@ -641,12 +695,14 @@ fn recover_once(
     }
     // The last file that holds anything: blank, empty segments after it
     // (prepared, never used) do not make it any less the last.
+    // Each segment's data bytes are counted once: a prepared segment is
+    // all zeros to read, and both this search and the handling of what
+    // follows the kept segments ask.
+    let mut data = DataBytes::new(mapped.len(), copy, decoder);
     let mut last_file = listing.segments.len().saturating_sub(1);
     while last_file > 0 {
         let empty = match mapped.get(last_file) {
-            Some(seg) => {
-                matches!(seg.header(), HeaderState::Blank) && data_bytes(seg, copy, decoder) == 0
-            }
+            Some(seg) => matches!(seg.header(), HeaderState::Blank) && data.of(last_file, seg) == 0,
             None => file_is_empty(&listing.segments[last_file].1)?,
         };
         if !empty {
@@ -666,8 +722,8 @@ fn recover_once(
         }
         // Only blank segments: a log created but never initialised. That is
         // only true if they hold nothing; otherwise refuse to guess.
-        for seg in &mapped {
-            if data_bytes(seg, copy, decoder) > 0 {
+        for (j, seg) in mapped.iter().enumerate() {
+            if data.of(j, seg) > 0 {
                 return Err(Error::SegmentHeader {
                     segment: seg.seq(),
                     detail: "blank header, yet the segment holds data, and no segment identifies the log".into(),
@@ -983,7 +1039,7 @@ fn recover_once(
     let mut blanks = Vec::new();
     let mut next_seq = kept.last().map_or(0, |k| k.seg.seq() + 1);
     for (j, seg) in mapped.iter().enumerate().skip(stop_at) {
-        let bytes = data_bytes(seg, copy, decoder);
+        let bytes = data.of(j, seg);
         let blank = matches!(headers[j], HeaderState::Blank);
         let expected = next_seq;
         let in_sequence = seg.seq() == expected;

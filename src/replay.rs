@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Result};
-use crate::frame::{Decoder, EntryRef};
+use crate::frame::{Ahead, Decoder, EntryRef};
 use crate::recovery::SegRef;
 use crate::segment::{self, DATA_START};
 use crate::truncation::Dead;
@@ -413,6 +413,8 @@ pub struct Iter<'a> {
     next_dead: Lsn,
     /// Deleted entries are yielded too ([`Snapshot::iter_all`]).
     all: bool,
+    /// The frames of `cur` ahead whose CRCs were checked together.
+    ahead: Ahead,
 }
 
 impl<'a> Iter<'a> {
@@ -428,6 +430,7 @@ impl<'a> Iter<'a> {
             cur_seq: 0,
             next_dead: snap.dead.next_start(lsn),
             all: false,
+            ahead: Ahead::default(),
         }
     }
 
@@ -464,6 +467,7 @@ impl<'a> Iter<'a> {
                 self.cur = unsafe { sref.seg.bytes(DATA_START, end_off) };
                 self.cur_lsn = sref.first_lsn;
                 self.cur_seq = sref.seg.seq();
+                self.ahead.reset();
                 return true;
             }
             self.seg += 1;
@@ -489,8 +493,11 @@ impl<'a> Iterator for Iter<'a> {
             }
             pos = (self.lsn - self.cur_lsn) as usize;
         }
-        let seed = segment::seed(self.snap.salt, self.lsn);
-        let result = match self.snap.decoder.decode(self.cur, pos, seed) {
+        let (salt, cur_lsn) = (self.snap.salt, self.cur_lsn);
+        let decoded = self.ahead.decode(&self.snap.decoder, self.cur, pos, |p| {
+            segment::seed(salt, cur_lsn + p as u64)
+        });
+        let result = match decoded {
             Ok(Some(frame)) => {
                 let e = LogEntry {
                     lsn: self.lsn,

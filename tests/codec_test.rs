@@ -479,4 +479,34 @@ proptest! {
         }
         accepted_frames_reencode(&reframe(tag, &payload), 0);
     }
+
+    /// The decoder accepts a payload through a layout check on its raw
+    /// bytes, in place of rkyv's validation; mutations aimed at the root
+    /// (discriminant, relative pointers, lengths, padding) must be judged
+    /// exactly as the reference path (bytecheck, then the canonical check)
+    /// judges them, and accepted frames must be the same entry.
+    #[test]
+    fn prop_fast_path_agrees_with_the_reference_path(
+        e in arb_entry(),
+        flips in proptest::collection::vec((0usize..MIN_PAYLOAD, any::<u8>(), any::<bool>()), 1..4),
+        tag_shift in 0u8..3,
+    ) {
+        let bytes = frame::encode_entry(&e);
+        let mut payload = bytes[HEADER_LEN..bytes.len() - 4].to_vec();
+        let root = payload.len() - MIN_PAYLOAD;
+        for &(i, v, nudge) in &flips {
+            // A nudge moves a byte by one (a pointer or length off by one);
+            // otherwise the byte is replaced.
+            payload[root + i] = if nudge { payload[root + i].wrapping_add(v % 3).wrapping_sub(1) } else { v };
+        }
+        let tag = bytes[4].wrapping_add(tag_shift) % 10;
+        let framed = reframe(tag, &payload);
+        let fast = Decoder::default().decode(&framed, 0, 0);
+        let reference = frame::decode_payload_reference(tag, &payload);
+        match (&fast, &reference) {
+            (Ok(Some(f)), Ok(r)) => prop_assert_eq!(f.entry.to_owned(), r.to_owned()),
+            (Err(a), Err(b)) => prop_assert_eq!(std::mem::discriminant(a), std::mem::discriminant(b)),
+            (a, b) => prop_assert!(false, "fast {:?} vs reference {:?}", a, b),
+        }
+    }
 }

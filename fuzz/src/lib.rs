@@ -201,6 +201,19 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
         "kind disagrees with the type tag"
     );
 
+    // The decoder's fast path (a layout check on raw bytes in place of
+    // rkyv's validation) accepts nothing the reference path rejects, and
+    // both see the same entry.
+    let payload = &bytes[frame::HEADER_LEN..len - 4];
+    match frame::decode_payload_reference(bytes[4], payload) {
+        Ok(reference) => assert_eq!(
+            reference.to_owned(),
+            frame.entry.to_owned(),
+            "the fast and reference paths decode different entries"
+        ),
+        Err(e) => panic!("decoded a frame the reference path rejects: {e}"),
+    }
+
     // Re-encoding the zero-copy view gives the same bytes.
     let borrowed = frame.entry.as_borrowed();
     assert_eq!(frame::frame_len(&borrowed), len, "frame_len disagrees");
