@@ -19,7 +19,7 @@ use crate::sync::{Condvar, Mutex};
 use uuid::Uuid;
 
 use crate::commit::{Durable, DurableNotify};
-use crate::durability::{GroupCommit, SyncMode, Ticker};
+use crate::durability::{Committer, GroupCommit, SyncMode, Ticker};
 use crate::entry::{BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoder, FRAME_OVERHEAD};
@@ -251,10 +251,17 @@ impl Shared {
     /// sync poisons the handle and records, process-wide, where the durable
     /// log ended (the poisoned-log rule, DESIGN.md §7).
     pub(crate) fn sync_to(&self, target: Lsn) -> Result<()> {
+        self.sync_to_as(target, false)
+    }
+
+    /// [`Shared::sync_to`]; `appender`: the caller is an append counted by
+    /// a [`Committer`], which a leader absorbs others for.
+    pub(crate) fn sync_to_as(&self, target: Lsn, appender: bool) -> Result<()> {
         let result = self
             .group
             .sync_to(
                 target,
+                appender,
                 || self.log.end(),
                 |from, to| {
                     crate::durability::faults::before_sync()
@@ -849,6 +856,7 @@ impl Wal {
                 detail: "a Truncate entry is appended by Wal::truncate_from".into(),
             });
         }
+        let committer = self.committer(wait);
         let (lsn, (end, sync_now, wake)) = {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
@@ -856,7 +864,8 @@ impl Wal {
             note_boundary(&mut w, &entry, lsn);
             (lsn, self.publish(&mut w)?)
         };
-        self.after_append(end, sync_now, wake, wait).map(|()| lsn)
+        self.after_append(end, sync_now, wake, wait, committer)
+            .map(|()| lsn)
     }
 
     /// Appends `entries` as one contiguous unit, under one lock and one
@@ -885,6 +894,7 @@ impl Wal {
             self.check_size(e)?;
             total += frame::frame_len(e) as u64;
         }
+        let committer = self.committer(wait);
         let (pos, sync_now, wake) = {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
@@ -912,7 +922,7 @@ impl Wal {
             let (end, sync_now, wake) = self.publish(&mut w)?;
             (BatchPosition { first, end }, sync_now, wake)
         };
-        self.after_append(pos.end, sync_now, wake, wait)?;
+        self.after_append(pos.end, sync_now, wake, wait, committer)?;
         Ok(pos)
     }
 
@@ -963,6 +973,7 @@ impl Wal {
             self.check_size(&e)?;
             total += frame::frame_len(&e) as u64;
         }
+        let committer = self.committer(wait);
         let (pos, sync_now, wake) = {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
@@ -1000,7 +1011,7 @@ impl Wal {
                 wake,
             )
         };
-        self.after_append(pos.end, sync_now, wake, wait)?;
+        self.after_append(pos.end, sync_now, wake, wait, committer)?;
         Ok(pos)
     }
 
@@ -1085,7 +1096,7 @@ impl Wal {
             }
             published
         };
-        self.after_append(end, sync_now, wake, Wait::Mode)?;
+        self.after_append(end, sync_now, wake, Wait::Mode, None)?;
         Ok(end)
     }
 
@@ -1199,17 +1210,33 @@ impl Wal {
         Ok((w.next_lsn, sync_now, wake))
     }
 
+    /// Counts an append that will wait for its Strict sync (group commit's
+    /// leader absorbs such appenders: [`GroupCommit`]), until it returns.
     #[inline]
-    fn after_append(&self, end: Lsn, sync_now: bool, wake: bool, wait: Wait) -> Result<()> {
+    fn committer(&self, wait: Wait) -> Option<Committer<'_>> {
+        (wait == Wait::Mode && self.shared.config.sync_mode == SyncMode::Strict)
+            .then(|| self.shared.group.committer())
+    }
+
+    #[inline]
+    fn after_append(
+        &self,
+        end: Lsn,
+        sync_now: bool,
+        wake: bool,
+        wait: Wait,
+        committer: Option<Committer<'_>>,
+    ) -> Result<()> {
         if wake {
             self.shared.tail_notify.wake();
         }
         if sync_now || self.shared.config.sync_mode == SyncMode::Strict {
             match wait {
-                Wait::Mode => self.shared.sync_to(end)?,
+                Wait::Mode => self.shared.sync_to_as(end, committer.is_some())?,
                 Wait::Never => self.ticker.kick(),
             }
         }
+        drop(committer);
         Ok(())
     }
 
