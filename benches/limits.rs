@@ -23,7 +23,7 @@ const SYNC_FILE: u64 = 64 << 20;
 
 /// A preallocated file written 4 KiB at a time at advancing offsets,
 /// wrapping at the end.
-struct SyncTarget {
+pub struct SyncTarget {
     file: File,
     path: PathBuf,
     off: u64,
@@ -37,7 +37,7 @@ impl SyncTarget {
     /// metadata change the sync must journal). `written == true`: the file
     /// is filled with zeros and synced once, so later writes overwrite
     /// written blocks and `fdatasync` flushes data only.
-    fn new(path: PathBuf, written: bool) -> SyncTarget {
+    pub fn new(path: PathBuf, written: bool) -> SyncTarget {
         let file = Self::make(&path, written);
         SyncTarget {
             file,
@@ -69,7 +69,7 @@ impl SyncTarget {
 
     /// Makes room for `iters` more writes without wrapping, if the file can
     /// hold them (outside the timed part).
-    fn prepare(&mut self, iters: u64) {
+    pub fn prepare(&mut self, iters: u64) {
         if self.off + iters * 4096 > SYNC_FILE {
             if self.recreate_on_wrap {
                 self.file = Self::make(&self.path, false);
@@ -80,7 +80,7 @@ impl SyncTarget {
 
     /// One `pwrite` of 4 KiB and one `fdatasync`.
     #[inline]
-    fn write_sync(&mut self, page: &[u8; 4096]) {
+    pub fn write_sync(&mut self, page: &[u8; 4096]) {
         if self.off + 4096 > SYNC_FILE {
             if self.recreate_on_wrap {
                 self.file = Self::make(&self.path, false);

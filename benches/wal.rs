@@ -13,6 +13,10 @@
 //!   full replay, and replay of 1 run of 100.
 //! * `w4_recovery`: opening (recovering) that log.
 //! * `limits`: pwrite+fdatasync, msync of a page, CRC-32C and memcpy.
+//! * `paired`: the ratios the performance targets are stated in, each
+//!   measured with both sides alternating inside every sample (see
+//!   `paired.rs`): W1 against the original design, W2 with 8 threads
+//!   against okaywal, W2 with 1 thread against raw `pwrite`+`fdatasync`.
 //!
 //! Every system gets the same entries: peers get the bytes our log writes
 //! as each entry's payload (see `peers.rs`), the baseline the equivalent
@@ -31,6 +35,7 @@
 
 mod baseline;
 mod limits;
+mod paired;
 mod peers;
 
 use std::hint::black_box;
@@ -504,6 +509,162 @@ fn w2_commit(c: &mut Criterion, env: &Env) {
     g.finish();
 }
 
+// ------------------------------------------------------------ paired
+
+/// The ratios the targets are stated in, each side measured alternately
+/// within every sample ([`paired::Samples`]).
+fn paired_ratios(c: &mut Criterion, env: &Env) {
+    let mut g = paired::group(c);
+    g.throughput(Throughput::Elements(1));
+
+    // W1: one 100-byte Write per append, ours (Async) vs the original
+    // design (BufWriter + bincode), each into its own rotating log.
+    {
+        let run = RunId::from_bytes([7; 16]);
+        let value = [0x5Au8; 100];
+        let entry = BorrowedEntry::Write {
+            run_id: run,
+            key: &KEY,
+            value: &value,
+            version: 1,
+        };
+        let frame_len = frame::frame_len(&entry) as u64;
+        let base_entry = baseline_write(run, &KEY, &value, 1);
+        let mut ours = Rotating::new(env.path(), "paired-w1-ours", APPEND_BUDGET, |d| {
+            Wal::open(d, async_config()).expect("open wal")
+        });
+        let mut base = Rotating::new(env.path(), "paired-w1-base", APPEND_BUDGET, |d| {
+            Baseline::create(&d.join("wal.log"), false).expect("create baseline")
+        });
+        let samples = paired::Samples::default();
+        g.bench_function("w1_append_100B_vs_original", |b| {
+            quiesce();
+            b.iter_custom(|iters| {
+                samples.sample(
+                    iters,
+                    |n| {
+                        let wal = ours.get(n * frame_len);
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            black_box(wal.append_entry(black_box(entry)).unwrap());
+                        }
+                        start.elapsed()
+                    },
+                    |n| {
+                        let log = base.get(n * (base_entry.value_len() as u64 + 69));
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            black_box(log.append(black_box(&base_entry)).unwrap());
+                        }
+                        start.elapsed()
+                    },
+                )
+            })
+        });
+        samples.report("w1_append_100B_vs_original", "original design");
+    }
+
+    // W2: BeginTxn + 4 Writes + CommitTxn, durable on return.
+    let value = [0x5Au8; 100];
+    let ops: Vec<Op<'_>> = (0..4u64)
+        .map(|i| Op::Write {
+            key: &KEY,
+            value: &value,
+            version: i,
+        })
+        .collect();
+    let runs: Vec<RunId> = (0..8u8).map(|t| RunId::from_bytes([t + 1; 16])).collect();
+    let chunks: Vec<Vec<Vec<u8>>> = runs
+        .iter()
+        .map(|&run| {
+            let mut v = vec![BorrowedEntry::BeginTxn {
+                txn_id: 1,
+                run_id: run,
+                timestamp: 1_700_000_000_000_000,
+            }];
+            v.extend(ops.iter().map(|op| op.entry(run)));
+            v.push(BorrowedEntry::CommitTxn {
+                txn_id: 1,
+                run_id: run,
+            });
+            v.iter().map(payload_of).collect()
+        })
+        .collect();
+    let chunk_refs: Vec<Vec<&[u8]>> = chunks
+        .iter()
+        .map(|c| c.iter().map(Vec::as_slice).collect())
+        .collect();
+    {
+        let threads = 8;
+        let wal = Wal::open(env.dir("paired-w2-ours"), strict_config()).expect("open wal");
+        let okay = OkayWalPeer::open(&env.dir("paired-w2-okaywal")).expect("open okaywal");
+        let ids: Vec<std::sync::atomic::AtomicU64> =
+            (0..threads).map(|_| Default::default()).collect();
+        let samples = paired::Samples::default();
+        g.bench_function("w2_commit_8_threads_vs_okaywal", |b| {
+            quiesce();
+            b.iter_custom(|iters| {
+                samples.sample(
+                    iters,
+                    |n| {
+                        run_parallel(threads, n, |t, k| {
+                            for _ in 0..k {
+                                let id = ids[t].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                black_box(wal.append_txn(runs[t], id, &ops).unwrap());
+                            }
+                        })
+                    },
+                    |n| {
+                        run_parallel(threads, n, |t, k| {
+                            for _ in 0..k {
+                                okay.commit(&chunk_refs[t]).unwrap();
+                            }
+                        })
+                    },
+                )
+            })
+        });
+        samples.report("w2_commit_8_threads_vs_okaywal", "okaywal");
+        okay.close().expect("close okaywal");
+    }
+    {
+        let wal = Wal::open(env.dir("paired-w2-1-ours"), strict_config()).expect("open wal");
+        let mut raw = limits::SyncTarget::new(env.path().join("paired-raw.dat"), false);
+        let page = [0xA5u8; 4096];
+        let mut id = 0u64;
+        let samples = paired::Samples::default();
+        g.bench_function("w2_commit_1_thread_vs_raw_fdatasync", |b| {
+            quiesce();
+            b.iter_custom(|iters| {
+                samples.sample(
+                    iters,
+                    |n| {
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            id += 1;
+                            black_box(wal.append_txn(runs[0], id, &ops).unwrap());
+                        }
+                        start.elapsed()
+                    },
+                    |n| {
+                        raw.prepare(n);
+                        let start = Instant::now();
+                        for _ in 0..n {
+                            raw.write_sync(&page);
+                        }
+                        start.elapsed()
+                    },
+                )
+            })
+        });
+        samples.report(
+            "w2_commit_1_thread_vs_raw_fdatasync",
+            "pwrite 4 KiB + fdatasync (fallocated file)",
+        );
+    }
+    g.finish();
+}
+
 // ------------------------------------------------- W3 replay, W4 recovery
 
 /// Runs of the replay log, and how they are laid out: 100 runs, each
@@ -931,6 +1092,7 @@ fn main() {
     w1_append(&mut c, &env, 100);
     w1_append(&mut c, &env, 4096);
     w2_commit(&mut c, &env);
+    paired_ratios(&mut c, &env);
     let mut fixtures = None;
     w3_replay(&mut c, &env, &mut fixtures);
     w4_recovery(&mut c, &env, &mut fixtures);
