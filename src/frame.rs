@@ -191,7 +191,7 @@ impl Decoder {
     /// [`verify_ahead`](Self::verify_ahead) has just checked, in the same
     /// immutable bytes, at the same position and with the same seed. Every
     /// other check runs.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn decode_crc_verified<'a>(
         &self,
         buf: &'a [u8],

@@ -785,6 +785,8 @@ fn recover_once(
     let mut expected_lsn = first.first_lsn.get();
     let mut problem: Option<Problem> = None;
     let mut zero_range = None;
+    // The (segment, offset) whose tail `classify_tail` found all zero.
+    let mut tail_checked: Option<(u64, usize)> = None;
     let mut discarded_bytes = 0u64;
     // Index of the first segment not kept.
     let mut stop_at = mapped.len();
@@ -939,6 +941,7 @@ fn recover_once(
                     end.error.is_some(),
                     max_payload,
                 );
+                tail_checked = Some((seg.seq(), end.end));
                 if nz_end > end.end {
                     zero_range = Some((end.end, nz_end));
                     discarded_bytes += (nz_end - end.end) as u64;
@@ -986,20 +989,29 @@ fn recover_once(
         stop_at = i + 1;
         break;
     }
+    let end_of_last = kept.last().map(|last| {
+        (
+            last.seg.seq(),
+            last.offset_of(expected_lsn).min(last.seg.len()),
+        )
+    });
     if let (None, Some(last), false) = (zero_range, kept.last(), live) {
         // The scan stopped at a later segment's header: bytes after the last
         // kept segment's frames must still be zeroed before appending there.
+        // (Unless that is where `classify_tail` just found only zeros.)
         let end = last.offset_of(expected_lsn).min(last.seg.len());
-        let mut reader = FrameReader {
-            seg: &last.seg,
-            copy,
-            buf: Vec::new(),
-            decoder,
-        };
-        let nz_end = reader.nonzero_end(end);
-        if nz_end > end {
-            zero_range = Some((end, nz_end));
-            discarded_bytes += (nz_end - end) as u64;
+        if tail_checked != end_of_last {
+            let mut reader = FrameReader {
+                seg: &last.seg,
+                copy,
+                buf: Vec::new(),
+                decoder,
+            };
+            let nz_end = reader.nonzero_end(end);
+            if nz_end > end {
+                zero_range = Some((end, nz_end));
+                discarded_bytes += (nz_end - end) as u64;
+            }
         }
     }
     if kept.is_empty() {

@@ -570,11 +570,12 @@ impl Segment {
 /// preallocation really reserves the blocks), allocated with `fallocate`
 /// (so a full disk fails here, never later as SIGBUS on a mapped page),
 /// synced, renamed into place (refusing to replace an existing file),
-/// directory synced, mapped, and (with `prefault`) its first
-/// [`PREFAULT_WINDOW`] of data pages faulted in writable; the log faults
-/// the rest a window ahead of its writer. Its header page is left zero
-/// ("blank") until the writer puts it into use; see [`write_header`].
-pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<Segment> {
+/// directory synced and mapped. No page of it is touched: the log faults
+/// pages in a window ahead of its writer once it uses the segment, so a
+/// prepared segment never used holds no page (a recovery scan skips it as
+/// a hole, where it would read faulted-in zeros). Its header page is left
+/// zero ("blank") until the writer puts it into use; see [`write_header`].
+pub(crate) fn create(dir: &Path, seq: u64, size: u64) -> Result<Segment> {
     let (file, final_path) = build_file(dir, seq, size, false, |_, _| Ok(()))?;
     let len = usize::try_from(size).map_err(|_| Error::Config("segment size too large".into()))?;
     let seg = Segment::map(
@@ -587,9 +588,6 @@ pub(crate) fn create(dir: &Path, seq: u64, size: u64, prefault: bool) -> Result<
         DATA_START,
     )?;
     drop(file);
-    if prefault {
-        seg.populate(DATA_START, DATA_START + PREFAULT_WINDOW);
-    }
     Ok(seg)
 }
 
@@ -768,11 +766,11 @@ mod tests {
     #[test]
     fn create_never_replaces_an_existing_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let seg = create(dir.path(), 3, 8192, false).unwrap();
+        let seg = create(dir.path(), 3, 8192).unwrap();
         drop(seg);
         std::fs::write(dir.path().join(file_name(3)), b"precious").unwrap();
         assert!(matches!(
-            create(dir.path(), 3, 8192, false),
+            create(dir.path(), 3, 8192),
             Err(Error::Io { .. })
         ));
         assert_eq!(

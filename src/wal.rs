@@ -674,7 +674,7 @@ impl Wal {
                         }
                     }
                     let instance = config.instance_id.unwrap_or_else(Uuid::new_v4);
-                    let seg = segment::create(&dir, 0, config.segment_size, config.prefault)?;
+                    let seg = segment::create(&dir, 0, config.segment_size)?;
                     let header = Header::new(instance, 0, 0, config.segment_size);
                     // SAFETY: the segment is new and private to this function.
                     unsafe { segment::write_header(&seg, &header) };
@@ -1283,8 +1283,8 @@ impl Wal {
         self.shared.log.push(sref.clone());
         w.active = sref;
         w.off = DATA_START;
-        // `segment::create` faulted the first window in already (a segment
-        // reused at open was not): asking again costs a no-op walk.
+        // Nothing of it is faulted in yet (`segment::create` touches no
+        // page): the background thread starts on its first window now.
         w.populated = DATA_START;
         if self.shared.config.prefault {
             self.populate_ahead(w);
@@ -1322,7 +1322,7 @@ impl Wal {
             _ => {}
         }
         drop(slot);
-        let seg = segment::create(&self.shared.dir, seq, size, self.shared.config.prefault)?;
+        let seg = segment::create(&self.shared.dir, seq, size)?;
         let mut slot = self.prep.slot.lock();
         slot.want = Some(seq + 1);
         self.prep.cv.notify_all();
@@ -1498,12 +1498,7 @@ fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>
                     }
                 }
             };
-            let result = segment::create(
-                &shared.dir,
-                seq,
-                shared.config.segment_size,
-                shared.config.prefault,
-            );
+            let result = segment::create(&shared.dir, seq, shared.config.segment_size);
             let mut slot = prep.slot.lock();
             if slot.want == Some(seq) {
                 slot.want = None;
