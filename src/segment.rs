@@ -769,10 +769,7 @@ mod tests {
         let seg = create(dir.path(), 3, 8192).unwrap();
         drop(seg);
         std::fs::write(dir.path().join(file_name(3)), b"precious").unwrap();
-        assert!(matches!(
-            create(dir.path(), 3, 8192),
-            Err(Error::Io { .. })
-        ));
+        assert!(matches!(create(dir.path(), 3, 8192), Err(Error::Io { .. })));
         assert_eq!(
             std::fs::read(dir.path().join(file_name(3))).unwrap(),
             b"precious"
