@@ -58,7 +58,7 @@ const APPEND_BUDGET: u64 = 1 << 30;
 const KEY: [u8; 16] = *b"agent/step/00001";
 
 /// Our configuration for appends without syncing in the loop: a background
-/// sync every 100 ms (Async), default 64 MiB segments.
+/// sync every 100 ms (Async), default (16 MiB) segments.
 fn async_config() -> Config {
     Config::default().sync_mode(SyncMode::Async { interval_ms: 100 })
 }

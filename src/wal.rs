@@ -40,13 +40,15 @@ pub const LOCK_FILE: &str = "LOCK";
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
-    /// Size of every segment file, in bytes. Default 64 MiB. Fixed when a
-    /// segment is created; a log may be reopened with another size (new
-    /// segments get the new size).
+    /// Size of every segment file, in bytes. Default 16 MiB (below the
+    /// size at which ext4 made frequent syncs of a mapped file slow down:
+    /// DESIGN.md §5). Fixed when a segment is created; a log may be
+    /// reopened with another size (new segments get the new size).
     pub segment_size: u64,
     /// The largest entry payload an append accepts, in bytes; it must fit
     /// an empty segment. `None` (the default): 16 MiB, or less if the
-    /// segment is smaller. Reading is not limited by it: entries already in
+    /// segment is smaller (with the default segment size, 16 MiB less the
+    /// header page and the frame's 9 bytes). Reading is not limited by it: entries already in
     /// the log are kept and read whatever their size.
     pub max_entry_size: Option<u32>,
     /// When appends become durable. Default `Batched { 100 ms, 1000 }`.
@@ -67,7 +69,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            segment_size: 64 << 20,
+            segment_size: 16 << 20,
             max_entry_size: None,
             sync_mode: SyncMode::default(),
             recovery_mode: RecoveryMode::default(),

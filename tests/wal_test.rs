@@ -268,7 +268,11 @@ fn damage_before_a_frame_above_the_opener_limit_is_mid_log_corruption() {
         ),
         (
             17 << 20,
-            Config::default().max_entry_size(20 << 20),
+            // Segments large enough for the frames (the default 16 MiB is
+            // not).
+            Config::default()
+                .segment_size(64 << 20)
+                .max_entry_size(20 << 20),
             Config::default(),
         ),
     ];

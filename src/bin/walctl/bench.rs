@@ -74,7 +74,7 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub value_size: usize,
     /// Bytes per segment file (a multiple of 4096).
-    #[arg(long, default_value_t = 64 << 20)]
+    #[arg(long, default_value_t = 16 << 20)]
     pub segment_size: u64,
     /// Print one JSON object with the results.
     #[arg(long)]
