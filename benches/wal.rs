@@ -344,47 +344,65 @@ fn w1_append(c: &mut Criterion, env: &Env, value_len: usize) {
 
 // ------------------------------------------------------- W2 durable commit
 
-/// W2: a transaction (BeginTxn + 4 Writes of 100-byte values + CommitTxn),
-/// durable when the call returns, from 1 and from 8 threads, each thread
-/// committing its own run's transactions. commitlog: n/a (it cannot sync).
-fn w2_commit(c: &mut Criterion, env: &Env) {
-    let value = [0x5Au8; 100];
-    let keys: Vec<[u8; 16]> = (0..4u8)
+/// W2's four keys: [`KEY`] with its last byte `0`..`3`.
+fn w2_keys() -> Vec<[u8; 16]> {
+    (0..4u8)
         .map(|i| {
             let mut k = KEY;
             k[15] = b'0' + i;
             k
         })
-        .collect();
-    let ops: Vec<Op<'_>> = keys
-        .iter()
+        .collect()
+}
+
+/// W2's four Writes of `value`, one per key.
+fn w2_ops<'a>(keys: &'a [[u8; 16]], value: &'a [u8]) -> Vec<Op<'a>> {
+    keys.iter()
         .enumerate()
         .map(|(i, k)| Op::Write {
             key: k,
-            value: &value,
+            value,
             version: i as u64,
         })
-        .collect();
-    let runs: Vec<RunId> = (0..8u8).map(|t| RunId::from_bytes([t + 1; 16])).collect();
+        .collect()
+}
+
+/// W2's runs: one per thread.
+fn w2_runs() -> Vec<RunId> {
+    (0..8u8).map(|t| RunId::from_bytes([t + 1; 16])).collect()
+}
+
+/// Each run's transaction (BeginTxn, `ops`, CommitTxn) as the payload bytes
+/// our log writes for its six entries: what the peers are given.
+fn w2_payloads(runs: &[RunId], ops: &[Op<'_>]) -> Vec<Vec<Vec<u8>>> {
+    runs.iter()
+        .map(|&run| {
+            let mut v = vec![BorrowedEntry::BeginTxn {
+                txn_id: 1,
+                run_id: run,
+                timestamp: 1_700_000_000_000_000,
+            }];
+            v.extend(ops.iter().map(|op| op.entry(run)));
+            v.push(BorrowedEntry::CommitTxn {
+                txn_id: 1,
+                run_id: run,
+            });
+            v.iter().map(payload_of).collect()
+        })
+        .collect()
+}
+
+/// W2: a transaction (BeginTxn + 4 Writes of 100-byte values + CommitTxn),
+/// durable when the call returns, from 1 and from 8 threads, each thread
+/// committing its own run's transactions. commitlog: n/a (it cannot sync).
+fn w2_commit(c: &mut Criterion, env: &Env) {
+    let value = [0x5Au8; 100];
+    let keys = w2_keys();
+    let ops = w2_ops(&keys, &value);
+    let runs = w2_runs();
     // The same six entries as bytes for the peers (thread t's run), and as
     // serde entries for the baseline.
-    let txn_entries = |run: RunId| -> Vec<BorrowedEntry<'_>> {
-        let mut v = vec![BorrowedEntry::BeginTxn {
-            txn_id: 1,
-            run_id: run,
-            timestamp: 1_700_000_000_000_000,
-        }];
-        v.extend(ops.iter().map(|op| op.entry(run)));
-        v.push(BorrowedEntry::CommitTxn {
-            txn_id: 1,
-            run_id: run,
-        });
-        v
-    };
-    let payloads: Vec<Vec<Vec<u8>>> = runs
-        .iter()
-        .map(|&r| txn_entries(r).iter().map(payload_of).collect())
-        .collect();
+    let payloads = w2_payloads(&runs, &ops);
     let base_txns: Vec<Vec<BaselineEntry>> = runs
         .iter()
         .map(|&r| {
@@ -564,32 +582,12 @@ fn paired_ratios(c: &mut Criterion, env: &Env) {
         samples.report("w1_append_100B_vs_original", "original design");
     }
 
-    // W2: BeginTxn + 4 Writes + CommitTxn, durable on return.
+    // W2: the w2_commit transaction, durable on return.
     let value = [0x5Au8; 100];
-    let ops: Vec<Op<'_>> = (0..4u64)
-        .map(|i| Op::Write {
-            key: &KEY,
-            value: &value,
-            version: i,
-        })
-        .collect();
-    let runs: Vec<RunId> = (0..8u8).map(|t| RunId::from_bytes([t + 1; 16])).collect();
-    let chunks: Vec<Vec<Vec<u8>>> = runs
-        .iter()
-        .map(|&run| {
-            let mut v = vec![BorrowedEntry::BeginTxn {
-                txn_id: 1,
-                run_id: run,
-                timestamp: 1_700_000_000_000_000,
-            }];
-            v.extend(ops.iter().map(|op| op.entry(run)));
-            v.push(BorrowedEntry::CommitTxn {
-                txn_id: 1,
-                run_id: run,
-            });
-            v.iter().map(payload_of).collect()
-        })
-        .collect();
+    let keys = w2_keys();
+    let ops = w2_ops(&keys, &value);
+    let runs = w2_runs();
+    let chunks = w2_payloads(&runs, &ops);
     let chunk_refs: Vec<Vec<&[u8]>> = chunks
         .iter()
         .map(|c| c.iter().map(Vec::as_slice).collect())

@@ -95,6 +95,7 @@ struct SyncState {
 }
 
 /// The longest a leader absorbs, whatever the syncs take.
+#[cfg(not(loom))]
 const MAX_ABSORB: Duration = Duration::from_millis(1);
 
 /// An appender inside an append that will wait for its sync: counted from
@@ -162,7 +163,6 @@ impl GroupCommit {
         if others() == 0 {
             return;
         }
-        let cap = Duration::from_nanos(self.sync_ns.load(Ordering::Relaxed) / 2).min(MAX_ABSORB);
         // Under loom there is no clock: a few rounds stand for the cap.
         #[cfg(loom)]
         for _ in 0..2 {
@@ -173,12 +173,13 @@ impl GroupCommit {
         }
         #[cfg(not(loom))]
         {
+            let cap =
+                Duration::from_nanos(self.sync_ns.load(Ordering::Relaxed) / 2).min(MAX_ABSORB);
             let start = std::time::Instant::now();
             while others() > 0 && start.elapsed() < cap {
                 std::thread::yield_now();
             }
         }
-        let _ = cap;
     }
 
     /// Folds one sync's duration into the moving average (weight 1/4).

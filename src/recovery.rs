@@ -989,18 +989,12 @@ fn recover_once(
         stop_at = i + 1;
         break;
     }
-    let end_of_last = kept.last().map(|last| {
-        (
-            last.seg.seq(),
-            last.offset_of(expected_lsn).min(last.seg.len()),
-        )
-    });
     if let (None, Some(last), false) = (zero_range, kept.last(), live) {
         // The scan stopped at a later segment's header: bytes after the last
         // kept segment's frames must still be zeroed before appending there.
         // (Unless that is where `classify_tail` just found only zeros.)
         let end = last.offset_of(expected_lsn).min(last.seg.len());
-        if tail_checked != end_of_last {
+        if tail_checked != Some((last.seg.seq(), end)) {
             let mut reader = FrameReader {
                 seg: &last.seg,
                 copy,
