@@ -61,6 +61,7 @@ pub mod wal;
 #[cfg(all(test, loom))]
 mod loom_tests;
 pub(crate) mod notify;
+pub(crate) mod pool;
 pub(crate) mod publish;
 pub(crate) mod sync;
 

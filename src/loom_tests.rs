@@ -1,7 +1,8 @@
 //! Loom models of the concurrency core: group commit and the ticker
 //! ([`crate::durability`]), the published-view protocol
 //! ([`crate::publish`]), the tail wake-up protocol ([`crate::notify`]) and
-//! the commit-notification protocol ([`crate::commit`]'s `DurableNotify`).
+//! the commit-notification protocol ([`crate::commit`]'s `DurableNotify`)
+//! and the ordered job pool of parallel recovery ([`crate::pool`]).
 //! The code explored is the crate's own, built over loom's primitives by
 //! the [`crate::sync`] facade.
 //!
@@ -27,6 +28,7 @@ use crate::commit::DurableNotify;
 use crate::durability::{GroupCommit, Ticker};
 use crate::error::Error;
 use crate::notify::{TailNotify, WaitOutcome};
+use crate::pool::{Ordered, Taken};
 use crate::publish::Published;
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 
@@ -776,4 +778,61 @@ fn loom_durable_poison_races() {
         c.close();
         assert_eq!(c.ran().len(), 4);
     });
+}
+
+// ---------------------------------------------------------------------------
+// The ordered job pool (parallel recovery): a helper and the consumer race
+// for the jobs; every job runs exactly once, the consumer gets every result
+// in order, and nobody waits forever, including when the consumer stops
+// early.
+
+/// Jobs `0..jobs` with window `window`; the consumer takes the first
+/// `take` of them, then stops the pool. Each job's result is `10 * j`.
+fn ordered_pool_model(jobs: usize, window: usize, take: usize) {
+    let pool = Arc::new(Ordered::<usize>::new(jobs, window));
+    let runs = Arc::new((0..jobs).map(|_| AtomicUsize::new(0)).collect::<Vec<_>>());
+    let run = {
+        let runs = Arc::clone(&runs);
+        move |j: usize| {
+            runs[j].fetch_add(1, Ordering::SeqCst);
+            10 * j
+        }
+    };
+    let helper = {
+        let pool = Arc::clone(&pool);
+        let run = run.clone();
+        thread::spawn(move || pool.work(run))
+    };
+    for i in 0..take {
+        let got = match pool.take(i, &run) {
+            Taken::Done(r) => r,
+            Taken::Yours => run(i),
+        };
+        assert_eq!(got, 10 * i, "job {i}'s result, in order");
+    }
+    pool.stop();
+    helper.join().unwrap();
+    for (j, n) in runs.iter().enumerate() {
+        let n = n.load(Ordering::SeqCst);
+        if j < take {
+            assert_eq!(n, 1, "job {j} ran once");
+        } else {
+            assert!(n <= 1, "job {j} ran at most once");
+        }
+    }
+}
+
+#[test]
+fn loom_ordered_pool_all_jobs() {
+    model(None, || ordered_pool_model(3, 2, 3));
+}
+
+#[test]
+fn loom_ordered_pool_window_one() {
+    model(None, || ordered_pool_model(3, 1, 3));
+}
+
+#[test]
+fn loom_ordered_pool_stop_early() {
+    model(None, || ordered_pool_model(4, 2, 1));
 }

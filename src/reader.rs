@@ -99,6 +99,7 @@ impl WalReader {
                 copy: true,
                 live,
                 limit: None,
+                parallel: false,
             };
             let Some(r) = recovery::recover(&dir, READ_DECODER, expect_max, opts)? else {
                 return Err(Error::NotALog { dir });

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::entry::EntryKind;
+use crate::entry::RunId;
 use crate::error::{Error, Location, ProblemClass, Result};
 use crate::frame::{
     Ahead, Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD,
 };
+use crate::pool::{Ordered, Taken};
 use crate::replay::{OpenTxns, RunIndex, Snapshot, TxnEvent};
 use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
 use crate::truncation::Truncations;
@@ -350,13 +352,13 @@ impl Tally {
         }
     }
 
-    fn visit(&mut self, lsn: u64, len: usize, e: &EntryRef<'_>) {
+    fn visit(&mut self, f: Facts) {
         self.entries += 1;
-        self.largest = self.largest.max(len - FRAME_OVERHEAD);
-        self.last_lsn = Some(lsn);
-        let run = e.run_id();
-        self.index.note(run, lsn, lsn + len as u64);
-        if let Some(from) = e.truncate_from() {
+        self.largest = self.largest.max(f.len - FRAME_OVERHEAD);
+        self.last_lsn = Some(f.lsn);
+        let lsn = f.lsn;
+        self.index.note(f.run, lsn, lsn + f.len as u64);
+        if let Some(from) = f.truncate_from {
             // The writer checked `from` when it appended the record; a
             // record naming a later LSN than its own deletes nothing.
             if from < lsn {
@@ -366,8 +368,8 @@ impl Tally {
                 self.open.truncate_from(from);
             }
         }
-        if let Some(run) = run {
-            match self.open.note(e.kind(), run, e.txn_id(), lsn) {
+        if let Some(run) = f.run {
+            match self.open.note(f.kind, run, f.txn_id, lsn) {
                 TxnEvent::Began { replaced: true } => self.replaced += 1,
                 TxnEvent::Committed => self.committed += 1,
                 TxnEvent::Aborted => self.aborted += 1,
@@ -377,6 +379,137 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// The facts of a segment scanned ahead, as [`visit`](Self::visit) of
+    /// each frame in turn would count them.
+    fn apply(&mut self, summary: Summary) {
+        for fact in summary.folded {
+            match fact {
+                Fact::Plain {
+                    run,
+                    start,
+                    end,
+                    last,
+                    count,
+                    largest,
+                } => {
+                    self.entries += count;
+                    self.largest = self.largest.max(largest);
+                    self.last_lsn = Some(last);
+                    self.index.note(Some(run), start, end);
+                }
+                Fact::Other(f) => self.visit(f),
+            }
+        }
+    }
+}
+
+/// What the accounting of a recovery scan ([`Tally`]) needs of one valid
+/// frame: read from the frame during the scan, so that a helper thread can
+/// scan a segment and hand these over (see [`Ordered`]).
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    lsn: u64,
+    /// The frame's length (payload + FRAME_OVERHEAD).
+    len: usize,
+    kind: EntryKind,
+    run: Option<RunId>,
+    txn_id: Option<u64>,
+    truncate_from: Option<u64>,
+}
+
+impl Facts {
+    #[inline]
+    fn of(lsn: u64, len: usize, e: &EntryRef<'_>) -> Facts {
+        Facts {
+            lsn,
+            len,
+            kind: e.kind(),
+            run: e.run_id(),
+            txn_id: e.txn_id(),
+            truncate_from: e.truncate_from(),
+        }
+    }
+}
+
+/// One segment scanned ahead by a helper of a parallel recovery: what
+/// [`scan_frames`] found there, for the recovery loop to apply in order.
+struct SegScan {
+    /// The LSN the scan took the segment to start at (its header's).
+    first_lsn: u64,
+    facts: Summary,
+    end: ScanEnd,
+}
+
+/// A segment's [`Facts`], in order, with each stretch of consecutive plain
+/// entries of one run (no transaction boundary, no truncation) folded
+/// into one record: its effect on a [`Tally`] is that of its entries one
+/// by one (a run's stretch in the index grows the same way), at a fraction
+/// of the memory.
+#[derive(Default)]
+struct Summary {
+    folded: Vec<Fact>,
+}
+
+enum Fact {
+    /// Plain entries of `run` covering `[start, end)`; the last at `last`.
+    Plain {
+        run: RunId,
+        start: u64,
+        end: u64,
+        last: u64,
+        count: u64,
+        /// The largest payload among them.
+        largest: usize,
+    },
+    Other(Facts),
+}
+
+impl Summary {
+    #[inline]
+    fn push(&mut self, f: Facts) {
+        let plain = f.truncate_from.is_none()
+            && !matches!(
+                f.kind,
+                EntryKind::BeginTxn | EntryKind::CommitTxn | EntryKind::AbortTxn
+            );
+        let end = f.lsn + f.len as u64;
+        let payload = f.len - FRAME_OVERHEAD;
+        match (plain, f.run, self.folded.last_mut()) {
+            (
+                true,
+                Some(r),
+                Some(Fact::Plain {
+                    run,
+                    end: e,
+                    last,
+                    count,
+                    largest,
+                    ..
+                }),
+            ) if *run == r && *e == f.lsn => {
+                *e = end;
+                *last = f.lsn;
+                *count += 1;
+                *largest = (*largest).max(payload);
+            }
+            (true, Some(run), _) => self.folded.push(Fact::Plain {
+                run,
+                start: f.lsn,
+                end,
+                last: f.lsn,
+                count: 1,
+                largest: payload,
+            }),
+            _ => self.folded.push(Fact::Other(f)),
+        }
+    }
+}
+
+/// Segments a helper scans at most ahead of the recovery loop: bounds the
+/// facts held in memory (about 60 bytes per frame).
+const SCAN_WINDOW: usize = 2;
+
 /// How a segment's frame scan ended.
 struct ScanEnd {
     /// Offset just past the last valid frame.
@@ -385,12 +518,14 @@ struct ScanEnd {
     error: Option<Error>,
 }
 
+/// Scans the frames of one segment from its first, handing each valid
+/// frame's [`Facts`] to `visit`, and says where and why the scan stopped.
 fn scan_frames(
     r: &mut FrameReader<'_>,
     sref: &SegRef,
     salt: u32,
-    tally: &mut Tally,
     limit: u64,
+    mut visit: impl FnMut(Facts),
 ) -> ScanEnd {
     let mut off = DATA_START;
     let len = r.seg.len();
@@ -406,7 +541,7 @@ fn scan_frames(
         let seed_of = |p: usize| segment::seed(salt, sref.lsn_of(p));
         match r.decode_scan(off, seed_of, &mut ahead) {
             Ok(Some(frame)) => {
-                tally.visit(lsn, frame.len, &frame.entry);
+                visit(Facts::of(lsn, frame.len, &frame.entry));
                 off += frame.len;
                 if off >= len {
                     return ScanEnd {
@@ -608,6 +743,10 @@ pub(crate) struct ScanOptions {
     /// trusted (a log that failed a sync: only what a completed sync covered
     /// is believed). A record for another instance does not apply.
     pub limit: Option<(Uuid, u64)>,
+    /// Let a helper thread scan sealed segments ahead (only without
+    /// copying, with two or more of them, on a machine with two or more
+    /// cores; the outcome is the sequential scan's either way).
+    pub parallel: bool,
 }
 
 /// Scans the log in `dir`. Returns `Ok(None)` when the directory holds no
@@ -660,6 +799,7 @@ fn recover_once(
         copy,
         live,
         limit,
+        parallel,
     } = opts;
     let started = Instant::now();
     let listing = list(dir)?;
@@ -794,201 +934,265 @@ fn recover_once(
     let mut truncated: Option<u64> = None;
     // The size the last file was created with, if it now differs.
     let mut resized: Option<u64> = None;
-    let mut i = 0;
-    while i < mapped.len() {
-        let seg = &mapped[i];
-        let first_lsn = match &headers[i] {
-            HeaderState::Valid(h) => {
-                let may_be_short = i == last_file;
-                match check_header(h, seg, &instance, expected_lsn, i, &mapped, may_be_short) {
-                    None => {
-                        let size = h.segment_size.get();
-                        if (seg.len() as u64) < size {
-                            truncated = Some(size);
-                        }
-                        if seg.len() as u64 != size {
-                            resized = Some(size);
-                        }
-                        expected_lsn
-                    }
-                    Some(detail) => {
-                        problem = Some(header_problem(seg, expected_lsn, detail));
-                        stop_at = i;
-                        break;
-                    }
-                }
-            }
-            HeaderState::Blank if i >= n => {
-                // Reached only through a successful probe below.
-                adopted += 1;
-                expected_lsn
-            }
-            HeaderState::Blank => {
-                let detail = "blank header in the middle of the log".to_string();
-                problem = Some(header_problem(seg, expected_lsn, detail));
-                stop_at = i;
-                break;
-            }
-            HeaderState::Invalid(d) => {
-                problem = Some(header_problem(seg, expected_lsn, d.clone()));
-                stop_at = i;
-                break;
-            }
-        };
-        if matches!(headers[i], HeaderState::Valid(_)) {
-            seg.set_sealed();
-        }
+    // Segments with valid headers, from the first, and the LSN each header
+    // names: a helper thread may scan these ahead of the loop below, each
+    // from the LSN its header gives (DESIGN.md §8, "Parallel recovery").
+    // The loop uses such a scan only where it expects that same LSN, and
+    // applies the frames' facts in order, so the outcome is the sequential
+    // scan's. Only where nothing can write the bytes (no copying).
+    let ahead_lsn: Vec<u64> = headers
+        .iter()
+        .map_while(|h| match h {
+            HeaderState::Valid(h) => Some(h.first_lsn.get()),
+            _ => None,
+        })
+        .collect();
+    let parallel = parallel
+        && !copy
+        && ahead_lsn.len() >= 2
+        && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    let jobs = if parallel { ahead_lsn.len() } else { 0 };
+    let pool = Ordered::<SegScan>::new(jobs, SCAN_WINDOW);
+    let scan_ahead = |j: usize| {
         let sref = SegRef {
-            seg: Arc::clone(seg),
-            first_lsn,
-            txn_open: !tally.open.is_empty(),
+            seg: Arc::clone(&mapped[j]),
+            first_lsn: ahead_lsn[j],
+            txn_open: false,
         };
         let mut reader = FrameReader {
-            seg,
-            copy,
+            seg: &mapped[j],
+            copy: false,
             buf: Vec::new(),
             decoder,
         };
-        let end = scan_frames(&mut reader, &sref, salt, &mut tally, limit);
-        let limited = end.error.is_none() && sref.lsn_of(end.end) >= limit;
-        let end_here = sref.lsn_of(end.end);
-        kept.push(sref.clone());
-        expected_lsn = end_here;
-        // Where the next segment, if it continues the log, says it starts.
-        // A next segment whose header is damaged or belongs elsewhere is
-        // reported there (`Some(end_here)` lets the loop reach it), unless
-        // this segment already ended in damage.
-        let next_first = match headers.get(i + 1) {
-            // Nothing past the trusted end continues the log.
-            _ if limited => None,
-            Some(HeaderState::Valid(h)) => {
-                let short_ok = i + 1 == last_file;
-                let next = &mapped[i + 1];
-                match check_header(
-                    h,
-                    next,
-                    &instance,
-                    h.first_lsn.get(),
-                    i + 1,
-                    &mapped,
-                    short_ok,
-                ) {
-                    Some(_) => Some(end_here),
-                    None => Some(h.first_lsn.get()),
+        let mut facts = Summary::default();
+        let end = scan_frames(&mut reader, &sref, salt, limit, |f| facts.push(f));
+        SegScan {
+            first_lsn: sref.first_lsn,
+            facts,
+            end,
+        }
+    };
+    std::thread::scope(|scope| {
+        if jobs > 0 {
+            // Without the helper (it could not start), the loop scans alone.
+            let _ = std::thread::Builder::new()
+                .name("wal-recovery".into())
+                .spawn_scoped(scope, || pool.work(&scan_ahead));
+        }
+        let mut i = 0;
+        while i < mapped.len() {
+            let seg = &mapped[i];
+            let first_lsn = match &headers[i] {
+                HeaderState::Valid(h) => {
+                    let may_be_short = i == last_file;
+                    match check_header(h, seg, &instance, expected_lsn, i, &mapped, may_be_short) {
+                        None => {
+                            let size = h.segment_size.get();
+                            if (seg.len() as u64) < size {
+                                truncated = Some(size);
+                            }
+                            if seg.len() as u64 != size {
+                                resized = Some(size);
+                            }
+                            expected_lsn
+                        }
+                        Some(detail) => {
+                            problem = Some(header_problem(seg, expected_lsn, detail));
+                            stop_at = i;
+                            break;
+                        }
+                    }
                 }
-            }
-            Some(HeaderState::Invalid(_)) => Some(end_here),
-            Some(HeaderState::Blank) if i + 1 < n => Some(end_here),
-            Some(HeaderState::Blank)
-                if end.error.is_none()
-                    && mapped[i + 1].seq() == seg.seq() + 1
-                    && mapped[i + 1].len() as u64 >= MIN_SEGMENT_SIZE
-                    && mapped[i + 1].len() % 4096 == 0 =>
-            {
-                // An unsealed successor continues the log only if it is the
-                // next segment and its first frame was written for exactly
-                // this LSN.
-                let next = &mapped[i + 1];
-                let mut probe = FrameReader {
-                    seg: next,
-                    copy,
-                    buf: Vec::new(),
-                    decoder,
-                };
-                match probe.decode(DATA_START, segment::seed(salt, end_here)) {
-                    Ok(Some(_)) => Some(end_here),
-                    _ => None,
+                HeaderState::Blank if i >= n => {
+                    // Reached only through a successful probe below.
+                    adopted += 1;
+                    expected_lsn
                 }
-            }
-            _ => None,
-        };
-        match next_first {
-            Some(f) if f == end_here && end.error.is_none() => {
-                i += 1;
-                continue;
-            }
-            None if limited => {
-                // A log that failed a sync: what the page cache holds past
-                // the last completed sync may never have reached the disk.
-                // It is dropped like a torn tail.
-                limited_at = Some(end.end);
-                let nz_end = reader.nonzero_end(end.end);
-                if nz_end > end.end {
-                    zero_range = Some((end.end, nz_end));
-                    discarded_bytes += (nz_end - end.end) as u64;
+                HeaderState::Blank => {
+                    let detail = "blank header in the middle of the log".to_string();
+                    problem = Some(header_problem(seg, expected_lsn, detail));
+                    stop_at = i;
+                    break;
                 }
-                problem = Some(problem_at(
+                HeaderState::Invalid(d) => {
+                    problem = Some(header_problem(seg, expected_lsn, d.clone()));
+                    stop_at = i;
+                    break;
+                }
+            };
+            if matches!(headers[i], HeaderState::Valid(_)) {
+                seg.set_sealed();
+            }
+            let sref = SegRef {
+                seg: Arc::clone(seg),
+                first_lsn,
+                txn_open: !tally.open.is_empty(),
+            };
+            let mut reader = FrameReader {
+                seg,
+                copy,
+                buf: Vec::new(),
+                decoder,
+            };
+            let taken = if i < jobs {
+                pool.take(i, &scan_ahead)
+            } else {
+                Taken::Yours
+            };
+            let end = match taken {
+                Taken::Done(scan) if scan.first_lsn == first_lsn => {
+                    #[cfg(all(test, not(loom)))]
+                    tests::HELPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tally.apply(scan.facts);
+                    scan.end
+                }
+                _ => scan_frames(&mut reader, &sref, salt, limit, |f| tally.visit(f)),
+            };
+            let limited = end.error.is_none() && sref.lsn_of(end.end) >= limit;
+            let end_here = sref.lsn_of(end.end);
+            kept.push(sref.clone());
+            expected_lsn = end_here;
+            // Where the next segment, if it continues the log, says it starts.
+            // A next segment whose header is damaged or belongs elsewhere is
+            // reported there (`Some(end_here)` lets the loop reach it), unless
+            // this segment already ended in damage.
+            let next_first = match headers.get(i + 1) {
+                // Nothing past the trusted end continues the log.
+                _ if limited => None,
+                Some(HeaderState::Valid(h)) => {
+                    let short_ok = i + 1 == last_file;
+                    let next = &mapped[i + 1];
+                    match check_header(
+                        h,
+                        next,
+                        &instance,
+                        h.first_lsn.get(),
+                        i + 1,
+                        &mapped,
+                        short_ok,
+                    ) {
+                        Some(_) => Some(end_here),
+                        None => Some(h.first_lsn.get()),
+                    }
+                }
+                Some(HeaderState::Invalid(_)) => Some(end_here),
+                Some(HeaderState::Blank) if i + 1 < n => Some(end_here),
+                Some(HeaderState::Blank)
+                    if end.error.is_none()
+                        && mapped[i + 1].seq() == seg.seq() + 1
+                        && mapped[i + 1].len() as u64 >= MIN_SEGMENT_SIZE
+                        && mapped[i + 1].len() % 4096 == 0 =>
+                {
+                    // An unsealed successor continues the log only if it is the
+                    // next segment and its first frame was written for exactly
+                    // this LSN.
+                    let next = &mapped[i + 1];
+                    let mut probe = FrameReader {
+                        seg: next,
+                        copy,
+                        buf: Vec::new(),
+                        decoder,
+                    };
+                    match probe.decode(DATA_START, segment::seed(salt, end_here)) {
+                        Ok(Some(_)) => Some(end_here),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match next_first {
+                Some(f) if f == end_here && end.error.is_none() => {
+                    i += 1;
+                    continue;
+                }
+                None if limited => {
+                    // A log that failed a sync: what the page cache holds past
+                    // the last completed sync may never have reached the disk.
+                    // It is dropped like a torn tail.
+                    limited_at = Some(end.end);
+                    let nz_end = reader.nonzero_end(end.end);
+                    if nz_end > end.end {
+                        zero_range = Some((end.end, nz_end));
+                        discarded_bytes += (nz_end - end.end) as u64;
+                    }
+                    problem = Some(problem_at(
                     &sref,
                     end.end,
                     ProblemClass::TornTail,
                     None,
                     "a sync of this log failed: bytes past the last completed sync are not trusted",
                 ));
-            }
-            None if live => {
-                // A writer in another process is appending here: the scan
-                // stopped at its moving end. Nothing is judged or repaired.
-            }
-            None => {
-                // The last segment of the log: what follows its frames is
-                // either nothing, or a tail a crash can leave, or damage.
-                let max_payload = (expect_max.max(DEFAULT_MAX_PAYLOAD) as usize).max(tally.largest);
-                let (class, nz_end) = classify_tail(
-                    &mut reader,
-                    &sref,
-                    salt,
-                    end.end,
-                    end.error.is_some(),
-                    max_payload,
-                );
-                tail_checked = Some((seg.seq(), end.end));
-                if nz_end > end.end {
-                    zero_range = Some((end.end, nz_end));
-                    discarded_bytes += (nz_end - end.end) as u64;
                 }
-                if let Some(class) = class {
+                None if live => {
+                    // A writer in another process is appending here: the scan
+                    // stopped at its moving end. Nothing is judged or repaired.
+                }
+                None => {
+                    // The last segment of the log: what follows its frames is
+                    // either nothing, or a tail a crash can leave, or damage.
+                    let max_payload =
+                        (expect_max.max(DEFAULT_MAX_PAYLOAD) as usize).max(tally.largest);
+                    let (class, nz_end) = classify_tail(
+                        &mut reader,
+                        &sref,
+                        salt,
+                        end.end,
+                        end.error.is_some(),
+                        max_payload,
+                    );
+                    tail_checked = Some((seg.seq(), end.end));
+                    if nz_end > end.end {
+                        zero_range = Some((end.end, nz_end));
+                        discarded_bytes += (nz_end - end.end) as u64;
+                    }
+                    if let Some(class) = class {
+                        problem = Some(problem_at(
+                            &sref,
+                            end.end,
+                            class,
+                            end.error,
+                            "bytes after the last valid frame",
+                        ));
+                    } else if let Some(size) = truncated {
+                        // Cut short at a frame boundary: frames may have been lost
+                        // with the cut, and nothing valid follows.
+                        problem = Some(problem_at(
+                            &sref,
+                            end.end,
+                            ProblemClass::TornTail,
+                            None,
+                            &format!("file truncated to {} of its {size} bytes", seg.len()),
+                        ));
+                    }
+                }
+                Some(f) => {
+                    let nz_end = reader.nonzero_end(end.end);
+                    if nz_end > end.end {
+                        zero_range = Some((end.end, nz_end));
+                        discarded_bytes += (nz_end - end.end) as u64;
+                    }
+                    let detail = if end.error.is_none() && f != u64::MAX {
+                        format!(
+                            "frames end at LSN {end_here} but the next segment starts at LSN {f}"
+                        )
+                    } else {
+                        "a segment before the last is damaged".to_string()
+                    };
                     problem = Some(problem_at(
                         &sref,
                         end.end,
-                        class,
+                        ProblemClass::MidLogCorruption,
                         end.error,
-                        "bytes after the last valid frame",
-                    ));
-                } else if let Some(size) = truncated {
-                    // Cut short at a frame boundary: frames may have been lost
-                    // with the cut, and nothing valid follows.
-                    problem = Some(problem_at(
-                        &sref,
-                        end.end,
-                        ProblemClass::TornTail,
-                        None,
-                        &format!("file truncated to {} of its {size} bytes", seg.len()),
+                        &detail,
                     ));
                 }
             }
-            Some(f) => {
-                let nz_end = reader.nonzero_end(end.end);
-                if nz_end > end.end {
-                    zero_range = Some((end.end, nz_end));
-                    discarded_bytes += (nz_end - end.end) as u64;
-                }
-                let detail = if end.error.is_none() && f != u64::MAX {
-                    format!("frames end at LSN {end_here} but the next segment starts at LSN {f}")
-                } else {
-                    "a segment before the last is damaged".to_string()
-                };
-                problem = Some(problem_at(
-                    &sref,
-                    end.end,
-                    ProblemClass::MidLogCorruption,
-                    end.error,
-                    &detail,
-                ));
-            }
+            stop_at = i + 1;
+            break;
         }
-        stop_at = i + 1;
-        break;
-    }
+        pool.stop();
+    });
     if let (None, Some(last), false) = (zero_range, kept.last(), live) {
         // The scan stopped at a later segment's header: bytes after the last
         // kept segment's frames must still be zeroed before appending there.
@@ -1164,7 +1368,7 @@ pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
     let mut tally = Tally::new();
     for e in snap.iter() {
         let e = e?;
-        tally.visit(e.lsn, e.len, &e.entry);
+        tally.visit(Facts::of(e.lsn, e.len, &e.entry));
     }
     let report = RecoveryReport {
         segments: snap.segs.len(),
@@ -1283,4 +1487,215 @@ pub(crate) fn discarded_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".discarded-{}", segment::now_micros()));
     path.with_file_name(name)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    //! The parallel scan (a helper thread scanning sealed segments ahead)
+    //! against the sequential one, on the same logs, damaged in seeded
+    //! ways: every part of the outcome must be the same.
+
+    use super::*;
+    use crate::entry::{BorrowedEntry, Op, WalEntry};
+    use crate::wal::{Config, Wal};
+    use crate::SyncMode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Segments whose scan a recovery took from its helper.
+    pub(super) static HELPED: AtomicUsize = AtomicUsize::new(0);
+
+    /// A small seeded generator (SplitMix64): the cases are reproducible.
+    struct Seeded(u64);
+
+    impl Seeded {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    /// A log of many 16 KiB segments holding transactions (some spanning
+    /// segments, some never ended), plain writes of interleaved runs,
+    /// checkpoints and truncations.
+    fn build(dir: &Path, rng: &mut Seeded) {
+        let config = Config::default()
+            .segment_size(16 << 10)
+            .sync_mode(SyncMode::Async { interval_ms: 1000 });
+        let wal = Wal::open(dir, config).expect("open");
+        let runs: Vec<RunId> = (1..=5u8).map(|b| RunId::from_bytes([b; 16])).collect();
+        let mut lsns = Vec::new();
+        let value = vec![0xA5u8; 600];
+        for step in 0..400u64 {
+            let run = runs[rng.below(runs.len() as u64) as usize];
+            let len = 1 + rng.below(value.len() as u64) as usize;
+            match rng.below(10) {
+                0..=3 => {
+                    // A burst of plain writes of one run: one stretch.
+                    for i in 0..1 + rng.below(12) {
+                        let lsn = wal
+                            .append_entry(BorrowedEntry::Write {
+                                run_id: run,
+                                key: b"key",
+                                value: &value[..len / (1 + i as usize)],
+                                version: step,
+                            })
+                            .expect("write");
+                        lsns.push(lsn);
+                    }
+                }
+                4..=5 => {
+                    let ops = [
+                        Op::Write {
+                            key: b"a",
+                            value: &value[..len],
+                            version: step,
+                        },
+                        Op::Delete {
+                            key: b"b",
+                            version: step,
+                        },
+                    ];
+                    let pos = wal.append_txn(run, step, &ops).expect("txn");
+                    lsns.push(pos.begin);
+                }
+                6 => {
+                    // Begun here, ended (or not) by a later step.
+                    let lsn = wal
+                        .append(&WalEntry::BeginTxn {
+                            txn_id: step % 3,
+                            run_id: run,
+                            timestamp: 0,
+                        })
+                        .expect("begin");
+                    lsns.push(lsn);
+                }
+                7 => {
+                    let end = if rng.below(2) == 0 {
+                        WalEntry::CommitTxn {
+                            txn_id: step % 3,
+                            run_id: run,
+                        }
+                    } else {
+                        WalEntry::AbortTxn {
+                            txn_id: step % 3,
+                            run_id: run,
+                        }
+                    };
+                    lsns.push(wal.append(&end).expect("end"));
+                }
+                8 => {
+                    let lsn = wal
+                        .append(&WalEntry::Checkpoint {
+                            snapshot_id: Uuid::from_u128(u128::from(step)),
+                            version: step,
+                            active_runs: runs[..2].to_vec(),
+                        })
+                        .expect("checkpoint");
+                    lsns.push(lsn);
+                }
+                _ => {
+                    if let Some(back) = lsns.len().checked_sub(1 + rng.below(6) as usize) {
+                        // A dead LSN (behind an earlier truncation) is refused.
+                        let _ = wal.truncate_from(lsns[back]);
+                    }
+                }
+            }
+        }
+        wal.close().expect("close");
+    }
+
+    /// Damages one of the log's files the way a crash or a bad disk may.
+    fn damage(dir: &Path, rng: &mut Seeded) -> String {
+        let listing = list(dir).expect("list");
+        let segs = &listing.segments;
+        let k = rng.below(segs.len() as u64) as usize;
+        let path = &segs[k].1;
+        let mut bytes = fs::read(path).expect("read");
+        let what = rng.below(6);
+        let at = DATA_START + rng.below((bytes.len() - DATA_START) as u64 / 4) as usize;
+        match what {
+            0 => return "none".into(),
+            1 => bytes[at] ^= 1 << rng.below(8),
+            2 => bytes[at..at + 64].fill(0),
+            3 => bytes.truncate(at),
+            4 => bytes[..64].fill(0xEE),
+            _ => {
+                fs::remove_file(path).expect("remove");
+                return format!("removed segment {k}");
+            }
+        }
+        fs::write(path, &bytes).expect("write");
+        format!("damage {what} at {at} of segment {k}")
+    }
+
+    /// Everything a recovery decides, as text.
+    fn outcome(dir: &Path, parallel: bool) -> String {
+        let opts = ScanOptions {
+            writable: false,
+            copy: false,
+            live: false,
+            limit: None,
+            parallel,
+        };
+        match recover(dir, Decoder::default(), DEFAULT_MAX_PAYLOAD, opts) {
+            Err(e) => format!("error: {e}"),
+            Ok(None) => "no log".into(),
+            Ok(Some(r)) => {
+                let report = RecoveryReport {
+                    duration: Duration::ZERO,
+                    ..r.report.clone()
+                };
+                let segs: Vec<_> = r
+                    .segments
+                    .iter()
+                    .map(|s| (s.seg.seq(), s.first_lsn, s.txn_open))
+                    .collect();
+                format!(
+                    "{report:?}\nsegments {segs:?} adopted {} end {}\nindex {:?}\nopen {:?}\ntruncations {:?}\nlimited {:?} zero {:?} restore {:?}\ndiscard {:?} blanks {:?}",
+                    r.adopted,
+                    r.end_lsn,
+                    r.index.canonical(),
+                    r.open_txns.canonical(),
+                    r.truncations,
+                    r.limited_at,
+                    r.zero_range,
+                    r.restore_size,
+                    r.discard,
+                    r.blanks,
+                )
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_recovery_decides_what_sequential_recovery_decides() {
+        let helped_before = HELPED.load(Ordering::Relaxed);
+        for seed in 0..24u64 {
+            let mut rng = Seeded(seed);
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let dir = tmp.path().join("log");
+            build(&dir, &mut rng);
+            assert!(
+                list(&dir).expect("list").segments.len() >= 4,
+                "seed {seed}: a multi-segment log"
+            );
+            let what = damage(&dir, &mut rng);
+            let sequential = outcome(&dir, false);
+            let parallel = outcome(&dir, true);
+            assert_eq!(parallel, sequential, "seed {seed}, {what}");
+        }
+        if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+            assert!(
+                HELPED.load(Ordering::Relaxed) > helped_before,
+                "the helper scanned no segment the loop used"
+            );
+        }
+    }
 }

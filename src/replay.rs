@@ -86,6 +86,17 @@ impl RunIndex {
         }
     }
 
+    /// Every run's stretches with their true ends, sorted by run: for
+    /// comparing two indexes.
+    #[cfg(all(test, not(loom)))]
+    pub fn canonical(&self) -> Vec<(RunId, Vec<(Lsn, Lsn)>)> {
+        let mut closed = self.clone();
+        closed.close_last();
+        let mut v: Vec<_> = closed.runs.into_iter().collect();
+        v.sort_by_key(|(r, _)| *r.as_bytes());
+        v
+    }
+
     /// The stretch starts of `run`.
     pub fn stretches(&self, run: &RunId) -> Vec<Lsn> {
         self.runs
@@ -200,6 +211,14 @@ impl OpenTxns {
     /// there are gone (one begun before stays open, its end deleted).
     pub fn truncate_from(&mut self, from: Lsn) {
         self.open.retain(|_, &mut (_, begin)| begin < from);
+    }
+
+    /// The open transactions sorted by run: for comparing two sets.
+    #[cfg(all(test, not(loom)))]
+    pub fn canonical(&self) -> Vec<(RunId, (u64, Lsn))> {
+        let mut v: Vec<_> = self.open.iter().map(|(r, o)| (*r, *o)).collect();
+        v.sort_by_key(|(r, _)| *r.as_bytes());
+        v
     }
 
     /// True if no transaction is open.

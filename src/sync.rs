@@ -17,7 +17,7 @@
 //!
 //! Only the modules written against this facade ([`crate::durability`]'s
 //! group commit and ticker, [`crate::publish`], [`crate::notify`],
-//! [`crate::commit`]'s `DurableNotify`) are
+//! [`crate::commit`]'s `DurableNotify`, [`crate::pool`]) are
 //! explored by the models in `loom_tests`; other modules use `parking_lot`
 //! and `std` directly and are not modelled.
 //!

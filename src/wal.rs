@@ -570,6 +570,7 @@ impl Wal {
             copy: false,
             live: false,
             limit,
+            parallel: true,
         };
         let recovered = recovery::recover(&dir, decoder, expect_max, opts)?;
         let mut changed = false;
