@@ -1636,12 +1636,12 @@ mod tests {
     }
 
     /// Everything a recovery decides, as text.
-    fn outcome(dir: &Path, parallel: bool) -> String {
+    fn outcome(dir: &Path, parallel: bool, limit: Option<(Uuid, u64)>) -> String {
         let opts = ScanOptions {
             writable: false,
             copy: false,
             live: false,
-            limit: None,
+            limit,
             parallel,
         };
         match recover(dir, Decoder::default(), DEFAULT_MAX_PAYLOAD, opts) {
@@ -1687,9 +1687,24 @@ mod tests {
                 "seed {seed}: a multi-segment log"
             );
             let what = damage(&dir, &mut rng);
-            let sequential = outcome(&dir, false);
-            let parallel = outcome(&dir, true);
+            let sequential = outcome(&dir, false, None);
+            let parallel = outcome(&dir, true, None);
             assert_eq!(parallel, sequential, "seed {seed}, {what}");
+            // A log that failed a sync: nothing past a (seeded) LSN is
+            // trusted, whichever thread scans the segment holding it.
+            let opts = ScanOptions {
+                writable: false,
+                copy: false,
+                live: false,
+                limit: None,
+                parallel: false,
+            };
+            if let Ok(Some(r)) = recover(&dir, Decoder::default(), DEFAULT_MAX_PAYLOAD, opts) {
+                let limit = Some((r.instance, rng.below(r.end_lsn + 1)));
+                let sequential = outcome(&dir, false, limit);
+                let parallel = outcome(&dir, true, limit);
+                assert_eq!(parallel, sequential, "seed {seed}, {what}, limit {limit:?}");
+            }
         }
         if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
             assert!(
