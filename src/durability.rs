@@ -335,10 +335,10 @@ impl Ticker {
 /// make the next syncs or segment allocations fail; without it every hook is
 /// an empty inline function, so release builds pay nothing.
 ///
-/// The switches are per thread *and* global: a test arms them with
-/// [`faults::fail_syncs_after`] and friends, which affect every log in the
-/// process, so tests that use them run in their own process (a separate test
-/// binary) or serially.
+/// The switches are process-wide: a test arms them with
+/// `faults::fail_syncs_after` and friends (present only with the feature),
+/// which affect every log in the process, so tests that use them run in
+/// their own process (a separate test binary) or serially.
 pub mod faults {
     #[cfg(feature = "fault-injection")]
     use std::sync::atomic::{AtomicI64, Ordering};
