@@ -176,6 +176,22 @@ impl<T> Ordered<T> {
         s.stopped = true;
         self.changed.notify_all();
     }
+
+    /// A guard that [`stop`](Self::stop)s the pool when dropped, also when
+    /// the consumer unwinds: a helper waiting for room in the window is
+    /// then released, so joining it cannot hang.
+    pub(crate) fn stop_on_drop(&self) -> StopOnDrop<'_, T> {
+        StopOnDrop(self)
+    }
+}
+
+/// See [`Ordered::stop_on_drop`].
+pub(crate) struct StopOnDrop<'p, T>(&'p Ordered<T>);
+
+impl<T> Drop for StopOnDrop<'_, T> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -213,6 +229,23 @@ mod tests {
                 assert_eq!(r.load(Ordering::Relaxed), 1, "job {j} of {jobs}");
             }
         }
+    }
+
+    /// A consumer that unwinds stops the pool through its guard: the
+    /// helper waiting for room in the window is released and the scope
+    /// ends (with the consumer's panic) instead of hanging.
+    #[test]
+    fn a_consumer_that_panics_releases_the_helper() {
+        let pool = Ordered::new(8, 1);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::thread::scope(|s| {
+                let _stop = pool.stop_on_drop();
+                s.spawn(|| pool.work(|j| j));
+                let _ = pool.take(0, |j| j);
+                panic!("the consumer fails");
+            })
+        }));
+        assert!(outcome.is_err());
     }
 
     /// A consumer that stops early leaves the helper nothing to wait for.

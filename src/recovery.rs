@@ -974,6 +974,9 @@ fn recover_once(
         }
     };
     std::thread::scope(|scope| {
+        // Stops the pool however the loop ends (a helper waiting for room
+        // would otherwise keep the scope from joining it).
+        let _stop = pool.stop_on_drop();
         if jobs > 0 {
             // Without the helper (it could not start), the loop scans alone.
             let _ = std::thread::Builder::new()
@@ -1191,7 +1194,6 @@ fn recover_once(
             stop_at = i + 1;
             break;
         }
-        pool.stop();
     });
     if let (None, Some(last), false) = (zero_range, kept.last(), live) {
         // The scan stopped at a later segment's header: bytes after the last
