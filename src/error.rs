@@ -251,6 +251,17 @@ pub enum Error {
         detail: String,
     },
 
+    /// The log's poisoned-log record (`POISONED`: a sync of this log failed
+    /// in an earlier run, DESIGN.md §7) cannot be read. A write open
+    /// refuses rather than trust the page cache the record warns about.
+    #[error("{}: damaged poisoned-log record: {detail}; a sync of this log failed earlier and how much of it reached the disk is unknown. If the machine has restarted since, the page cache holds only what the disk has: remove the file and open again", .path.display())]
+    BadPoisonRecord {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// An LSN that does not name the start of an entry in this log.
     #[error("LSN {lsn} is not the position of an entry in this log ({detail})")]
     BadLsn {

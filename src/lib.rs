@@ -45,6 +45,7 @@ pub(crate) mod crc;
 pub mod durability;
 pub mod entry;
 pub mod error;
+pub(crate) mod files;
 pub mod frame;
 pub mod meta;
 pub mod reader;

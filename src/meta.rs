@@ -10,7 +10,7 @@
 //! not check out is reported ([`Error::BadMeta`]), never ignored: the blob
 //! may be a vote, and forgetting a vote allows a double vote.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
@@ -29,17 +29,23 @@ fn checksum(len: u32, data: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&len.to_le_bytes()), data)
 }
 
-/// The blob in `dir`'s metadata file, or `None` if there is none.
+/// The blob in `dir`'s metadata file, or `None` if there is none. Only a
+/// regular file is read, and only as much as a metadata file can hold.
 pub(crate) fn read(dir: &Path) -> Result<Option<Vec<u8>>> {
     let path = dir.join(META_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("read metadata", &path, e)),
-    };
     let bad = |detail: String| Error::BadMeta {
         path: path.clone(),
         detail,
+    };
+    let bytes = match crate::files::read_small(&path, HEADER + MAX_META) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        // Too long, or not a regular file: not a metadata file this crate
+        // wrote, and never "no metadata" (it may hold a vote).
+        Err(e) if matches!(e.kind(), ErrorKind::InvalidData | ErrorKind::InvalidInput) => {
+            return Err(bad(e.to_string()))
+        }
+        Err(e) => return Err(Error::io("read metadata", &path, e)),
     };
     let Some((head, data)) = bytes.split_at_checked(HEADER) else {
         return Err(bad(format!(
@@ -78,11 +84,14 @@ pub(crate) fn write(dir: &Path, data: &[u8]) -> Result<()> {
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&checksum(len, data).to_le_bytes());
     buf.extend_from_slice(data);
-    let mut f: File = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&new)
+    // `META.new` is ours: whatever a crashed write (or anyone else) left
+    // there goes, so the create below makes a new regular file.
+    match fs::remove_file(&new) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove stale metadata", &new, e)),
+    }
+    let mut f = crate::files::open_regular(&new, OpenOptions::new().write(true).create_new(true))
         .map_err(|e| Error::io("create metadata", &new, e))?;
     f.write_all(&buf)
         .map_err(|e| Error::io("write metadata", &new, e))?;

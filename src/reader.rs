@@ -10,7 +10,7 @@
 //!   but what stops it in the last segment is the writer's unpublished work
 //!   and is not reported as a problem.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
@@ -47,7 +47,7 @@ impl std::fmt::Debug for WalReader {
 /// write opens the lock file has counted. The probe takes a shared lock and
 /// drops it at once; it changes no byte.
 fn writer_state(dir: &Path) -> (bool, u64) {
-    let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
+    let Ok(file) = crate::files::open_read(&dir.join(LOCK_FILE)) else {
         return (false, 0);
     };
     let generation = lock_generation(&file);

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::entry::EntryKind;
-use crate::entry::RunId;
+use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Location, ProblemClass, Result};
 use crate::frame::{
     Ahead, Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD,
@@ -377,9 +376,7 @@ impl Tally {
             }
         }
     }
-}
 
-impl Tally {
     /// The facts of a segment scanned ahead, as [`visit`](Self::visit) of
     /// each frame in turn would count them.
     fn apply(&mut self, summary: Summary) {
@@ -507,7 +504,8 @@ impl Summary {
 }
 
 /// Segments a helper scans at most ahead of the recovery loop: bounds the
-/// facts held in memory (about 60 bytes per frame).
+/// facts held in memory (about 60 bytes per record: one per stretch of
+/// plain entries, one per other frame).
 const SCAN_WINDOW: usize = 2;
 
 /// How a segment's frame scan ended.
@@ -714,7 +712,9 @@ fn file_is_empty(path: &Path) -> Result<bool> {
         .map_err(|e| Error::io("stat segment", path, e))?
         .len();
     if len < DATA_START as u64 {
-        let bytes = fs::read(path).map_err(|e| Error::io("read segment", path, e))?;
+        let bytes = crate::files::read_small(path, DATA_START)
+            .map_err(|e| Error::io("read segment", path, e))?
+            .unwrap_or_default();
         return Ok(last_nonzero(&bytes).is_none());
     }
     let seg = Segment::open(path, 0, false)?;

@@ -344,10 +344,7 @@ impl Segment {
     /// the size its header says it was created with (a file that grew past
     /// it is mapped only that far), and no more than the file holds.
     pub(crate) fn open(path: &Path, seq: u64, writable: bool) -> Result<Segment> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(path)
+        let file = crate::files::open_regular(path, OpenOptions::new().read(true).write(writable))
             .map_err(|e| Error::io("open segment", path, e))?;
         let file_len = file
             .metadata()
@@ -628,13 +625,19 @@ fn build_file(
 ) -> Result<(File, PathBuf)> {
     let final_path = dir.join(file_name(seq));
     let tmp_path = dir.join(format!("{seq:020}{TMP_SUFFIX}"));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io("create segment", &tmp_path, e))?;
+    // A leftover of an interrupted creation (ours, whatever it is now)
+    // goes first, so the file created is a new regular file.
+    match fs::remove_file(&tmp_path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(Error::io("remove stale segment", &tmp_path, e))
+        }
+        _ => {}
+    }
+    let file = crate::files::open_regular(
+        &tmp_path,
+        OpenOptions::new().read(true).write(true).create_new(true),
+    )
+    .map_err(|e| Error::io("create segment", &tmp_path, e))?;
     let cleanup = |e: Error| {
         let _ = fs::remove_file(&tmp_path);
         e
@@ -683,9 +686,7 @@ pub(crate) fn zero_past_size(seg: &Segment) -> Result<()> {
         return Ok(());
     }
     let path = &seg.path;
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+    let file = crate::files::open_regular(path, OpenOptions::new().write(true))
         .map_err(|e| Error::io("open segment", path, e))?;
     let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
     if rustix::fs::fallocate(&file, flags, from, to - from).is_err() {

@@ -172,7 +172,7 @@ fn btrfs_reservation(dir: &Path) -> Result<SpaceReservation> {
         return Ok(SpaceReservation::NoCow);
     }
     if let Some(seg) = newest_segment(dir)? {
-        let f = File::open(&seg).map_err(|e| Error::io("open segment", &seg, e))?;
+        let f = crate::files::open_read(&seg).map_err(|e| Error::io("open segment", &seg, e))?;
         if has_nocow(&f, &seg)? {
             return Ok(SpaceReservation::NoCow);
         }

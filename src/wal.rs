@@ -413,13 +413,15 @@ impl std::fmt::Debug for Wal {
 
 fn lock_dir(dir: &Path) -> Result<File> {
     let path = dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
+    let file = crate::files::open_regular(
+        &path,
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false),
+    )
+    .map_err(|e| Error::io("open lock file", &path, e))?;
     // A process that forks keeps a copy of our descriptor in the child
     // until the child execs, so a lock just released can look held for a
     // moment: retry briefly before calling it held.
@@ -474,7 +476,7 @@ fn create_log_dir(dir: &Path) -> Result<()> {
 fn save_copy(path: &Path) -> Result<()> {
     let keep = recovery::discarded_name(path);
     fs::copy(path, &keep).map_err(|e| Error::io("save damaged segment", &keep, e))?;
-    File::open(&keep)
+    crate::files::open_read(&keep)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("sync saved segment", &keep, e))?;
     if let Some(dir) = keep.parent() {
@@ -516,9 +518,7 @@ fn restore_last_size(segments: &mut Vec<SegRef>, size: u64, end_lsn: Lsn) -> Res
         last.txn_open,
     );
     drop(last);
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
+    let file = crate::files::open_regular(&path, OpenOptions::new().write(true))
         .map_err(|e| Error::io("open segment", &path, e))?;
     let len = file
         .metadata()
@@ -562,7 +562,7 @@ impl Wal {
         // Held exclusively until the writer is published: a read-only open
         // of this process never scans bytes this recovery repairs.
         let mut gate = dir_state.gate.write();
-        let limit = dir_state.poisoned_at(&dir);
+        let limit = dir_state.poisoned_at(&dir)?;
         let decoder = READ_DECODER;
         let expect_max = config.effective_max_entry_size();
         let opts = ScanOptions {
