@@ -341,7 +341,44 @@ impl Snapshot {
             .segs
             .partition_point(|s| s.first_lsn <= lsn)
             .saturating_sub(1);
-        Ok(Iter::new(self, seg, lsn))
+        let mut it = Iter::new(self, seg, lsn);
+        // A segment's first LSN starts a frame; any other position is the
+        // caller's word until a frame decodes there.
+        it.unproven = self.segs.get(seg).is_none_or(|s| s.first_lsn != lsn);
+        Ok(it)
+    }
+
+    /// Where the frames around `lsn` start, if no frame starts at `lsn`:
+    /// `(the start of the frame holding lsn, the next frame's start)`, by
+    /// walking the frame lengths of its segment from the segment's start.
+    /// `None` if a frame starts at `lsn`, or if a length on the way is not
+    /// a frame's (damage before `lsn`: its status is unknown).
+    fn misaligned(&self, lsn: Lsn) -> Option<(Lsn, Lsn)> {
+        let i = self.segs.partition_point(|s| s.first_lsn <= lsn).checked_sub(1)?;
+        let s = &self.segs[i];
+        let seg_end = self.segs.get(i + 1).map_or(self.end, |n| n.first_lsn);
+        if lsn >= seg_end {
+            return None;
+        }
+        let end_off = s.offset_of(seg_end).min(s.seg.len());
+        // SAFETY: as in `Iter::enter_segment`: the bytes lie below the
+        // snapshot's end, so they were published (or validated from a
+        // private copy) and never change while the snapshot lives.
+        let bytes = unsafe { s.seg.bytes(DATA_START, end_off) };
+        let target = (lsn - s.first_lsn) as usize;
+        let mut p = 0usize;
+        while p < target {
+            let len = u32::from_le_bytes(*bytes.get(p..)?.first_chunk::<4>()?) as usize;
+            if len < crate::frame::MIN_PAYLOAD {
+                return None;
+            }
+            let next = p + len + crate::frame::FRAME_OVERHEAD;
+            if next > target {
+                return Some((s.first_lsn + p as u64, s.first_lsn + next as u64));
+            }
+            p = next;
+        }
+        None
     }
 
     /// The entry at `lsn`. An entry deleted by a truncation is not there.
@@ -432,6 +469,10 @@ pub struct Iter<'a> {
     next_dead: Lsn,
     /// Deleted entries are yielded too ([`Snapshot::iter_all`]).
     all: bool,
+    /// `lsn` is a position the caller gave, not yet known to start a
+    /// frame: if the first decode fails there, it says whether it is a
+    /// misplaced position ([`Error::BadLsn`]) or damage.
+    unproven: bool,
     /// The frames of `cur` ahead whose CRCs were checked together.
     ahead: Ahead,
 }
@@ -449,6 +490,7 @@ impl<'a> Iter<'a> {
             cur_seq: 0,
             next_dead: snap.dead.next_start(lsn),
             all: false,
+            unproven: false,
             ahead: Ahead::default(),
         }
     }
@@ -461,7 +503,12 @@ impl<'a> Iter<'a> {
             self.next_dead = Lsn::MAX;
             return;
         }
-        self.lsn = self.snap.dead.skip(self.lsn);
+        let to = self.snap.dead.skip(self.lsn);
+        if to != self.lsn {
+            // A truncation record starts there.
+            self.unproven = false;
+        }
+        self.lsn = to;
         self.next_dead = self.snap.dead.next_start(self.lsn);
     }
 
@@ -526,6 +573,7 @@ impl<'a> Iterator for Iter<'a> {
                     entry: frame.entry,
                 };
                 self.lsn += frame.len as u64;
+                self.unproven = false;
                 return Some(Ok(e));
             }
             Ok(None) => Err(Error::BadLsn {
@@ -535,6 +583,18 @@ impl<'a> Iterator for Iter<'a> {
             Err(e) => Err(e.shifted(DATA_START as u64).in_segment(self.cur_seq)),
         };
         self.done = true;
+        if self.unproven {
+            if let Some((before, after)) = self.snap.misaligned(self.lsn) {
+                // Not damage: a position inside an entry, given by the
+                // caller.
+                return Some(Err(Error::BadLsn {
+                    lsn: self.lsn,
+                    detail: format!(
+                        "it lies inside the entry at LSN {before}; the next entry starts at LSN {after}"
+                    ),
+                }));
+            }
+        }
         Some(result)
     }
 }

@@ -1058,19 +1058,9 @@ impl Wal {
                 return Ok(lsn);
             }
             // Checks `lsn` is a live entry of the published log (which,
-            // under the writer lock, is the whole log).
-            match self.shared.snapshot().read_at(lsn) {
-                Ok(_) => {}
-                Err(e @ Error::BadLsn { .. }) => return Err(e),
-                // No frame validates there: the published log is whole, so
-                // `lsn` is not where an entry starts.
-                Err(e) => {
-                    return Err(Error::BadLsn {
-                        lsn,
-                        detail: format!("no entry starts there ({e})"),
-                    })
-                }
-            }
+            // under the writer lock, is the whole log): a position that is
+            // not an entry's start is `BadLsn`.
+            self.shared.snapshot().read_at(lsn)?;
             let record = BorrowedEntry::Truncate { from: lsn };
             let at = self.write_one(&mut w, &record)?;
             // Before the publish that makes the record visible: a snapshot

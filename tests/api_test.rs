@@ -326,3 +326,52 @@ fn errors_say_what_they_are() {
         Err(Error::EntryTooLarge { .. })
     ));
 }
+
+/// A position that is not an entry's start is the caller's mistake
+/// (`Error::BadLsn`), never reported as damage, wherever a position is
+/// taken; damage at a real entry's start is still damage.
+#[test]
+fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default()
+        .segment_size(64 << 10)
+        .sync_mode(SyncMode::Strict);
+    let wal = Wal::open(dir.path(), cfg.clone()).unwrap();
+    let first = wal
+        .append_txn(run(1), 1, &[Op::Write { key: b"k", value: b"v", version: 1 }])
+        .unwrap();
+    let ck = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
+    let bad = |e: Error, lsn: u64| {
+        assert!(
+            matches!(e, Error::BadLsn { lsn: l, .. } if l == lsn) && !e.is_corruption(),
+            "{e}"
+        );
+    };
+    let snap = wal.snapshot();
+    for lsn in [1, 13, first.commit - 1, ck + 1, ck + 40] {
+        bad(snap.read_at(lsn).unwrap_err(), lsn);
+        bad(snap.iter_from(lsn).unwrap().next().unwrap().unwrap_err(), lsn);
+        bad(wal.tail(lsn).poll().unwrap_err(), lsn);
+        bad(wal.truncate_before(lsn).unwrap_err(), lsn);
+        bad(wal.truncate_from(lsn).unwrap_err(), lsn);
+    }
+    let e = snap.read_at(13).unwrap_err();
+    assert!(e.to_string().contains("inside the entry at LSN 0"), "{e}");
+    // Real positions still read.
+    assert!(snap.read_at(first.commit).is_ok());
+    assert_eq!(wal.truncate_before(ck).unwrap(), 0);
+    drop(snap);
+    wal.close().unwrap();
+
+    // Damage under a reader (bytes changed after it validated them): at an
+    // entry's start it is reported as damage, not as a bad position.
+    let reader = WalReader::open(dir.path(), &cfg).unwrap();
+    let seg = dir.path().join(segment::file_name(0));
+    let at = 4096 + first.commit + 6;
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    let mut byte = [0u8];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x40], at).unwrap();
+    let e = reader.snapshot().read_at(first.commit).unwrap_err();
+    assert!(e.is_corruption(), "{e}");
+}
