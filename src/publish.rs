@@ -22,24 +22,57 @@
 //!   segment and publish bytes in it in between.
 //! - `start`: it changes only together with the segment list, under the
 //!   write lock, so the `start` read under the read lock matches the list.
+//! - the truncation records: a record is added under the write lock before
+//!   the publish that makes it visible (the same argument as `end` above:
+//!   a view that sees the record's LSN sees the record), and retention
+//!   drops records together with the segments they lie in, under the same
+//!   write lock. Reading the records under a lock of their own, after the
+//!   view, let retention drop records between the two, and a snapshot kept
+//!   old segments without their deleted ranges: it yielded deleted entries.
 //!
 //! This is the protocol the loom models in `loom_tests` check.
 
-use crate::sync::{AtomicU64, Ordering, RwLock};
+use std::sync::Arc;
 
-/// The segments of the log and the published range [start, end).
+use crate::sync::{AtomicU64, Ordering, RwLock};
+use crate::truncation::{Dead, Truncations};
+
+/// The segments of the log, the published range [start, end), and the
+/// truncation records (DESIGN.md §10) that delete parts of it.
 pub(crate) struct Published<T> {
-    segs: RwLock<Vec<T>>,
+    listed: RwLock<Listed<T>>,
     start: AtomicU64,
     end: AtomicU64,
 }
 
+/// What changes only under the write lock: the segment list and the
+/// truncation records. One lock, so a view never pairs a segment list with
+/// records from another moment (retention drops both together).
+struct Listed<T> {
+    segs: Vec<T>,
+    truncations: Truncations,
+}
+
+/// A consistent view of the log ([`Published::view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct View<T> {
+    /// The first LSN still in the log.
+    pub start: u64,
+    /// The segments holding `[start, end)`.
+    pub segs: Vec<T>,
+    /// The published end.
+    pub end: u64,
+    /// The ranges deleted by the truncation records published below `end`.
+    pub dead: Arc<Dead>,
+}
+
 impl<T: Clone> Published<T> {
-    /// A log with segments `segs` and the range `[start, end)` published.
-    pub(crate) fn new(segs: Vec<T>, start: u64, end: u64) -> Self {
+    /// A log with segments `segs`, the range `[start, end)` published, and
+    /// the truncation records `truncations`.
+    pub(crate) fn new(segs: Vec<T>, start: u64, end: u64, truncations: Truncations) -> Self {
         debug_assert!(start <= end);
         Published {
-            segs: RwLock::new(segs),
+            listed: RwLock::new(Listed { segs, truncations }),
             start: AtomicU64::new(start),
             end: AtomicU64::new(end),
         }
@@ -60,7 +93,8 @@ impl<T: Clone> Published<T> {
 
     /// Writer only (one at a time, under the log's writer lock): make bytes
     /// up to `end` visible. Release store. Every segment holding a byte
-    /// below `end` must have been [`Published::push`]ed first.
+    /// below `end` must have been [`Published::push`]ed first, and every
+    /// truncation record below it [`Published::add_truncation`]ed.
     pub(crate) fn publish(&self, end: u64) {
         debug_assert!(
             end >= self.end.load(Ordering::Relaxed),
@@ -71,51 +105,66 @@ impl<T: Clone> Published<T> {
 
     /// Writer only: add a segment BEFORE publishing any byte in it.
     pub(crate) fn push(&self, seg: T) {
-        self.segs.write().push(seg);
+        self.listed.write().segs.push(seg);
+    }
+
+    /// Writer only: a truncation record at `at` deletes `[from, at)`;
+    /// added BEFORE the publish that makes the record visible.
+    pub(crate) fn add_truncation(&self, from: u64, at: u64) {
+        self.listed.write().truncations.add(from, at);
     }
 
     /// Retention: forget the first `n` segments and move start to
-    /// `new_start` (<= the published end), atomically with respect to
-    /// [`Published::view`]. Returns the segments removed, oldest first.
-    /// Readers that already hold a view keep their clones.
+    /// `new_start` (<= the published end), and forget the truncation
+    /// records below it, atomically with respect to [`Published::view`].
+    /// Returns the segments removed, oldest first. Readers that already
+    /// hold a view keep their clones.
     pub(crate) fn remove_first(&self, n: usize, new_start: u64) -> Vec<T> {
-        let mut segs = self.segs.write();
-        debug_assert!(n <= segs.len());
+        let mut listed = self.listed.write();
+        debug_assert!(n <= listed.segs.len());
         debug_assert!(new_start <= self.end.load(Ordering::Relaxed));
         debug_assert!(new_start >= self.start.load(Ordering::Relaxed));
-        let removed: Vec<T> = segs.drain(..n).collect();
+        let removed: Vec<T> = listed.segs.drain(..n).collect();
+        listed.truncations.truncate_before(new_start);
         self.start.store(new_start, Ordering::Release);
         removed
     }
 
-    /// A consistent view: (start, segments, end) such that every LSN in
-    /// [start, end) lies in one of the segments. Takes start and end while
-    /// holding the read lock (end with Acquire): a segment is pushed (write
-    /// lock) before any byte in it is published, so an end read under the
-    /// read lock never points past the segments cloned under that same lock.
-    pub(crate) fn view(&self) -> (u64, Vec<T>, u64) {
-        let segs = self.segs.read();
+    /// A consistent view: every LSN in `[start, end)` lies in one of its
+    /// segments, and its deleted ranges are exactly those of the records
+    /// published below `end` and not dropped by retention before `start`.
+    /// Takes everything while holding the read lock (end with Acquire): a
+    /// segment is pushed, and a record added, under the write lock before
+    /// any byte they concern is published, so an end read under the read
+    /// lock never points past what the same section sees.
+    pub(crate) fn view(&self) -> View<T> {
+        let listed = self.listed.read();
         let start = self.start.load(Ordering::Acquire);
         let end = self.end.load(Ordering::Acquire);
-        (start, segs.clone(), end)
+        View {
+            start,
+            segs: listed.segs.clone(),
+            end,
+            dead: listed.truncations.visible(end),
+        }
     }
 
     /// Number of segments.
     pub(crate) fn len(&self) -> usize {
-        self.segs.read().len()
+        self.listed.read().segs.len()
     }
 
     /// Runs `f` on the segment list under the read lock. `f` must not call
     /// back into this `Published` for a write (`push`, `remove_first`): that
     /// would deadlock.
     pub(crate) fn with_segs<R>(&self, f: impl FnOnce(&[T]) -> R) -> R {
-        f(&self.segs.read())
+        f(&self.listed.read().segs)
     }
 
     /// Changes the segments' bookkeeping in place (not their set, nor the
     /// range): under the write lock, so a view sees before or after.
     pub(crate) fn with_segs_mut<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> R {
-        f(&mut self.segs.write())
+        f(&mut self.listed.write().segs)
     }
 }
 
@@ -125,14 +174,20 @@ mod tests {
 
     #[test]
     fn push_publish_retain_view() {
-        let p = Published::new(vec![(0u64, 4u64)], 0, 0);
-        assert_eq!(p.view(), (0, vec![(0, 4)], 0));
+        let p = Published::new(vec![(0u64, 4u64)], 0, 0, Truncations::default());
+        let v = p.view();
+        assert_eq!((v.start, v.segs, v.end), (0, vec![(0, 4)], 0));
+        p.publish(2);
+        p.add_truncation(1, 2);
         p.publish(3);
         p.push((3, 4));
         p.publish(6);
         assert_eq!((p.start(), p.end(), p.len()), (0, 6, 2));
+        assert_eq!(p.view().dead.ranges(), &[(1, 2)]);
         assert_eq!(p.remove_first(1, 3), vec![(0, 4)]);
-        assert_eq!(p.view(), (3, vec![(3, 4)], 6));
+        let v = p.view();
+        assert_eq!((v.start, v.segs, v.end), (3, vec![(3, 4)], 6));
+        assert!(v.dead.ranges().is_empty());
         assert_eq!(p.with_segs(|s| s.to_vec()), vec![(3, 4)]);
     }
 }

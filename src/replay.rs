@@ -354,7 +354,10 @@ impl Snapshot {
     /// `None` if a frame starts at `lsn`, or if a length on the way is not
     /// a frame's (damage before `lsn`: its status is unknown).
     fn misaligned(&self, lsn: Lsn) -> Option<(Lsn, Lsn)> {
-        let i = self.segs.partition_point(|s| s.first_lsn <= lsn).checked_sub(1)?;
+        let i = self
+            .segs
+            .partition_point(|s| s.first_lsn <= lsn)
+            .checked_sub(1)?;
         let s = &self.segs[i];
         let seg_end = self.segs.get(i + 1).map_or(self.end, |n| n.first_lsn);
         if lsn >= seg_end {

@@ -121,7 +121,7 @@ impl Wal {
         shared.sync_to(limit.saturating_add(1).min(shared.log.end()))?;
         let mut w = shared.writer.lock();
         let pinned = shared.pins.lowest().unwrap_or(Lsn::MAX);
-        let segs = shared.log.view().1;
+        let segs = shared.log.view().segs;
         let mut remove = 0;
         for i in 0..segs.len().saturating_sub(1) {
             let cut = segs[i + 1].first_lsn;
@@ -138,9 +138,10 @@ impl Wal {
         let new_start = segs[remove].first_lsn;
         // Forget them in memory first: readers that already hold a snapshot
         // keep their mappings; new ones no longer see these segments.
+        // The truncation records below `new_start` go with them, in the
+        // same locked section (DESIGN.md §8).
         shared.log.remove_first(remove, new_start);
         w.index.truncate_before(new_start);
-        shared.truncations.write().truncate_before(new_start);
         drop(w);
         // Oldest first, each unlink durable before the next, so a crash
         // leaves a prefix of them done and never a gap in the sequence.

@@ -223,8 +223,6 @@ pub(crate) struct Shared {
     pub retention: Mutex<()>,
     /// Waiters for durability (commit notification).
     pub durable: DurableNotify,
-    /// The truncation records kept (DESIGN.md §10).
-    pub truncations: parking_lot::RwLock<Truncations>,
     /// This directory's entry in the process-wide registry.
     pub dir_state: Arc<DirState>,
     pub space: SpaceReservation,
@@ -235,17 +233,16 @@ impl Shared {
     /// A consistent view of the published log: every LSN in its range lies
     /// in one of its segments ([`Published::view`], DESIGN.md §8).
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let (start, segs, end) = self.log.view();
-        // Read after the view: a record is added before the publish that
-        // makes it visible, so every record below `end` is here (§8).
-        let dead = self.truncations.read().visible(end);
+        // One read-locked section gives the segments, the range and the
+        // deleted ranges of one moment (DESIGN.md §8).
+        let v = self.log.view();
         Snapshot {
-            start,
-            segs,
-            end,
+            start: v.start,
+            segs: v.segs,
+            end: v.end,
             salt: self.salt,
             decoder: self.decoder,
-            dead,
+            dead: v.dead,
         }
     }
 
@@ -733,13 +730,12 @@ impl Wal {
             salt: segment::salt(&instance),
             instance,
             decoder,
-            log: Published::new(segments, start, end_lsn),
+            log: Published::new(segments, start, end_lsn, truncations),
             group: GroupCommit::new(end_lsn),
             appends: AtomicU64::new(0),
             tail_notify: TailNotify::new(),
             pins: Pins::default(),
             retention: Mutex::new(()),
-            truncations: parking_lot::RwLock::new(truncations),
             durable: DurableNotify::default(),
             dir_state: Arc::clone(&dir_state),
             space,
@@ -1065,7 +1061,7 @@ impl Wal {
             let at = self.write_one(&mut w, &record)?;
             // Before the publish that makes the record visible: a snapshot
             // that sees the record sees its range (DESIGN.md §8).
-            self.shared.truncations.write().add(lsn, at);
+            self.shared.log.add_truncation(lsn, at);
             w.index.truncate_from(lsn);
             let published = self.publish(&mut w)?;
             // Transactions whose end the truncation deleted are open again:
@@ -1340,7 +1336,7 @@ impl Wal {
 
     /// Bytes of log: from the first entry still kept to the end.
     pub fn size(&self) -> u64 {
-        let (start, _, end) = self.shared.log.view();
+        let (start, end) = (self.shared.log.start(), self.shared.log.end());
         end.saturating_sub(start)
     }
 

@@ -338,7 +338,15 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
         .sync_mode(SyncMode::Strict);
     let wal = Wal::open(dir.path(), cfg.clone()).unwrap();
     let first = wal
-        .append_txn(run(1), 1, &[Op::Write { key: b"k", value: b"v", version: 1 }])
+        .append_txn(
+            run(1),
+            1,
+            &[Op::Write {
+                key: b"k",
+                value: b"v",
+                version: 1,
+            }],
+        )
         .unwrap();
     let ck = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
     let bad = |e: Error, lsn: u64| {
@@ -350,7 +358,10 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
     let snap = wal.snapshot();
     for lsn in [1, 13, first.commit - 1, ck + 1, ck + 40] {
         bad(snap.read_at(lsn).unwrap_err(), lsn);
-        bad(snap.iter_from(lsn).unwrap().next().unwrap().unwrap_err(), lsn);
+        bad(
+            snap.iter_from(lsn).unwrap().next().unwrap().unwrap_err(),
+            lsn,
+        );
         bad(wal.tail(lsn).poll().unwrap_err(), lsn);
         bad(wal.truncate_before(lsn).unwrap_err(), lsn);
         bad(wal.truncate_from(lsn).unwrap_err(), lsn);
@@ -368,7 +379,11 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
     let reader = WalReader::open(dir.path(), &cfg).unwrap();
     let seg = dir.path().join(segment::file_name(0));
     let at = 4096 + first.commit + 6;
-    let file = std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
     let mut byte = [0u8];
     std::os::unix::fs::FileExt::read_exact_at(&file, &mut byte, at).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x40], at).unwrap();

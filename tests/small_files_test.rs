@@ -118,7 +118,12 @@ fn a_damaged_poisoned_record_is_refused_and_kept() {
         &|| std::fs::write(&path, b"DURPOIS1 0000").unwrap(),
         &|| std::fs::write(&path, b"\xff\xfe garbage\n").unwrap(),
         &|| mkfifo(&path),
-        &|| std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap(),
+        &|| {
+            std::fs::File::create(&path)
+                .unwrap()
+                .set_len(1 << 30)
+                .unwrap()
+        },
     ];
     for damage in damaged {
         let _ = std::fs::remove_file(&path);
@@ -144,7 +149,11 @@ fn a_damaged_poisoned_record_is_refused_and_kept() {
     // The intact record is honoured: nothing past LSN 0 is trusted.
     std::fs::write(&path, &good).unwrap();
     let wal = Wal::open(dir.path(), cfg()).unwrap();
-    assert_eq!(wal.end_lsn(), 0, "entries past the record's LSN were trusted");
+    assert_eq!(
+        wal.end_lsn(),
+        0,
+        "entries past the record's LSN were trusted"
+    );
     let p = wal.recovery_report().problem.clone().unwrap();
     assert!(p.detail.contains("not trusted"), "{p}");
     wal.close().unwrap();
