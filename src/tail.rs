@@ -57,6 +57,12 @@ impl Tail {
 
     /// The next entry if one is published, without waiting.
     ///
+    /// A [`Truncate`](WalEntry::Truncate) entry tells the reader that
+    /// every entry from its `from` on, up to the record, is deleted: its
+    /// `from` is the start of everything deleted up to it, including what
+    /// earlier records deleted when this one truncated them, so a follower
+    /// that applies the records it is given holds exactly the live log.
+    ///
     /// Errors only if the position is not an entry of this log (a `lsn`
     /// given to [`Wal::tail`](crate::Wal::tail) that is not an entry's
     /// start, or lies before the log's start).
@@ -78,7 +84,16 @@ impl Tail {
         let e = snap.read_at(self.next)?;
         let lsn = self.next;
         self.next += e.len as u64;
-        Ok(Some((lsn, e.entry.to_owned())))
+        let mut entry = e.entry.to_owned();
+        if let WalEntry::Truncate { from } = &mut entry {
+            // A record that truncated an earlier record (written before
+            // records said so themselves) ends a deleted range that starts
+            // before its `from`: the reader may hold entries from there.
+            if let Some(start) = snap.dead.start_of_range_ending_at(lsn) {
+                *from = (*from).min(start);
+            }
+        }
+        Ok(Some((lsn, entry)))
     }
 
     /// The next entry, waiting up to `timeout` for one to be appended

@@ -145,6 +145,16 @@ impl Dead {
         self.ranges.get(i).copied().filter(|&(s, _)| s <= lsn)
     }
 
+    /// The start of the deleted range that ends exactly at `lsn` (at a
+    /// truncation record), if there is one.
+    pub fn start_of_range_ending_at(&self, lsn: Lsn) -> Option<Lsn> {
+        let i = self.ranges.partition_point(|&(_, e)| e < lsn);
+        self.ranges
+            .get(i)
+            .filter(|&&(_, e)| e == lsn)
+            .map(|&(s, _)| s)
+    }
+
     /// `lsn`, or the end of the deleted range holding it.
     #[inline]
     pub fn skip(&self, lsn: Lsn) -> Lsn {

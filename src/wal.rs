@@ -1056,18 +1056,25 @@ impl Wal {
             // Checks `lsn` is a live entry of the published log (which,
             // under the writer lock, is the whole log): a position that is
             // not an entry's start is `BadLsn`.
-            self.shared.snapshot().read_at(lsn)?;
-            let record = BorrowedEntry::Truncate { from: lsn };
+            let snap = self.shared.snapshot();
+            snap.read_at(lsn)?;
+            // At an earlier record, whose deleted range ends where `lsn`
+            // starts, the two ranges become one: the record says so, so a
+            // reader that learns of deletions from records (a tail, a
+            // follower) is told everything this one deletes (§10).
+            let from = snap.dead.start_of_range_ending_at(lsn).unwrap_or(lsn);
+            drop(snap);
+            let record = BorrowedEntry::Truncate { from };
             let at = self.write_one(&mut w, &record)?;
             // Before the publish that makes the record visible: a snapshot
             // that sees the record sees its range (DESIGN.md §8).
-            self.shared.log.add_truncation(lsn, at);
-            w.index.truncate_from(lsn);
+            self.shared.log.add_truncation(from, at);
+            w.index.truncate_from(from);
             let published = self.publish(&mut w)?;
             // Transactions whose end the truncation deleted are open again:
             // recompute the open set, and the boundaries' flags, from the
             // live log (DESIGN.md §10).
-            match crate::truncation::reopened_txns(&self.shared.snapshot(), lsn) {
+            match crate::truncation::reopened_txns(&self.shared.snapshot(), from) {
                 Ok((open, flags)) => {
                     w.open_txns = open;
                     self.shared.log.with_segs_mut(|segs| {
