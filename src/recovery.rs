@@ -17,9 +17,9 @@ use crate::frame::{
     Ahead, Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD,
 };
 use crate::pool::{Ordered, Taken};
-use crate::replay::{OpenTxns, RunIndex, Snapshot, TxnEvent};
+use crate::replay::{OpenTxns, RunIndex, Snapshot};
 use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
-use crate::truncation::Truncations;
+use crate::truncation::{Reopened, Truncations, TxnCounts};
 
 /// What to do when recovery finds more than a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -326,10 +326,8 @@ struct Tally {
     entries: u64,
     last_lsn: Option<u64>,
     open: OpenTxns,
-    /// Transactions replaced by a later BeginTxn of their run.
-    replaced: u64,
-    committed: u64,
-    aborted: u64,
+    /// Transactions ended or replaced, as replay counts them.
+    counts: TxnCounts,
     index: RunIndex,
     /// The largest payload of a valid frame so far.
     largest: usize,
@@ -342,9 +340,7 @@ impl Tally {
             entries: 0,
             last_lsn: None,
             open: OpenTxns::default(),
-            replaced: 0,
-            committed: 0,
-            aborted: 0,
+            counts: TxnCounts::default(),
             index: RunIndex::default(),
             largest: 0,
             truncations: Truncations::default(),
@@ -368,12 +364,7 @@ impl Tally {
             }
         }
         if let Some(run) = f.run {
-            match self.open.note(f.kind, run, f.txn_id, lsn) {
-                TxnEvent::Began { replaced: true } => self.replaced += 1,
-                TxnEvent::Committed => self.committed += 1,
-                TxnEvent::Aborted => self.aborted += 1,
-                TxnEvent::Began { replaced: false } | TxnEvent::None => {}
-            }
+            self.counts.note(self.open.note(f.kind, run, f.txn_id, lsn));
         }
     }
 
@@ -921,6 +912,8 @@ fn recover_once(
     let salt = segment::salt(&instance);
     let mut tally = Tally::new();
     let mut kept: Vec<SegRef> = Vec::with_capacity(mapped.len());
+    // The transaction counts when the scan reached each kept segment.
+    let mut at_start: Vec<TxnCounts> = Vec::with_capacity(mapped.len());
     let mut adopted = 0;
     let mut expected_lsn = first.first_lsn.get();
     let mut problem: Option<Problem> = None;
@@ -1032,6 +1025,7 @@ fn recover_once(
                 first_lsn,
                 txn_open: !tally.open.is_empty(),
             };
+            let counts_at_start = tally.counts;
             let mut reader = FrameReader {
                 seg,
                 copy,
@@ -1055,6 +1049,7 @@ fn recover_once(
             let limited = end.error.is_none() && sref.lsn_of(end.end) >= limit;
             let end_here = sref.lsn_of(end.end);
             kept.push(sref.clone());
+            at_start.push(counts_at_start);
             expected_lsn = end_here;
             // Where the next segment, if it continues the log, says it starts.
             // A next segment whose header is damaged or belongs elsewhere is
@@ -1309,34 +1304,32 @@ fn recover_once(
         _ => None,
     };
     let end_lsn = expected_lsn;
-    // A truncation may have reopened transactions whose end it deleted:
-    // the open set and the boundaries' flags are recomputed from the live
-    // log, from the last clean boundary before the lowest truncation.
-    let mut open_txns = tally.open;
-    if let Some(from) = tally.truncations.lowest_from() {
-        let snap = Snapshot {
-            segs: kept.clone(),
-            start: kept.first().map_or(0, |s| s.first_lsn),
-            end: end_lsn,
-            salt: segment::salt(&instance),
-            decoder,
-            dead: tally.truncations.visible(end_lsn),
-        };
-        let (open, flags) = crate::truncation::reopened_txns(&snap, from)?;
-        drop(snap);
-        for s in kept.iter_mut() {
-            if let Ok(i) = flags.binary_search_by_key(&s.first_lsn, |f| f.0) {
-                s.txn_open = flags[i].1;
-            }
-        }
-        open_txns = open;
-    }
+    // A truncation may have reopened transactions whose end it deleted, or
+    // deleted counted ones: the open set, the counts and the boundaries'
+    // flags are recomputed from the live log, from the last clean boundary
+    // before the lowest truncation.
+    let mut view = Snapshot {
+        segs: kept,
+        start: first.first_lsn.get(),
+        end: end_lsn,
+        salt: segment::salt(&instance),
+        decoder,
+        dead: tally.truncations.visible(end_lsn),
+    };
+    let (open_txns, counts) = settle(
+        tally.open,
+        tally.counts,
+        &tally.truncations,
+        &at_start,
+        &mut view,
+    )?;
+    let kept = view.segs;
     let report = RecoveryReport {
         segments: kept.len(),
         entries: tally.entries,
-        committed_txns: tally.committed,
-        aborted_txns: tally.aborted,
-        incomplete_txns: tally.replaced + open_txns.len() as u64,
+        committed_txns: counts.committed,
+        aborted_txns: counts.aborted,
+        incomplete_txns: counts.replaced + open_txns.len() as u64,
         first_lsn: first.first_lsn.get(),
         last_lsn: tally.last_lsn,
         end_lsn,
@@ -1362,22 +1355,76 @@ fn recover_once(
     }))
 }
 
+/// What a scan's accounting says of the live log once its truncations are
+/// applied: the transactions open at the end and what ended or was
+/// replaced, counted as replay counts the live entries (a truncation may
+/// delete a transaction's end, reopening it, or a whole counted one).
+/// `at_start[i]` is the count when the scan reached segment `i` of
+/// `snap`. The boundaries' "transaction open" flags are updated in
+/// `snap.segs`.
+fn settle(
+    open: OpenTxns,
+    counts: TxnCounts,
+    truncations: &Truncations,
+    at_start: &[TxnCounts],
+    snap: &mut Snapshot,
+) -> Result<(OpenTxns, TxnCounts)> {
+    let Some(from) = truncations.lowest_from() else {
+        return Ok((open, counts));
+    };
+    let Reopened {
+        open,
+        flags,
+        first_seg,
+        counts: recounted,
+    } = crate::truncation::reopened_txns(snap, from)?;
+    for s in snap.segs.iter_mut() {
+        if let Ok(i) = flags.binary_search_by_key(&s.first_lsn, |f| f.0) {
+            s.txn_open = flags[i].1;
+        }
+    }
+    let before = at_start.get(first_seg).copied().unwrap_or_default();
+    Ok((open, before + recounted))
+}
+
 /// The report and run index of a published view (a read-only open beside
 /// a writer of this process): what a scan would find, without scanning a
 /// moving tail.
 pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
     let started = Instant::now();
     let mut tally = Tally::new();
-    for e in snap.iter() {
+    let mut at_start = Vec::with_capacity(snap.segs.len());
+    // Every frame, deleted ones included, as a scan of the files visits
+    // them: the report counts the same either way.
+    for e in snap.iter_all() {
         let e = e?;
+        while at_start.len() < snap.segs.len() && snap.segs[at_start.len()].first_lsn <= e.lsn {
+            at_start.push(tally.counts);
+        }
         tally.visit(Facts::of(e.lsn, e.len, &e.entry));
     }
+    at_start.resize(snap.segs.len(), tally.counts);
+    let mut view = Snapshot {
+        segs: snap.segs.clone(),
+        start: snap.start,
+        end: snap.end,
+        salt: snap.salt,
+        decoder: snap.decoder,
+        dead: Arc::clone(&snap.dead),
+    };
+    let (open, counts) = settle(
+        tally.open,
+        tally.counts,
+        &tally.truncations,
+        &at_start,
+        &mut view,
+    )?;
     let report = RecoveryReport {
         segments: snap.segs.len(),
         entries: tally.entries,
-        committed_txns: tally.committed,
-        aborted_txns: tally.aborted,
-        incomplete_txns: tally.replaced + tally.open.len() as u64,
+        committed_txns: counts.committed,
+        aborted_txns: counts.aborted,
+        incomplete_txns: counts.replaced + open.len() as u64,
         first_lsn: snap.start,
         last_lsn: tally.last_lsn,
         end_lsn: snap.end,

@@ -12,26 +12,79 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::replay::{Lsn, OpenTxns, Snapshot};
+use crate::replay::{Lsn, OpenTxns, Snapshot, TxnEvent};
+
+/// Transactions counted by replay's rule ([`OpenTxns`]): what a recovery
+/// report says of the live log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TxnCounts {
+    /// Ended by their CommitTxn.
+    pub committed: u64,
+    /// Ended by their AbortTxn.
+    pub aborted: u64,
+    /// Replaced, still open, by a later BeginTxn of their run.
+    pub replaced: u64,
+}
+
+impl TxnCounts {
+    /// Counts what `event` did.
+    #[inline]
+    pub fn note(&mut self, event: TxnEvent) {
+        match event {
+            TxnEvent::Began { replaced: true } => self.replaced += 1,
+            TxnEvent::Committed => self.committed += 1,
+            TxnEvent::Aborted => self.aborted += 1,
+            TxnEvent::Began { replaced: false } | TxnEvent::None => {}
+        }
+    }
+}
+
+impl std::ops::Add for TxnCounts {
+    type Output = TxnCounts;
+    fn add(self, o: TxnCounts) -> TxnCounts {
+        TxnCounts {
+            committed: self.committed + o.committed,
+            aborted: self.aborted + o.aborted,
+            replaced: self.replaced + o.replaced,
+        }
+    }
+}
+
+/// The transactions of a live log after truncations, recomputed from the
+/// last segment boundary before the truncated part where none was open.
+pub(crate) struct Reopened {
+    /// The transactions open at the end.
+    pub open: OpenTxns,
+    /// Whether one is open at the start of each segment from there on:
+    /// `(segment's first LSN, open there)`.
+    pub flags: Vec<(Lsn, bool)>,
+    /// The index (in the snapshot's segments) of the segment the recount
+    /// started at: everything before it is unchanged by the truncation.
+    pub first_seg: usize,
+    /// What the recount counted, from that segment's start on.
+    pub counts: TxnCounts,
+}
 
 /// The open transactions of `snap`'s live log, recomputed from the last
-/// segment boundary at or before `from` where none was open, and whether
-/// one is open at the start of each segment from there on: `(open at the
-/// end, [(segment's first LSN, open there)])`.
+/// segment boundary at or before `from` where none was open, whether one
+/// is open at the start of each segment from there on, and the
+/// transactions ended or replaced from there on.
 ///
 /// A truncation from `from` may delete the CommitTxn or AbortTxn of a
 /// transaction begun before `from`, or a BeginTxn that replaced one: that
 /// transaction is open again. The boundaries inside the deleted range, and
 /// the open set appended after the record, must say so, or retention would
-/// cut through it (DESIGN.md §10). Only the stretch from the last clean
+/// cut through it (DESIGN.md §10); and a count of what the log holds must
+/// not count what was deleted. Only the stretch from the last clean
 /// boundary is read (usually less than a segment).
-pub(crate) fn reopened_txns(snap: &Snapshot, from: Lsn) -> Result<(OpenTxns, Vec<(Lsn, bool)>)> {
+pub(crate) fn reopened_txns(snap: &Snapshot, from: Lsn) -> Result<Reopened> {
     let segs = &snap.segs;
     let i0 = (0..segs.len())
         .rev()
         .find(|&i| segs[i].first_lsn <= from && !segs[i].txn_open)
         .unwrap_or(0);
     let mut open = OpenTxns::default();
+    let mut counts = TxnCounts::default();
     let mut flags = Vec::new();
     let mut next = i0 + 1;
     let begin = segs
@@ -44,13 +97,18 @@ pub(crate) fn reopened_txns(snap: &Snapshot, from: Lsn) -> Result<(OpenTxns, Vec
             next += 1;
         }
         if let Some(run) = e.entry.run_id() {
-            open.note(e.entry.kind(), run, e.entry.txn_id(), e.lsn);
+            counts.note(open.note(e.entry.kind(), run, e.entry.txn_id(), e.lsn));
         }
     }
     for s in &segs[next.min(segs.len())..] {
         flags.push((s.first_lsn, !open.is_empty()));
     }
-    Ok((open, flags))
+    Ok(Reopened {
+        open,
+        flags,
+        first_seg: i0,
+        counts,
+    })
 }
 
 /// The truncation records of a log: `(from, at)` for a record at LSN `at`

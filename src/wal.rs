@@ -1075,7 +1075,7 @@ impl Wal {
             // recompute the open set, and the boundaries' flags, from the
             // live log (DESIGN.md §10).
             match crate::truncation::reopened_txns(&self.shared.snapshot(), from) {
-                Ok((open, flags)) => {
+                Ok(crate::truncation::Reopened { open, flags, .. }) => {
                     w.open_txns = open;
                     self.shared.log.with_segs_mut(|segs| {
                         for s in segs.iter_mut() {

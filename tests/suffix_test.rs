@@ -423,3 +423,83 @@ fn a_panicking_callback_does_not_stop_the_others() {
     wal.durable(c.end).wait().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
+
+/// A recovery report describes the live log: transactions a truncation
+/// deleted are not counted, one whose end it deleted is incomplete again,
+/// and a reader beside the writer, a reader after it closed and a write
+/// reopen all say what replay delivers. Entries count every frame that
+/// validated, deleted ones included (they stay until retention).
+#[test]
+fn the_recovery_report_counts_what_the_truncations_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(SyncMode::Strict);
+    let wal = Wal::open(dir.path(), c.clone()).unwrap();
+    let mut pos = Vec::new();
+    for i in 0..6u64 {
+        pos.push(wal.append_txn(run(1), i, &[put(b"k", b"v")]).unwrap());
+    }
+    // Delete two committed transactions.
+    wal.truncate_from(pos[4].begin).unwrap();
+    // An aborted one, and one whose CommitTxn is deleted: open again.
+    let (r2, ts) = (run(2), 0);
+    wal.append_entry(BorrowedEntry::BeginTxn {
+        txn_id: 6,
+        run_id: r2,
+        timestamp: ts,
+    })
+    .unwrap();
+    wal.append_entry(BorrowedEntry::AbortTxn {
+        txn_id: 6,
+        run_id: r2,
+    })
+    .unwrap();
+    wal.append_entry(BorrowedEntry::BeginTxn {
+        txn_id: 7,
+        run_id: r2,
+        timestamp: ts,
+    })
+    .unwrap();
+    let commit = wal
+        .append_entry(BorrowedEntry::CommitTxn {
+            txn_id: 7,
+            run_id: r2,
+        })
+        .unwrap();
+    wal.truncate_from(commit).unwrap();
+    wal.append_txn(run(3), 9, &[put(b"x", b"y")]).unwrap();
+    let replayed = wal.replay(|_| {}).unwrap();
+    assert_eq!(
+        (replayed.committed, replayed.aborted, replayed.incomplete),
+        (5, 1, 1)
+    );
+    let frames = wal.snapshot().iter_all().count() as u64;
+    let check = |what: &str, r: &durability::RecoveryReport| {
+        assert_eq!(
+            (
+                r.committed_txns,
+                r.aborted_txns,
+                r.incomplete_txns,
+                r.entries
+            ),
+            (
+                replayed.committed,
+                replayed.aborted,
+                replayed.incomplete,
+                frames
+            ),
+            "{what}"
+        );
+    };
+    check(
+        "reader beside the writer",
+        WalReader::open(dir.path(), &c).unwrap().recovery_report(),
+    );
+    wal.close().unwrap();
+    check(
+        "reader after close",
+        WalReader::open(dir.path(), &c).unwrap().recovery_report(),
+    );
+    let wal = Wal::open(dir.path(), c).unwrap();
+    check("write reopen", wal.recovery_report());
+    wal.close().unwrap();
+}
