@@ -2,14 +2,17 @@
 //! blocking a thread on it (DESIGN.md §8, "Commit notification").
 //!
 //! Waiters register the LSN that must be durable (an append's end) and a
-//! callback. After every sync that completes, the thread that ran it (or
-//! waited for it) delivers the callbacks whose LSN the sync covered, in LSN
-//! order; one thread delivers at a time, so callbacks never overlap and
-//! never run out of order. A failed sync fails every waiter not yet
-//! durable, and so does a log that closes with waiters past its end: the
-//! failure is recorded under the lock and delivered like the rest, after
-//! the `Ok`s of what is durable, by whichever thread delivers. A callback
-//! that panics is caught.
+//! callback. Callbacks run on one thread of their own, the log's
+//! `wal-notify` thread, and nowhere else: never on a thread that appends,
+//! syncs or runs retention (so a slow callback never delays a sync, and a
+//! callback may call back into the log, retention and appends included),
+//! and never under any of the log's locks. After every sync that
+//! completes, its leader wakes that thread, which runs the callbacks whose
+//! LSN the sync covered, in LSN order, one at a time. A failed sync fails
+//! every waiter not yet durable, and so does a log that closes with
+//! waiters past its end: the failure is recorded under the lock and
+//! delivered by the same thread, after the `Ok`s of what is durable. A
+//! callback that panics is caught.
 //!
 //! [`Durable`] is a runtime-agnostic future over the same list: it resolves
 //! once its LSN is durable, whatever executor polls it.
@@ -25,7 +28,7 @@ use crate::replay::Lsn;
 // The waiter list goes through the facade, so the loom models explore it;
 // `Durable` stays on `parking_lot` and `std` (its waker needs `std`'s `Arc`
 // and parks a real thread).
-use crate::sync::{fence, AtomicBool, Mutex, Ordering};
+use crate::sync::{Condvar, Mutex};
 
 /// A callback run once its LSN is durable (or the log failed).
 pub(crate) type Callback = Box<dyn FnOnce(Result<()>) + Send + 'static>;
@@ -54,67 +57,103 @@ struct State {
     /// they registered in.
     waiters: BTreeMap<(Lsn, u64), Callback>,
     next_id: u64,
-    /// A thread is running callbacks; others leave the work to it.
-    delivering: bool,
+    /// Something may be ready: a sync completed, a waiter registered, or
+    /// the log failed. The deliverer clears it before it looks.
+    kicked: bool,
     failed: Option<Failed>,
+    /// The log closed: the deliverer stops once nothing is left.
+    stop: bool,
+    /// The deliverer has stopped: nothing will run a callback any more.
+    exited: bool,
 }
 
-/// The waiters of one log.
+/// The waiters of one log, and the loop of the thread that runs their
+/// callbacks ([`DurableNotify::run`]).
 #[derive(Default)]
 pub(crate) struct DurableNotify {
     state: Mutex<State>,
-    /// Waiters registered: a sync checks this (after a fence, see
-    /// [`DurableNotify::deliver`]) before taking the lock.
-    pending: AtomicBool,
+    cv: Condvar,
+}
+
+thread_local! {
+    /// This thread is running commit-notification callbacks: it must never
+    /// block waiting for a durability only it could report.
+    static DELIVERING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a thread that runs `on_durable` callbacks.
+pub(crate) fn on_callback_thread() -> bool {
+    DELIVERING.with(|d| d.get())
 }
 
 impl DurableNotify {
-    /// Registers `f` to run once everything below `lsn` is durable.
-    /// `synced` reads the durable end; the callback may run before this
-    /// returns (on this thread) if `lsn` is durable already, or the log
-    /// has failed.
-    pub fn register(&self, lsn: Lsn, f: Callback, synced: impl Fn() -> Lsn) {
-        {
-            let mut st = self.state.lock();
-            let id = st.next_id;
-            st.next_id += 1;
-            st.waiters.insert((lsn, id), f);
-            self.pending.store(true, Ordering::SeqCst);
+    /// Registers `f` to run, on the deliverer's thread, once everything
+    /// below `lsn` is durable (or the log has failed). Never runs `f` here,
+    /// unless the log has closed and its deliverer stopped: then `f` gets
+    /// the log's failure at once.
+    pub fn register(&self, lsn: Lsn, f: Callback) {
+        let mut st = self.state.lock();
+        if st.exited {
+            let why = st.failed.clone().unwrap_or(Failed::Closed);
+            drop(st);
+            f(Err(why.error()));
+            return;
         }
-        // The sync that covers `lsn` may have completed before the waiter
-        // was inserted, and seen no waiter: deliver here in that case.
-        self.deliver(synced);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.waiters.insert((lsn, id), f);
+        st.kicked = true;
+        self.cv.notify_all();
     }
 
-    /// Runs every callback whose LSN is durable now, in LSN order; once
-    /// the log has failed, then fails the rest, in LSN order too. One
-    /// thread at a time runs callbacks, Ok and Err alike.
-    pub fn deliver(&self, synced: impl Fn() -> Lsn) {
-        // A sync stores its end (`GroupCommit`'s `Release` store), then
-        // loads `pending` here; a registration stores `pending` (under the
-        // lock), then, here, loads `pending` and `synced()`. Without a
-        // full fence between each store and the later load this is the
-        // store-buffering pattern, and the memory model lets both loads
-        // read the old value (SeqCst on `pending` alone does not forbid
-        // it; the loom model `loom_durable_register_races_sync` found it):
-        // the sync sees `pending` false and returns, the registration
-        // reads the end from before the sync and finds nothing ready, and
-        // the waiter is left for a sync that may never come. With this
-        // fence on both paths, whichever fence comes second in the SeqCst
-        // order sees the other side's store: the sync finds the waiter, or
-        // the registration finds the sync's end.
-        fence(Ordering::SeqCst);
-        if !self.pending.load(Ordering::SeqCst) {
-            return;
-        }
+    /// A sync completed (the durable end moved): wakes the deliverer. The
+    /// sync's leader calls it once per sync, after storing the new end.
+    pub fn synced(&self) {
         let mut st = self.state.lock();
-        if st.delivering {
-            // The delivering thread reads `synced` (and `failed`) again
-            // before it stops.
-            return;
-        }
-        st.delivering = true;
+        st.kicked = true;
+        self.cv.notify_all();
+    }
+
+    /// Fails every waiter the log has not made durable, now and later: a
+    /// sync failed. Waiters below the durable end still get `Ok`.
+    pub fn poison(&self, cause: String) {
+        self.fail(Failed::Poisoned(cause), false);
+    }
+
+    /// Fails every waiter still waiting, now and later, and lets the
+    /// deliverer stop once it has run every callback: the log closed
+    /// (after its final sync, so what remains lies past its end).
+    pub fn close(&self) {
+        self.fail(Failed::Closed, true);
+    }
+
+    fn fail(&self, why: Failed, stop: bool) {
+        let mut st = self.state.lock();
+        st.failed.get_or_insert(why);
+        st.stop |= stop;
+        st.kicked = true;
+        self.cv.notify_all();
+    }
+
+    /// The deliverer: runs every callback whose LSN is durable (`synced`
+    /// reads the durable end), in LSN order, one at a time, outside the
+    /// lock; once the log has failed, then fails the rest, in LSN order
+    /// too. Returns once the log has closed and every callback has run.
+    pub fn run(&self, synced: impl Fn() -> Lsn) {
+        DELIVERING.with(|d| d.set(true));
+        let mut st = self.state.lock();
         loop {
+            if !st.kicked {
+                if st.stop && st.waiters.is_empty() {
+                    st.exited = true;
+                    return;
+                }
+                self.cv.wait(&mut st);
+                continue;
+            }
+            st.kicked = false;
+            // Read under the lock, after the kick: a sync stores its end
+            // before it kicks (under this lock), so this sees it.
             let durable = synced();
             let rest = st.waiters.split_off(&(durable.saturating_add(1), 0));
             let ready = std::mem::replace(&mut st.waiters, rest);
@@ -124,15 +163,11 @@ impl DurableNotify {
                 _ => (ready, None),
             };
             if batch.is_empty() {
-                // A sync completing from here on finds `delivering` false
-                // and delivers itself; one that completed earlier stored
-                // its end before it saw `delivering` true under this lock,
-                // so `synced()` above already read it. A failure sets
-                // `failed` under this lock before it delivers, likewise.
-                self.pending.store(!st.waiters.is_empty(), Ordering::SeqCst);
-                st.delivering = false;
-                return;
+                continue;
             }
+            // Look again after these: more may be ready, or a failure's
+            // errors may follow the `Ok`s.
+            st.kicked = true;
             drop(st);
             for (_, f) in batch {
                 let result = match &failed {
@@ -140,7 +175,7 @@ impl DurableNotify {
                     Some(why) => Err(why.error()),
                 };
                 // A callback that panics must not stop the deliveries of
-                // the others (nor leave `delivering` set for good).
+                // the others.
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(result)));
                 if ran.is_err() {
                     eprintln!("durability: an on_durable callback panicked; the panic was caught");
@@ -148,29 +183,6 @@ impl DurableNotify {
             }
             st = self.state.lock();
         }
-    }
-
-    /// Fails every waiter the log has not made durable, now and later: a
-    /// sync failed. Waiters below `synced()` still get `Ok`.
-    pub fn poison(&self, cause: String, synced: impl Fn() -> Lsn) {
-        self.fail(Failed::Poisoned(cause), synced);
-    }
-
-    /// Fails every waiter still waiting, now and later: the log closed
-    /// (after its final sync, so what remains lies past its end).
-    pub fn close(&self, synced: impl Fn() -> Lsn) {
-        self.fail(Failed::Closed, synced);
-    }
-
-    /// Records the failure, then delivers: the failures run in LSN order
-    /// after the `Ok`s of what is durable, on whichever thread delivers.
-    fn fail(&self, why: Failed, synced: impl Fn() -> Lsn) {
-        {
-            let mut st = self.state.lock();
-            st.failed.get_or_insert(why);
-            self.pending.store(true, Ordering::SeqCst);
-        }
-        self.deliver(synced);
     }
 }
 
@@ -217,7 +229,21 @@ impl Durable {
     }
 
     /// Blocks the calling thread until the future resolves.
+    ///
+    /// Inside an `on_durable` callback (which runs on the thread that
+    /// delivers every callback of the log) a wait that is not resolved yet
+    /// would wait forever: it returns [`Error::InvalidArgument`] instead.
     pub fn wait(self) -> Result<()> {
+        if on_callback_thread() {
+            let mut s = self.slot.lock();
+            return s.result.take().unwrap_or_else(|| {
+                Err(Error::InvalidArgument {
+                    detail: "waiting for durability inside an on_durable callback would never end: \
+                             callbacks run one at a time on one thread; register another callback instead"
+                        .into(),
+                })
+            });
+        }
         let thread = std::thread::current();
         let waker = Waker::from(Arc::new(ThreadWaker(thread)));
         let mut cx = Context::from_waker(&waker);

@@ -222,21 +222,23 @@ impl GroupCommit {
     /// Makes everything below `target` durable. `published` reads the
     /// current published end; `sync(from, to)` makes `[from, to)` durable.
     /// `appender`: the caller holds a [`Committer`] (an append waiting for
-    /// its sync), so as a leader it absorbs first.
+    /// its sync), so as a leader it absorbs first. Returns whether this
+    /// call ran a sync that completed (it led one): the durable end moved.
     pub(crate) fn sync_to(
         &self,
         target: u64,
         appender: bool,
         published: impl Fn() -> u64,
         sync: impl Fn(u64, u64) -> io::Result<()>,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
+        let mut led = false;
         let mut st = self.state.lock();
         loop {
             if let Some(p) = &st.poison {
                 return Err(p.clone());
             }
             if st.synced >= target {
-                return Ok(());
+                return Ok(led);
             }
             if st.running {
                 if appender {
@@ -273,6 +275,7 @@ impl GroupCommit {
                     st.synced = st.synced.max(to);
                     self.synced.store(st.synced, Ordering::Release);
                     self.syncs.fetch_add(1, Ordering::Relaxed);
+                    led = true;
                 }
                 Err(e) => {
                     let cause = format!("sync of LSN {from}..{to} failed: {e}");

@@ -48,6 +48,7 @@ pub mod error;
 pub(crate) mod files;
 pub mod frame;
 pub mod meta;
+pub mod position;
 pub mod reader;
 pub mod recovery;
 mod registry;
@@ -71,11 +72,12 @@ pub use crate::durability::SyncMode;
 pub use entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 pub use error::{Error, Location, ProblemClass, Result};
 pub use frame::{Decoder, EntryRef, Frame};
+pub use position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
 pub use reader::WalReader;
 pub use recovery::{Problem, RecoveryMode, RecoveryReport};
 pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, Txn};
 pub use tail::Tail;
-pub use wal::{BatchPosition, Config, Stats, TxnPosition, Wal};
+pub use wal::{Config, Stats, Wal};
 
 // The README's examples are compiled and run as doctests of
 // `durability-raft` (raft/src/lib.rs), which can name both crates.

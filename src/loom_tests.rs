@@ -146,15 +146,22 @@ fn append_and_sync(
         || published.load(Ordering::Acquire),
         |from, to| disk.sync(published, from, to),
     );
-    if r.is_ok() {
+    if let Ok(led) = r {
         assert!(gc.synced() >= target, "Ok but synced() < {target}");
         let durable = disk.durable();
         assert!(
             durable >= target,
             "Ok for {target} but only {durable} synced"
         );
+        if led {
+            // A leader that reports a completed sync ran one.
+            assert!(
+                disk.calls.load(Ordering::SeqCst) > 0,
+                "led, yet no sync ran"
+            );
+        }
     }
-    r
+    r.map(drop)
 }
 
 fn group_commit_model(
@@ -598,10 +605,12 @@ enum Outcome {
 /// One callback run: (LSN, the model's registration number, outcome).
 type Ran = (u64, usize, Outcome);
 
-/// The log's side of commit notification: the real `DurableNotify`, and a
-/// small group commit standing for `GroupCommit` (its durable end is
-/// stored with `Release` under its lock and read with `Acquire`, as
-/// `GroupCommit::synced` is; a failure poisons it for good).
+/// The log's side of commit notification: the real `DurableNotify` with
+/// its deliverer on a thread of its own (`wal-notify`), and a small group
+/// commit standing for `GroupCommit` (its durable end is stored with
+/// `Release` under its lock and read with `Acquire`, as
+/// `GroupCommit::synced` is; a failure poisons it for good; the leader of
+/// a completed sync wakes the deliverer after storing the end).
 ///
 /// The callbacks' bookkeeping must neither hide a bug nor escape the
 /// search: `running` and `order` are loom atomics used only with `Relaxed`
@@ -617,8 +626,6 @@ struct Commits {
     synced: AtomicU64,
     /// Set before any waiter is failed (poison or close).
     failing: AtomicBool,
-    /// Whether to check that callbacks never overlap.
-    serial: bool,
     /// Callbacks running now.
     running: AtomicUsize,
     /// Callbacks started so far.
@@ -627,33 +634,39 @@ struct Commits {
 }
 
 impl Commits {
-    fn new(serial: bool) -> Arc<Self> {
-        Arc::new(Commits {
+    /// The log and its deliverer thread (join it after `close`).
+    fn new() -> (Arc<Self>, thread::JoinHandle<()>) {
+        let c = Arc::new(Commits {
             notify: DurableNotify::default(),
             group: Mutex::new((0, false)),
             synced: AtomicU64::new(0),
             failing: AtomicBool::new(false),
-            serial,
             running: AtomicUsize::new(0),
             order: AtomicUsize::new(0),
             ran: std::sync::Mutex::new(Vec::new()),
-        })
+        });
+        let deliverer = {
+            let c = c.clone();
+            thread::spawn(move || c.notify.run(|| c.synced()))
+        };
+        (c, deliverer)
     }
 
     fn synced(&self) -> u64 {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// `Wal::on_durable(lsn, ..)`, as the model's registration `id`. The
-    /// callback checks that an `Ok` is never early (the durable end its
-    /// thread sees covers `lsn`), that an `Err` follows a failure, and (if
-    /// `serial`) that no two callbacks overlap.
-    fn register(c: &Arc<Self>, lsn: u64, id: usize) {
+    /// `Wal::on_durable(lsn, ..)`, as the model's registration `id`, with
+    /// `then` run by the callback after its checks. The callback checks
+    /// that an `Ok` is never early (the durable end its thread sees covers
+    /// `lsn`), that an `Err` follows a failure, and that no two callbacks
+    /// overlap.
+    fn register_then(c: &Arc<Self>, lsn: u64, id: usize, then: impl FnOnce() + Send + 'static) {
         let me = Arc::clone(c);
         let callback = Box::new(move |r: crate::error::Result<()>| {
             let seq = me.order.fetch_add(1, Ordering::Relaxed);
             let before = me.running.fetch_add(1, Ordering::Relaxed);
-            assert!(!me.serial || before == 0, "two callbacks overlap");
+            assert!(before == 0, "two callbacks overlap");
             let outcome = match r {
                 Ok(()) => {
                     let synced = me.synced();
@@ -671,12 +684,18 @@ impl Commits {
             };
             me.ran.lock().unwrap().push((seq, (lsn, id, outcome)));
             me.running.fetch_sub(1, Ordering::Relaxed);
+            then();
         });
-        c.notify.register(lsn, callback, || c.synced());
+        c.notify.register(lsn, callback);
     }
 
-    /// `Shared::sync_to`: a sync to `to` completes and delivers, or (the
-    /// group commit is poisoned) fails and poisons the waiters.
+    fn register(c: &Arc<Self>, lsn: u64, id: usize) {
+        Self::register_then(c, lsn, id, || {});
+    }
+
+    /// `Shared::sync_to` as the leader of a sync to `to`: the sync
+    /// completes and wakes the deliverer, or (the group commit is
+    /// poisoned) fails and poisons the waiters.
     fn sync(&self, to: u64) {
         let ok = {
             let mut g = self.group.lock();
@@ -687,9 +706,9 @@ impl Commits {
             !g.1
         };
         if ok {
-            self.notify.deliver(|| self.synced());
+            self.notify.synced();
         } else {
-            self.notify.poison("sync failed".into(), || self.synced());
+            self.notify.poison("sync failed".into());
         }
     }
 
@@ -701,13 +720,13 @@ impl Commits {
             g.1 = true;
             self.failing.store(true, Ordering::SeqCst);
         }
-        self.notify.poison("sync failed".into(), || self.synced());
+        self.notify.poison("sync failed".into());
     }
 
     /// `Wal::close` after its final sync.
     fn close(&self) {
         self.failing.store(true, Ordering::SeqCst);
-        self.notify.close(|| self.synced());
+        self.notify.close();
     }
 
     /// The callbacks run so far, in the order they started.
@@ -727,41 +746,40 @@ impl Commits {
     }
 }
 
-/// A sync covering LSN 2 completes and delivers while a waiter for 2
-/// registers: the callback runs exactly once, with `Ok`, never before the
-/// durable end covers 2 (whether the sync's delivery or the registration's
-/// own runs it). A waiter past the end is left alone until `close`.
+/// A sync covering LSN 2 completes and wakes the deliverer while a waiter
+/// for 2 registers: the callback runs exactly once, with `Ok`, never before
+/// the durable end covers 2, and only on the deliverer's thread. A waiter
+/// past the end waits until `close`, after which the deliverer stops.
 #[test]
 fn loom_durable_register_races_sync() {
     model(None, || {
-        let c = Commits::new(true);
+        let (c, deliverer) = Commits::new();
         let syncer = {
             let c = c.clone();
             thread::spawn(move || c.sync(2))
         };
         Commits::register(&c, 2, 0);
         syncer.join().unwrap();
-        assert_eq!(c.check_once(1), vec![(2, 0, Outcome::Ok)]);
         Commits::register(&c, 3, 1);
-        assert_eq!(c.ran().len(), 1, "a waiter past the durable end ran");
         c.close();
-        assert_eq!(c.check_once(2)[1], (3, 1, Outcome::Closed));
+        deliverer.join().unwrap();
+        let ran = c.check_once(2);
+        assert_eq!(ran, vec![(2, 0, Outcome::Ok), (3, 1, Outcome::Closed)]);
     });
 }
 
-/// Five waiters (two for the same LSN), then two syncs, to 2 and to 3,
-/// each delivering on its own thread, while a sixth waiter (for 2)
-/// registers: every covered callback runs exactly once, with `Ok`, none
-/// early, never two at a time, and those registered before the syncs in
-/// (LSN, registration) order; the one past the end waits for `close`.
+/// Five waiters (two for the same LSN), then two syncs, to 2 and to 3, on
+/// two threads, while a sixth waiter (for 2) registers: every covered
+/// callback runs exactly once, with `Ok`, none early, never two at a time,
+/// and those registered before the syncs in (LSN, registration) order; the
+/// one past the end gets `Closed` at close.
 #[test]
-fn loom_durable_two_deliverers() {
+fn loom_durable_two_syncs() {
     model(Some(3), || {
-        let c = Commits::new(true);
+        let (c, deliverer) = Commits::new();
         for (id, lsn) in [1, 2, 3, 3, 4].into_iter().enumerate() {
             Commits::register(&c, lsn, id);
         }
-        assert!(c.ran().is_empty());
         let syncers: Vec<_> = [2, 3]
             .into_iter()
             .map(|to| {
@@ -773,14 +791,22 @@ fn loom_durable_two_deliverers() {
         for s in syncers {
             s.join().unwrap();
         }
-        let ran = c.ran();
+        c.close();
+        deliverer.join().unwrap();
+        let ran = c.check_once(6);
         assert!(ran.contains(&(2, 5, Outcome::Ok)), "{ran:?}");
         let first: Vec<Ran> = ran.into_iter().filter(|r| r.1 != 5).collect();
         let ok = |lsn, id| (lsn, id, Outcome::Ok);
-        assert_eq!(first, vec![ok(1, 0), ok(2, 1), ok(3, 2), ok(3, 3)]);
-        c.close();
-        let ran = c.check_once(6);
-        assert_eq!(ran[5], (4, 4, Outcome::Closed));
+        assert_eq!(
+            first,
+            vec![
+                ok(1, 0),
+                ok(2, 1),
+                ok(3, 2),
+                ok(3, 3),
+                (4, 4, Outcome::Closed)
+            ]
+        );
     });
 }
 
@@ -791,11 +817,11 @@ fn loom_durable_two_deliverers() {
 /// otherwise `Poisoned`, and every covered one `Ok`; failures, like
 /// successes, run one at a time, in LSN order among the waiters pending
 /// together; and a waiter registered afterwards gets `Ok` if it is
-/// durable, else fails at once.
+/// durable, else fails.
 #[test]
 fn loom_durable_poison_races() {
     model(Some(3), || {
-        let c = Commits::new(true);
+        let (c, deliverer) = Commits::new();
         Commits::register(&c, 1, 0);
         Commits::register(&c, 3, 1);
         let syncer = {
@@ -809,7 +835,10 @@ fn loom_durable_poison_races() {
         Commits::register(&c, 2, 2);
         syncer.join().unwrap();
         failer.join().unwrap();
-        let ran = c.check_once(3);
+        Commits::register(&c, 1, 3);
+        c.close();
+        deliverer.join().unwrap();
+        let ran = c.check_once(4);
         for &(lsn, _, outcome) in &ran {
             assert!(outcome != Outcome::Closed, "closed: {ran:?}");
             if lsn > c.synced() {
@@ -823,15 +852,30 @@ fn loom_durable_poison_races() {
         // it was already durable then).
         let pos = |id| ran.iter().position(|r| r.1 == id).unwrap();
         assert!(pos(0) < pos(1), "out of LSN order: {ran:?}");
-        Commits::register(&c, 1, 3);
-        let want = if c.synced() >= 1 {
-            Outcome::Ok
-        } else {
-            Outcome::Poisoned
+    });
+}
+
+/// A callback closes the log (drops its last handle) while a sync races it
+/// and a waiter past the end is pending: the close neither deadlocks nor
+/// strands anyone. The waiter gets `Closed`, the deliverer stops after the
+/// callback returns, and a registration after that fails at once.
+#[test]
+fn loom_durable_a_callback_closes_the_log() {
+    model(None, || {
+        let (c, deliverer) = Commits::new();
+        let closer = c.clone();
+        Commits::register_then(&c, 1, 0, move || closer.close());
+        Commits::register(&c, 5, 1);
+        let syncer = {
+            let c = c.clone();
+            thread::spawn(move || c.sync(2))
         };
-        assert_eq!(c.check_once(4)[3], (1, 3, want));
-        c.close();
-        assert_eq!(c.ran().len(), 4);
+        syncer.join().unwrap();
+        deliverer.join().unwrap();
+        let ran = c.check_once(2);
+        assert_eq!(ran, vec![(1, 0, Outcome::Ok), (5, 1, Outcome::Closed)]);
+        Commits::register(&c, 1, 2);
+        assert_eq!(c.check_once(3)[2], (1, 2, Outcome::Closed));
     });
 }
 

@@ -1595,6 +1595,7 @@ mod tests {
                                 value: &value[..len / (1 + i as usize)],
                                 version: step,
                             })
+                            .map(|p| p.lsn)
                             .expect("write");
                         lsns.push(lsn);
                     }
@@ -1622,6 +1623,7 @@ mod tests {
                             run_id: run,
                             timestamp: 0,
                         })
+                        .map(|p| p.lsn)
                         .expect("begin");
                     lsns.push(lsn);
                 }
@@ -1637,7 +1639,7 @@ mod tests {
                             run_id: run,
                         }
                     };
-                    lsns.push(wal.append(&end).expect("end"));
+                    lsns.push(wal.append(&end).map(|p| p.lsn).expect("end"));
                 }
                 8 => {
                     let lsn = wal
@@ -1646,6 +1648,7 @@ mod tests {
                             version: step,
                             active_runs: runs[..2].to_vec(),
                         })
+                        .map(|p| p.lsn)
                         .expect("checkpoint");
                     lsns.push(lsn);
                 }

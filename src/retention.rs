@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::entry::{BorrowedEntry, RunId};
 use crate::error::{Error, Result};
+use crate::position::EntryPosition;
 use crate::replay::Lsn;
 use crate::segment;
 use crate::wal::Wal;
@@ -61,14 +62,15 @@ impl Pins {
 }
 
 impl Wal {
-    /// Appends a Checkpoint entry; returns its LSN. Pass that LSN to
-    /// [`Wal::truncate_before`] to drop what the checkpoint covers.
+    /// Appends a Checkpoint entry; returns where it landed. Pass its LSN
+    /// (`.lsn`) to [`Wal::truncate_before`] to drop what the checkpoint
+    /// covers.
     pub fn checkpoint(
         &self,
         snapshot_id: Uuid,
         version: u64,
         active_runs: &[RunId],
-    ) -> Result<Lsn> {
+    ) -> Result<EntryPosition> {
         self.append_entry(BorrowedEntry::Checkpoint {
             snapshot_id,
             version,

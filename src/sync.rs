@@ -132,6 +132,12 @@ mod imp {
     #[derive(Debug)]
     pub(crate) struct Condvar(loom::sync::Condvar);
 
+    impl Default for Condvar {
+        fn default() -> Self {
+            Condvar::new()
+        }
+    }
+
     impl Condvar {
         pub(crate) fn new() -> Self {
             Condvar(loom::sync::Condvar::new())

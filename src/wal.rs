@@ -24,6 +24,7 @@ use crate::entry::{BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 use crate::error::{Error, Result};
 use crate::frame::{self, Decoder, FRAME_OVERHEAD};
 use crate::notify::TailNotify;
+pub use crate::position::{Appended, BatchPosition, EntryPosition, TxnPosition};
 use crate::recovery::{self, RecoveryMode, RecoveryReport, ScanOptions, SegRef};
 use crate::registry::{self, DirId, DirState};
 use crate::replay::{diff_states, KeyDiff, Lsn, OpenTxns, ReplayStats, RunIndex, Snapshot, Txn};
@@ -194,17 +195,6 @@ pub struct Stats {
     pub space: SpaceReservation,
 }
 
-/// Where a transaction appended with [`Wal::append_txn`] landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TxnPosition {
-    /// LSN of its BeginTxn.
-    pub begin: Lsn,
-    /// LSN of its CommitTxn.
-    pub commit: Lsn,
-    /// LSN just past it.
-    pub end: Lsn,
-}
-
 /// State shared by the handle, its background threads and tail readers.
 pub(crate) struct Shared {
     pub dir: PathBuf,
@@ -274,20 +264,22 @@ impl Shared {
             )
             .map_err(|cause| Error::Poisoned { cause });
         match &result {
-            Ok(()) => self.durable.deliver(|| self.group.synced()),
-            Err(Error::Poisoned { cause }) => {
-                self.durable.poison(cause.clone(), || self.group.synced())
-            }
+            // The leader of a completed sync wakes the callbacks' thread
+            // (never runs them here: a durability promise may depend on
+            // this thread, and the caller may hold the log's locks).
+            Ok(true) => self.durable.synced(),
+            Ok(false) => {}
+            Err(Error::Poisoned { cause }) => self.durable.poison(cause.clone()),
             Err(_) => {}
         }
-        result
+        result.map(drop)
     }
 
     /// Poisons the handle (a write failed half-way). No sync failed, so
     /// the page cache still tells the truth: a reopen keeps everything.
     pub(crate) fn poison(&self, cause: String) {
         self.group.set_poison(cause.clone());
-        self.durable.poison(cause, || self.group.synced());
+        self.durable.poison(cause);
     }
 
     /// Makes `[from, to)` durable: `msync`s its bytes in every segment it
@@ -374,15 +366,6 @@ struct PrepSlot {
     stop: bool,
 }
 
-/// Where an [`append_batch`](Wal::append_batch) put its entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchPosition {
-    /// LSN of the first entry.
-    pub first: Lsn,
-    /// LSN just past the last.
-    pub end: Lsn,
-}
-
 /// A write-ahead log open for appending.
 ///
 /// `Wal` is `Send + Sync`: share it (e.g. in an `Arc`) and append from many
@@ -392,6 +375,8 @@ pub struct Wal {
     prep: Arc<Prep>,
     ticker: Arc<Ticker>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The thread that runs commit-notification callbacks.
+    notifier: Mutex<Option<JoinHandle<()>>>,
     report: RecoveryReport,
     closed: AtomicBool,
     /// Serialises metadata writes (they share `META.new`).
@@ -774,6 +759,7 @@ impl Wal {
             Arc::clone(&ticker),
             shared.config.sync_mode.interval(),
         )?);
+        let notifier = spawn_notifier(Arc::clone(&shared))?;
         *gate = Some(Arc::downgrade(&shared));
         drop(gate);
         Ok(Wal {
@@ -781,6 +767,7 @@ impl Wal {
             prep,
             ticker,
             threads: Mutex::new(threads),
+            notifier: Mutex::new(Some(notifier)),
             report,
             closed: AtomicBool::new(false),
             meta_lock: Mutex::new(()),
@@ -827,28 +814,28 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends one entry; returns its LSN. Durable on return in `Strict`
-    /// mode, otherwise as the mode says.
-    pub fn append(&self, entry: &WalEntry) -> Result<Lsn> {
+    /// Appends one entry; returns where it landed. Durable on return in
+    /// `Strict` mode, otherwise as the mode says.
+    pub fn append(&self, entry: &WalEntry) -> Result<EntryPosition> {
         self.append_entry(entry.as_borrowed())
     }
 
-    /// Appends one borrowed entry (no allocation); returns its LSN.
-    pub fn append_entry(&self, entry: BorrowedEntry<'_>) -> Result<Lsn> {
+    /// Appends one borrowed entry (no allocation); returns where it landed.
+    pub fn append_entry(&self, entry: BorrowedEntry<'_>) -> Result<EntryPosition> {
         self.one(entry, Wait::Mode)
     }
 
-    /// Appends one entry and returns its LSN without waiting for a sync,
-    /// whatever the mode; the entry's end is `lsn + frame_len`. In
-    /// `Strict` mode the background syncer is asked to sync at once (one
-    /// sync covers every append submitted meanwhile); in the other modes
-    /// the mode's own syncs cover it. Learn when it is durable with
-    /// [`Wal::on_durable`], [`Wal::durable`] or [`Wal::wait_durable`].
-    pub fn submit_entry(&self, entry: BorrowedEntry<'_>) -> Result<Lsn> {
+    /// Appends one entry without waiting for a sync, whatever the mode,
+    /// and returns where it landed. In `Strict` mode the background syncer
+    /// is asked to sync at once (one sync covers every append submitted
+    /// meanwhile); in the other modes the mode's own syncs cover it. Learn
+    /// when it is durable by passing the position to [`Wal::on_durable`],
+    /// [`Wal::durable`] or [`Wal::wait_durable`] (they wait for its end).
+    pub fn submit_entry(&self, entry: BorrowedEntry<'_>) -> Result<EntryPosition> {
         self.one(entry, Wait::Never)
     }
 
-    fn one(&self, entry: BorrowedEntry<'_>, wait: Wait) -> Result<Lsn> {
+    fn one(&self, entry: BorrowedEntry<'_>, wait: Wait) -> Result<EntryPosition> {
         self.check_size(&entry)?;
         if let BorrowedEntry::Truncate { .. } = entry {
             return Err(Error::InvalidArgument {
@@ -864,7 +851,7 @@ impl Wal {
             (lsn, self.publish(&mut w)?)
         };
         self.after_append(end, sync_now, wake, wait, committer)
-            .map(|()| lsn)
+            .map(|()| EntryPosition { lsn, end })
     }
 
     /// Appends `entries` as one contiguous unit, under one lock and one
@@ -945,7 +932,7 @@ impl Wal {
     }
 
     /// [`Wal::append_txn`] without waiting for a sync (see
-    /// [`Wal::submit_entry`]): durable once `pos.end` is.
+    /// [`Wal::submit_entry`]): durable once its end is.
     pub fn submit_txn(&self, run_id: RunId, txn_id: u64, ops: &[Op<'_>]) -> Result<TxnPosition> {
         self.txn(run_id, txn_id, segment::now_micros(), ops, Wait::Never)
     }
@@ -1045,13 +1032,14 @@ impl Wal {
     /// every snapshot, replay, tail and reopen after it skips the deleted
     /// entries, in this and any other process. `lsn` must be the start of
     /// a live entry, or the end (then nothing is deleted and no record is
-    /// written). Returns the end of the log after the record.
-    pub fn truncate_from(&self, lsn: Lsn) -> Result<Lsn> {
-        let (end, sync_now, wake) = {
+    /// written). Returns the record's position (when nothing was deleted,
+    /// an empty one at the end: `lsn == end`).
+    pub fn truncate_from(&self, lsn: Lsn) -> Result<EntryPosition> {
+        let (at, (end, sync_now, wake)) = {
             let mut w = self.shared.writer.lock();
             self.check_open()?;
             if lsn == w.next_lsn {
-                return Ok(lsn);
+                return Ok(EntryPosition { lsn, end: lsn });
             }
             // Checks `lsn` is a live entry of the published log (which,
             // under the writer lock, is the whole log): a position that is
@@ -1090,10 +1078,10 @@ impl Wal {
                     return Err(e);
                 }
             }
-            published
+            (at, published)
         };
         self.after_append(end, sync_now, wake, Wait::Mode, None)?;
-        Ok(end)
+        Ok(EntryPosition { lsn: at, end })
     }
 
     /// The blob last stored with [`Wal::set_meta`], if any (read from the
@@ -1118,41 +1106,43 @@ impl Wal {
         self.shared.group.synced()
     }
 
-    /// Calls `f` once everything below `lsn` (an append's end) is durable,
-    /// with `Ok(())`; or with the error that means it never will be (a
-    /// failed sync: [`Error::Poisoned`]; the log closed before reaching
-    /// `lsn`: [`Error::Closed`]). Callbacks pending together run in LSN
-    /// order, one at a time (failures too, after the successes of what is
-    /// durable), on
-    /// the thread that completed the covering sync (or on this thread,
-    /// before this returns, if `lsn` is durable already or the log has
-    /// failed): keep them short and never call back into this log's
-    /// appends from one. A callback that panics is caught (and reported
-    /// on standard error); the others still run.
+    /// Calls `f` once `pos` is durable (everything below its end: see
+    /// [`Appended`]; a bare LSN goes in [`End`](crate::End)), with
+    /// `Ok(())`; or with the error that means it never will be (a failed
+    /// sync: [`Error::Poisoned`]; the log closed before reaching it:
+    /// [`Error::Closed`]).
+    ///
+    /// Callbacks run on the log's own `wal-notify` thread, one at a time,
+    /// in LSN order (failures too, after the successes of what is
+    /// durable), never on the caller's thread, never on a thread that
+    /// syncs or appends, and never under any of the log's locks: a slow
+    /// callback delays other callbacks, never a sync, and a callback may
+    /// use the log (append, truncate, retention; even drop the last
+    /// handle). It must not block waiting for another callback of this
+    /// log: [`Durable::wait`] refuses inside one. A callback that panics is
+    /// caught (and reported on standard error); the others still run.
+    /// [`Wal::close`] returns after every callback has run.
+    ///
     /// Waiting never changes when syncs happen; the mode (and
     /// `submit_*`'s request in `Strict` mode) does.
-    pub fn on_durable(&self, lsn: Lsn, f: impl FnOnce(Result<()>) + Send + 'static) {
-        let shared = &self.shared;
-        shared
-            .durable
-            .register(lsn, Box::new(f), || shared.group.synced());
+    pub fn on_durable(&self, pos: impl Appended, f: impl FnOnce(Result<()>) + Send + 'static) {
+        self.shared.durable.register(pos.end(), Box::new(f));
     }
 
-    /// A future that resolves once everything below `lsn` is durable (see
+    /// A future that resolves once `pos` is durable (see
     /// [`Wal::on_durable`]). It needs no particular async runtime.
-    pub fn durable(&self, lsn: Lsn) -> Durable {
+    pub fn durable(&self, pos: impl Appended) -> Durable {
         let (fut, complete) = Durable::new();
-        self.on_durable(lsn, complete);
+        self.on_durable(pos, complete);
         fut
     }
 
-    /// Blocks until everything below `lsn` is durable (see
-    /// [`Wal::on_durable`]).
-    pub fn wait_durable(&self, lsn: Lsn) -> Result<()> {
-        if self.shared.group.synced() >= lsn {
+    /// Blocks until `pos` is durable (see [`Wal::on_durable`]).
+    pub fn wait_durable(&self, pos: impl Appended) -> Result<()> {
+        if self.shared.group.synced() >= pos.end() {
             return Ok(());
         }
-        self.durable(lsn).wait()
+        self.durable(pos).wait()
     }
 
     /// Encodes one frame at the writer's position, rotating first if it
@@ -1452,7 +1442,15 @@ impl Wal {
         let end = self.shared.log.end();
         let result = self.shared.sync_to(end);
         // Whoever still waits waits for an LSN this log never reached.
-        self.shared.durable.close(|| self.shared.group.synced());
+        self.shared.durable.close();
+        // The callbacks' thread stops once it has run every callback. When
+        // a callback closed the log (dropped its last handle), this is
+        // that thread: it goes on delivering after the callback returns.
+        if let Some(t) = self.notifier.lock().take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
         result
     }
 }
@@ -1524,6 +1522,15 @@ fn spawn_flusher(
             }
         })
         .map_err(|e| Error::io("spawn thread", "wal-flush", e))
+}
+
+/// The thread that runs commit-notification callbacks (DESIGN.md §8): no
+/// durability promise ever waits on it.
+fn spawn_notifier(shared: Arc<Shared>) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("wal-notify".into())
+        .spawn(move || shared.durable.run(|| shared.group.synced()))
+        .map_err(|e| Error::io("spawn thread", "wal-notify", e))
 }
 
 /// Whether an append waits for the sync its mode calls for.

@@ -348,7 +348,10 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
             }],
         )
         .unwrap();
-    let ck = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
+    let ck = wal
+        .checkpoint(Uuid::from_u128(1), 1, &[])
+        .map(|p| p.lsn)
+        .unwrap();
     let bad = |e: Error, lsn: u64| {
         assert!(
             matches!(e, Error::BadLsn { lsn: l, .. } if l == lsn) && !e.is_corruption(),

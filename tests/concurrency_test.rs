@@ -1174,7 +1174,7 @@ impl Appender<'_> {
 
     /// Appends one entry with `append`.
     fn put(&mut self, e: &WalEntry) -> Option<Lsn> {
-        match self.ctx.wal.append(e) {
+        match self.ctx.wal.append(e).map(|p| p.lsn) {
             Ok(lsn) => {
                 self.model.note(lsn, &e.as_borrowed());
                 Some(lsn)
@@ -1430,7 +1430,7 @@ fn retention(ctx: &Ctx, period: Duration) {
             vec![run_id(rng.below(max_run * 3) as u8)]
         };
         let snapshot_id = Uuid::from_u128((u128::from(p.seed) << 64) | u128::from(i));
-        let cp = match ctx.wal.checkpoint(snapshot_id, i, &active) {
+        let cp = match ctx.wal.checkpoint(snapshot_id, i, &active).map(|p| p.lsn) {
             Ok(lsn) => lsn,
             Err(e) => {
                 ctx.fails.push(format!(
@@ -2082,7 +2082,7 @@ fn split_txn_case(kind: u8, fails: &Fails) {
     let rid = run_id(x);
     let mut model = Model::default();
     let put = |model: &mut Model, e: &WalEntry| {
-        let lsn = wal.append(e).unwrap();
+        let lsn = wal.append(e).map(|p| p.lsn).unwrap();
         model.note(lsn, &e.as_borrowed());
         lsn
     };
@@ -2158,7 +2158,10 @@ fn split_txn_case(kind: u8, fails: &Fails) {
                 run_id: rid,
             },
         );
-        let cp = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
+        let cp = wal
+            .checkpoint(Uuid::from_u128(1), 1, &[])
+            .map(|p| p.lsn)
+            .unwrap();
         (pos.begin, w, cp)
     } else {
         let begin = put(
@@ -2170,7 +2173,10 @@ fn split_txn_case(kind: u8, fails: &Fails) {
             },
         );
         let w = put(&mut model, &write);
-        let cp = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
+        let cp = wal
+            .checkpoint(Uuid::from_u128(1), 1, &[])
+            .map(|p| p.lsn)
+            .unwrap();
         let end = match kind {
             ABORTED => Some(WalEntry::AbortTxn {
                 txn_id: 2,
@@ -2314,7 +2320,10 @@ fn runs_after_cut_case(fails: &Fails) {
     for txn in 2..14 {
         unit(&mut model, 2, txn, 2000);
     }
-    let cp = wal.checkpoint(Uuid::from_u128(9), 9, &[]).unwrap();
+    let cp = wal
+        .checkpoint(Uuid::from_u128(9), 9, &[])
+        .map(|p| p.lsn)
+        .unwrap();
     let removed = wal.truncate_before(cp).unwrap();
     let start = wal.start_lsn();
     let end = wal.end_lsn();
@@ -2734,7 +2743,7 @@ fn tail_next_timeout_duration_max_returns_an_available_entry() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), Config::default().segment_size(64 << 10)).unwrap();
     let e = one_write(1);
-    let lsn = wal.append(&e).unwrap();
+    let lsn = wal.append(&e).map(|p| p.lsn).unwrap();
     let mut tail = wal.tail(lsn);
     let r = with_watchdog(Duration::from_secs(10), move || {
         tail.next_timeout(Duration::MAX)
@@ -2767,7 +2776,7 @@ fn tail_next_timeout_duration_max_waits_for_the_next_append() {
         let e = e.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(200));
-            wal.append(&e).unwrap()
+            wal.append(&e).map(|p| p.lsn).unwrap()
         })
     };
     let r = with_watchdog(Duration::from_secs(10), move || {
@@ -2880,7 +2889,7 @@ fn snapshot_read_at_last_entry_never_fails_during_rotation() {
                     };
                     let len = frame_len(&e.as_borrowed()) as u64;
                     lock(&entries).push((next, next + len));
-                    match wal.append(&e) {
+                    match wal.append(&e).map(|p| p.lsn) {
                         Ok(lsn) if lsn == next => next += len,
                         Ok(lsn) => {
                             fails.push(format!("append returned LSN {lsn}, expected {next}"));

@@ -592,6 +592,7 @@ fn a_reverted_sector_ending_where_a_valid_frame_starts_is_a_torn_tail() {
             txn_id: 1,
             run_id: run(1),
         })
+        .map(|p| p.lsn)
         .unwrap();
     assert_eq!(commit, SECTOR as Lsn, "the commit starts the second sector");
     wal.append_txn(run(2), 8, &[]).unwrap();
@@ -757,6 +758,7 @@ fn crash_points(mode: SyncMode, seed: u64) -> Workload {
             1 if step > 30 => {
                 let ck = wal
                     .checkpoint(Uuid::from_bytes([step as u8; 16]), step, &[run(4)])
+                    .map(|p| p.lsn)
                     .unwrap();
                 wal.truncate_before(ck).unwrap();
                 "retention"
@@ -779,7 +781,7 @@ fn crash_points(mode: SyncMode, seed: u64) -> Workload {
                     _ => live[(n - 1 - rng.below(n.min(8))) as usize],
                 };
                 let end = wal.end_lsn();
-                let after = wal.truncate_from(from).unwrap();
+                let after = wal.truncate_from(from).map(|p| p.end).unwrap();
                 if from == end {
                     assert_eq!(after, end, "truncate_from(end) wrote a record");
                 } else {
@@ -1209,6 +1211,7 @@ fn retention_never_cuts_a_transaction_reopened_by_a_truncation() {
             txn_id: 1,
             run_id: r,
         })
+        .map(|p| p.lsn)
         .unwrap();
     // Transaction 1 is open again: its CommitTxn is deleted.
     wal.truncate_from(commit).unwrap();
@@ -1216,7 +1219,7 @@ fn retention_never_cuts_a_transaction_reopened_by_a_truncation() {
         wal.append(&write(other, b"filler", 500)).unwrap();
     }
     // Part of the open transaction 1 by replay's rule: never delivered.
-    let later = wal.append(&write(r, b"later", 10)).unwrap();
+    let later = wal.append(&write(r, b"later", 10)).map(|p| p.lsn).unwrap();
     let delivered = |wal: &Wal| {
         let mut lsns = Vec::new();
         wal.replay(|t| lsns.extend(t.ops.iter().map(|o| o.lsn)))

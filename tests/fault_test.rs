@@ -96,7 +96,7 @@ impl Model {
     }
 
     fn put(&mut self, wal: &Wal, e: WalEntry) -> durability::Result<u64> {
-        let lsn = wal.append(&e)?;
+        let lsn = wal.append(&e).map(|p| p.lsn)?;
         assert_eq!(lsn, self.end(), "the log is contiguous");
         self.entries.push((lsn, e));
         Ok(lsn)

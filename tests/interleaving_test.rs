@@ -105,7 +105,7 @@ fn snapshots_never_see_deleted_entries_while_retention_runs() {
                 }],
             )
             .unwrap();
-        let end = wal.truncate_from(pos.begin).unwrap();
+        let end = wal.truncate_from(pos.begin).map(|p| p.end).unwrap();
         // Known deleted only once the truncation returned: a snapshot taken
         // before it may hold the write.
         deleted_keys.lock().unwrap().push(gone.into_bytes());
@@ -127,6 +127,7 @@ fn snapshots_never_see_deleted_entries_while_retention_runs() {
         }
         let ck = wal
             .checkpoint(Uuid::from_u128(round as u128), round, &[])
+            .map(|p| p.lsn)
             .unwrap();
         wal.truncate_before(ck).unwrap();
     }
@@ -284,4 +285,159 @@ fn a_tail_names_the_whole_deleted_range_of_an_older_log() {
     assert_eq!(lsn, r2_lsn);
     assert_eq!(e, durability::WalEntry::Truncate { from: b });
     wal.close().unwrap();
+}
+
+/// Polls `cond` until it holds; fails the test after a minute.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn one<'a>(value: &'a [u8]) -> [Op<'a>; 1] {
+    [Op::Write {
+        key: b"k",
+        value,
+        version: 1,
+    }]
+}
+
+/// Dropping the last handle inside a callback closes the log completely:
+/// the final sync, the close of every pending waiter (a future for an LSN
+/// never reached resolves with `Closed`), tails told, the lock and the
+/// registry released.
+#[test]
+fn dropping_the_last_handle_in_a_callback_closes_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default()
+        .segment_size(64 << 10)
+        .sync_mode(SyncMode::Async { interval_ms: 5 });
+    let wal = Arc::new(Wal::open(dir.path(), cfg.clone()).unwrap());
+    let pos = wal.append_txn(run(1), 1, &one(b"v")).unwrap();
+    let never = wal.durable(durability::End(wal.end_lsn() + 1_000_000));
+    let mut tail = wal.tail(0);
+    let (go, wait_go) = mpsc::channel::<()>();
+    let (closed, was_closed) = mpsc::channel();
+    let last = wal.clone();
+    wal.on_durable(pos, move |r| {
+        r.unwrap();
+        wait_go.recv().unwrap();
+        let thread = std::thread::current().name().map(str::to_string);
+        drop(last); // the last handle
+        closed.send(thread).unwrap();
+    });
+    drop(wal);
+    go.send(()).unwrap();
+    let thread = within("the callback that drops the log", &was_closed);
+    assert_eq!(
+        thread.as_deref(),
+        Some("wal-notify"),
+        "callbacks run on the log's own thread"
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(never.wait()).unwrap());
+    let r = within("a future for an LSN never reached", &rx);
+    assert!(matches!(r, Err(durability::Error::Closed)), "{r:?}");
+    // The tail delivers what was published, then learns the log closed.
+    let mut delivered = 0;
+    loop {
+        match tail.next_timeout(Duration::from_secs(60)) {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => panic!("the tail was never told the log closed"),
+            Err(durability::Error::Closed) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(delivered, 3);
+    drop(tail);
+    // Released: a write open takes the lock, a reader scans the files.
+    let wal = Wal::open(dir.path(), cfg.clone()).unwrap();
+    assert_eq!(wal.recovery_report().problem, None);
+    wal.close().unwrap();
+    assert_eq!(
+        WalReader::open(dir.path(), &cfg)
+            .unwrap()
+            .recovery_report()
+            .entries,
+        3
+    );
+}
+
+/// A callback that runs retention (the natural "checkpoint durable, cut
+/// before it") while another thread's retention syncs: neither waits for
+/// the other forever.
+#[test]
+fn a_callback_may_run_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::default()
+        .segment_size(8 << 10)
+        .sync_mode(SyncMode::Async {
+            interval_ms: 3_600_000,
+        });
+    let wal = Arc::new(Wal::open(dir.path(), cfg).unwrap());
+    let filler = vec![b'x'; 900];
+    for i in 0..40 {
+        wal.append_txn(run(1), i, &one(&filler)).unwrap();
+    }
+    let ck = wal
+        .checkpoint(Uuid::from_u128(1), 1, &[])
+        .map(|p| p.lsn)
+        .unwrap();
+    let ck_end = wal.end_lsn();
+    let (done, was_done) = mpsc::channel();
+    let w = wal.clone();
+    wal.on_durable(durability::End(ck_end), move |r| {
+        r.unwrap();
+        let removed = w.truncate_before(ck);
+        drop(w);
+        done.send(removed).unwrap();
+    });
+    // This retention's sync makes the checkpoint durable.
+    let (here, was_here) = mpsc::channel();
+    let w = wal.clone();
+    std::thread::spawn(move || {
+        let removed = w.truncate_before(ck);
+        drop(w);
+        here.send(removed).unwrap();
+    });
+    let removed_here = within("retention beside a callback", &was_here).unwrap();
+    let removed_there = within("retention inside a callback", &was_done).unwrap();
+    assert!(removed_here + removed_there > 0);
+    Arc::try_unwrap(wal).unwrap().close().unwrap();
+}
+
+/// A callback that blocks never holds up the syncs of Batched and Async
+/// modes: the power-loss window stays what the mode promises.
+#[test]
+fn a_blocked_callback_never_delays_a_sync() {
+    for mode in [
+        SyncMode::Async { interval_ms: 5 },
+        SyncMode::Batched {
+            interval_ms: 5,
+            batch_size: 1_000,
+        },
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::default().segment_size(64 << 10).sync_mode(mode);
+        let wal = Wal::open(dir.path(), cfg).unwrap();
+        let first = wal.append_txn(run(1), 1, &one(b"a")).unwrap();
+        let (started, has_started) = mpsc::channel();
+        let (release, wait_release) = mpsc::channel::<()>();
+        wal.on_durable(first, move |_| {
+            started.send(()).unwrap();
+            let _ = wait_release.recv();
+        });
+        within("the first callback", &has_started);
+        let second = wal.append_txn(run(1), 2, &one(b"b")).unwrap();
+        wait_for("a sync while a callback blocks", || {
+            wal.durable_lsn() >= second.end
+        });
+        release.send(()).unwrap();
+        wal.close().unwrap();
+    }
 }

@@ -54,7 +54,7 @@ fn a_snapshot_taken_during_rotation_reads_its_last_entry() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                let lsn = wal.append(&write(b"k", &value, i)).unwrap();
+                let lsn = wal.append(&write(b"k", &value, i)).map(|p| p.lsn).unwrap();
                 lsns.lock().unwrap().push(lsn);
             }
         })
@@ -138,7 +138,10 @@ fn retention_never_delivers_half_a_transaction() {
         )
         .unwrap();
     }
-    let ck = wal.checkpoint(Uuid::from_u128(9), 1, &[]).unwrap();
+    let ck = wal
+        .checkpoint(Uuid::from_u128(9), 1, &[])
+        .map(|p| p.lsn)
+        .unwrap();
     let removed = wal.truncate_before(ck).unwrap();
     assert!(removed > 0, "retention removed nothing");
     let check =
@@ -377,7 +380,7 @@ fn limits_beyond_32_bit_offsets_are_refused_at_open() {
 fn a_tail_accepts_any_timeout_and_wakes_when_the_log_closes() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), cfg(64 << 10)).unwrap();
-    let first = wal.append(&write(b"k", b"v", 0)).unwrap();
+    let first = wal.append(&write(b"k", b"v", 0)).map(|p| p.lsn).unwrap();
     let mut tail = wal.tail(first);
     assert_eq!(tail.next_timeout(Duration::MAX).unwrap().unwrap().0, first);
     let wal = Arc::new(wal);
@@ -385,7 +388,7 @@ fn a_tail_accepts_any_timeout_and_wakes_when_the_log_closes() {
         let wal = Arc::clone(&wal);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            wal.append(&write(b"k", b"w", 1)).unwrap()
+            wal.append(&write(b"k", b"w", 1)).map(|p| p.lsn).unwrap()
         })
     };
     let (lsn, _) = tail.next_timeout(Duration::MAX).unwrap().unwrap();
@@ -423,7 +426,10 @@ fn runs_forget_what_retention_deleted() {
         )
         .unwrap();
     }
-    let ck = wal.checkpoint(Uuid::from_u128(1), 1, &[]).unwrap();
+    let ck = wal
+        .checkpoint(Uuid::from_u128(1), 1, &[])
+        .map(|p| p.lsn)
+        .unwrap();
     wal.append_txn(run(99), 1, &[]).unwrap();
     assert!(wal.truncate_before(ck).unwrap() > 0);
     let live: BTreeSet<RunId> = wal.runs().into_iter().collect();
@@ -585,7 +591,10 @@ fn retention_writer_process() {
         )
         .unwrap();
         if i % 40 == 39 {
-            let ck = wal.checkpoint(Uuid::from_u128(i.into()), i, &[]).unwrap();
+            let ck = wal
+                .checkpoint(Uuid::from_u128(i.into()), i, &[])
+                .map(|p| p.lsn)
+                .unwrap();
             wal.truncate_before(ck).unwrap();
         }
         i += 1;

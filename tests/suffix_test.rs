@@ -68,7 +68,7 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
         let before = wal.snapshot();
         let before_len = before.iter().count();
         let tail_from_cut = wal.tail(cut);
-        let end = wal.truncate_from(cut).unwrap();
+        let end = wal.truncate_from(cut).map(|p| p.end).unwrap();
         assert_eq!(end, wal.end_lsn());
         // The snapshot taken before still reads everything it read.
         assert_eq!(before.iter().count(), before_len);
@@ -145,7 +145,7 @@ fn truncations_nest_and_runs_forget_what_they_deleted() {
     assert!(!wal.snapshot().is_truncated(p0.begin));
     // The end is no entry to delete; a position inside an entry is refused.
     let end = wal.end_lsn();
-    assert_eq!(wal.truncate_from(end).unwrap(), end);
+    assert_eq!(wal.truncate_from(end).unwrap().end, end);
     assert!(matches!(
         wal.truncate_from(p0.begin + 1),
         Err(Error::BadLsn { .. })
@@ -182,6 +182,7 @@ fn a_truncation_inside_a_transaction_leaves_it_incomplete() {
             value: b"v".to_vec(),
             version: 1,
         })
+        .map(|p| p.lsn)
         .unwrap();
     wal.append(&WalEntry::CommitTxn {
         txn_id: 1,
@@ -300,14 +301,14 @@ fn callbacks_follow_syncs(mode: SyncMode) {
     for i in 0..n {
         let pos = wal.submit_txn(run(1), i, &[put(b"k", b"v")]).unwrap();
         let (w, seen, done) = (Arc::clone(&wal), Arc::clone(&seen), Arc::clone(&done));
-        wal.on_durable(pos.end, move |r| {
+        wal.on_durable(pos, move |r| {
             r.unwrap();
             seen.lock().unwrap().push((pos.end, w.durable_lsn()));
             done.fetch_add(1, Ordering::SeqCst);
         });
     }
     let last = wal.end_lsn();
-    wal.wait_durable(last).unwrap();
+    wal.wait_durable(durability::End(last)).unwrap();
     assert!(wal.durable_lsn() >= last);
     // Every callback whose LSN the sync covered has run by now (the waiter
     // registered last, so it ran last).
@@ -345,15 +346,17 @@ fn a_durable_future_resolves_on_any_executor() {
     let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
     let pos = wal.submit_txn(run(1), 1, &[put(b"k", b"v")]).unwrap();
     // A minimal executor: the future's own blocking wait.
-    wal.durable(pos.end).wait().unwrap();
+    wal.durable(pos).wait().unwrap();
     assert!(wal.durable_lsn() >= pos.end);
     // Already durable: resolves at once.
-    wal.durable(pos.end).wait().unwrap();
+    wal.durable(pos).wait().unwrap();
     // Past the end when the log closes: it never will be.
-    let beyond = wal.durable(wal.end_lsn() + 1_000_000);
+    let beyond = wal.durable(durability::End(wal.end_lsn() + 1_000_000));
     let late = Arc::new(Mutex::new(None));
     let l = Arc::clone(&late);
-    wal.on_durable(wal.end_lsn() + 1, move |r| *l.lock().unwrap() = Some(r));
+    wal.on_durable(durability::End(wal.end_lsn() + 1), move |r| {
+        *l.lock().unwrap() = Some(r)
+    });
     wal.close().unwrap();
     assert!(matches!(beyond.wait(), Err(Error::Closed)));
     assert!(matches!(
@@ -410,17 +413,17 @@ fn a_panicking_callback_does_not_stop_the_others() {
     let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
     let ran = Arc::new(AtomicU64::new(0));
     let a = wal.submit_txn(run(1), 1, &[put(b"k", b"v")]).unwrap();
-    wal.on_durable(a.end, |_| panic!("a callback that panics"));
+    wal.on_durable(a, |_| panic!("a callback that panics"));
     let b = wal.submit_txn(run(1), 2, &[put(b"k", b"v")]).unwrap();
     let r = Arc::clone(&ran);
-    wal.on_durable(b.end, move |res| {
+    wal.on_durable(b, move |res| {
         res.unwrap();
         r.fetch_add(1, Ordering::SeqCst);
     });
-    wal.wait_durable(b.end).unwrap();
+    wal.wait_durable(b).unwrap();
     // Later notifications still arrive.
     let c = wal.submit_txn(run(1), 3, &[put(b"k", b"v")]).unwrap();
-    wal.durable(c.end).wait().unwrap();
+    wal.durable(c).wait().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 1);
 }
 
@@ -464,6 +467,7 @@ fn the_recovery_report_counts_what_the_truncations_left() {
             txn_id: 7,
             run_id: r2,
         })
+        .map(|p| p.lsn)
         .unwrap();
     wal.truncate_from(commit).unwrap();
     wal.append_txn(run(3), 9, &[put(b"x", b"y")]).unwrap();

@@ -62,7 +62,7 @@ fn reopen_preserves_everything() {
                 value: vec![i as u8; (i * 7) as usize],
                 version: i,
             };
-            let lsn = wal.append(&e).unwrap();
+            let lsn = wal.append(&e).map(|p| p.lsn).unwrap();
             assert_eq!(wal.snapshot().read_at(lsn).unwrap().entry.to_owned(), e);
             expected.push(e);
         }
@@ -99,6 +99,7 @@ fn lsns_are_stable_across_reopen_and_read_from_works() {
                     value: &[7u8; 100],
                     version: i,
                 })
+                .map(|p| p.lsn)
                 .unwrap();
             lsns.push(lsn);
         }
@@ -287,7 +288,7 @@ fn damage_before_a_frame_above_the_opener_limit_is_mid_log_corruption() {
             version: v,
         };
         wal.append(&write(1)).unwrap();
-        let damaged = wal.append(&write(2)).unwrap();
+        let damaged = wal.append(&write(2)).map(|p| p.lsn).unwrap();
         wal.append(&write(3)).unwrap();
         let (seq, off) = {
             let snap = wal.snapshot();
@@ -337,6 +338,7 @@ fn an_entry_too_large_for_the_active_segment_leaves_it_empty() {
             value: big.clone(),
             version: 1,
         })
+        .map(|p| p.lsn)
         .unwrap();
     wal.append_txn(run(3), 3, &[]).unwrap();
     let written = all_entries(&wal);
@@ -849,6 +851,7 @@ fn checkpoint_truncate_and_reopen() {
     let segs_before = wal.stats().segments;
     let ck = wal
         .checkpoint(Uuid::from_bytes([3; 16]), 600, &[active])
+        .map(|p| p.lsn)
         .unwrap();
     // Not a checkpoint: refused.
     assert!(matches!(
@@ -880,7 +883,10 @@ fn checkpoint_truncate_and_reopen() {
     assert_eq!(seen, 1);
     assert!(fs::read_dir(dir.path()).unwrap().count() <= files + 1);
     // Once the run is no longer active, a new checkpoint lets it go too.
-    let ck2 = wal.checkpoint(Uuid::from_bytes([4; 16]), 601, &[]).unwrap();
+    let ck2 = wal
+        .checkpoint(Uuid::from_bytes([4; 16]), 601, &[])
+        .map(|p| p.lsn)
+        .unwrap();
     wal.append_txn(
         old,
         9999,

@@ -374,9 +374,10 @@ impl Model {
     /// Appends one entry with `append`.
     fn append(&mut self, e: WalEntry) {
         match self.wal().append(&e) {
-            Ok(lsn) => {
+            Ok(pos) => {
                 assert!(!self.too_large(&e), "accepted an entry above the maximum");
-                self.push(lsn, e);
+                assert_eq!(pos.end, pos.lsn + frame_len(&e), "EntryPosition.end");
+                self.push(pos.lsn, e);
             }
             Err(Error::EntryTooLarge { .. }) => assert!(self.too_large(&e), "refused {e:?}"),
             Err(err) => panic!("append failed: {err}"),
@@ -980,7 +981,8 @@ impl Model {
                 let lsn = self
                     .wal()
                     .checkpoint(snapshot_id, step, &active)
-                    .expect("checkpoint");
+                    .expect("checkpoint")
+                    .lsn;
                 self.push(
                     lsn,
                     WalEntry::Checkpoint {
@@ -1075,17 +1077,25 @@ impl Model {
         } else {
             live[live.len() - k]
         };
-        let end = self
+        let pos = self
             .wal()
             .truncate_from(from)
             .unwrap_or_else(|e| panic!("truncate_from({from}), a live entry: {e}"));
         if from == self.end {
-            assert_eq!(end, self.end, "truncate_from(end) wrote something");
+            assert_eq!((pos.lsn, pos.end), (self.end, self.end), "truncate_from(end) wrote something");
             return;
         }
         let at = self.end;
-        self.push(at, WalEntry::Truncate { from });
-        assert_eq!(end, self.end, "truncate_from returned another end");
+        assert_eq!(pos.lsn, at, "the record's position");
+        // At an earlier record, the record names the start of the deleted
+        // range it extends.
+        let named = self
+            .dead()
+            .iter()
+            .find(|&&(_, e)| e == from)
+            .map_or(from, |&(s, _)| s);
+        self.push(at, WalEntry::Truncate { from: named });
+        assert_eq!(pos.end, self.end, "truncate_from returned another end");
         // Now deleted, `from` is no entry's start any more; nor is a
         // position inside the record. Neither call writes anything.
         for bad in [from, at + 1] {

@@ -488,7 +488,7 @@ where
         }
         drop(st);
         debug_assert_eq!(lsn, pos.end);
-        self.shared.wal.on_durable(pos.end, move |r| {
+        self.shared.wal.on_durable(pos, move |r| {
             on_durable(r.map_err(io::Error::other));
         });
         Ok(())

@@ -118,7 +118,9 @@ fn crash_child_node() {
     };
     // Every acknowledgement before an operation that must follow them.
     let drain = |s: &Store| {
-        s.wal().wait_durable(s.wal().end_lsn()).unwrap();
+        s.wal()
+            .wait_durable(durability::End(s.wal().end_lsn()))
+            .unwrap();
         while acked.load(Ordering::SeqCst) < submitted.load(Ordering::SeqCst) {
             std::thread::yield_now();
         }

@@ -218,7 +218,9 @@ fn a_callback_fires_only_after_a_sync_covers_its_entries() {
             })
             .unwrap();
         }
-        s.wal().wait_durable(s.wal().end_lsn()).unwrap();
+        s.wal()
+            .wait_durable(durability::End(s.wal().end_lsn()))
+            .unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while fired.load(Ordering::SeqCst) < 50 {
             assert!(std::time::Instant::now() < deadline, "callbacks missing");

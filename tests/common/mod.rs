@@ -71,7 +71,7 @@ impl Model {
     }
 
     pub fn put(&mut self, wal: &Wal, e: WalEntry) -> u64 {
-        let lsn = wal.append(&e).unwrap();
+        let lsn = wal.append(&e).map(|p| p.lsn).unwrap();
         assert_eq!(lsn, self.end(), "the log is contiguous");
         self.entries.push((lsn, e));
         lsn
