@@ -161,6 +161,16 @@ pub enum Error {
         max: u64,
     },
 
+    /// A batch of entries, which is written as one unit in one segment,
+    /// is larger than a segment can hold. Nothing was written.
+    #[error("a batch of {len} bytes does not fit one segment ({max} bytes of room); split it into smaller batches, or use larger segments")]
+    BatchTooLarge {
+        /// The batch's frames, in bytes.
+        len: u64,
+        /// The most a segment holds.
+        max: u64,
+    },
+
     /// A segment file's header is missing, damaged or belongs elsewhere.
     #[error("segment {}: {detail}", crate::segment::file_name(*.segment))]
     SegmentHeader {

@@ -43,6 +43,12 @@ pub const ROOT_LEN: usize = std::mem::size_of::<ArchivedWalEntry>();
 pub const MIN_PAYLOAD: usize = ROOT_LEN;
 /// The default maximum payload length accepted by [`Decoder::default`].
 pub const DEFAULT_MAX_PAYLOAD: u32 = 16 << 20;
+/// The high bit of a frame's type byte: more frames of the same unit (an
+/// [`append_batch`](crate::Wal::append_batch)) follow this one. The unit
+/// ends at its first frame without the bit; a reader or recovery that
+/// cannot see that frame takes none of the unit (DESIGN.md §3, §10). The
+/// low seven bits are the entry's tag.
+pub const CONTINUES: u8 = 0x80;
 
 // Layout facts the codec relies on (the `unaligned` rkyv format): every
 // archived type has alignment 1, so a payload may start at any byte.
@@ -61,6 +67,8 @@ pub struct Frame<'a> {
     pub entry: EntryRef<'a>,
     /// Bytes the frame occupies (`payload + 9`).
     pub len: usize,
+    /// More frames of the same unit follow ([`CONTINUES`]).
+    pub continues: bool,
 }
 
 /// The serializer rkyv runs when encoding straight into a byte slice.
@@ -91,6 +99,17 @@ pub fn frame_len(entry: &BorrowedEntry<'_>) -> usize {
 /// Fails with [`Error::EntryTooLarge`] if `out` is shorter than
 /// [`frame_len`] or the payload does not fit a `u32`.
 pub fn encode_into(entry: &BorrowedEntry<'_>, seed: u32, out: &mut [u8]) -> Result<usize> {
+    encode_unit_frame(entry, seed, false, out)
+}
+
+/// [`encode_into`] for a frame of a unit of several: `continues` sets
+/// [`CONTINUES`] (every frame of the unit but its last).
+pub fn encode_unit_frame(
+    entry: &BorrowedEntry<'_>,
+    seed: u32,
+    continues: bool,
+    out: &mut [u8],
+) -> Result<usize> {
     let payload = payload_len(entry);
     let total = payload + FRAME_OVERHEAD;
     if total > out.len() || payload > u32::MAX as usize {
@@ -103,7 +122,7 @@ pub fn encode_into(entry: &BorrowedEntry<'_>, seed: u32, out: &mut [u8]) -> Resu
     let written = serialize(entry, &mut frame[HEADER_LEN..HEADER_LEN + payload])?;
     debug_assert_eq!(written, payload, "payload_len disagrees with rkyv");
     frame[..4].copy_from_slice(&(payload as u32).to_le_bytes());
-    frame[4] = entry.kind().tag();
+    frame[4] = entry.kind().tag() | if continues { CONTINUES } else { 0 };
     // One pass over [type][payload], which are adjacent.
     let crc = crate::crc::crc32c_append(seed, &frame[4..HEADER_LEN + payload]);
     frame[HEADER_LEN + payload..].copy_from_slice(&crc.to_le_bytes());
@@ -258,7 +277,8 @@ impl Decoder {
                 });
             }
         }
-        let tag = covered[0];
+        let continues = covered[0] & CONTINUES != 0;
+        let tag = covered[0] & !CONTINUES;
         let payload = &covered[1..];
         if canonical_layout(tag, payload) {
             // SAFETY: `canonical_layout` proved that `payload` holds a valid
@@ -276,9 +296,16 @@ impl Decoder {
             return Ok(Some(Frame {
                 entry: EntryRef { archived },
                 len: total,
+                continues,
             }));
         }
-        checked_payload(tag, payload, pos).map(|entry| Some(Frame { entry, len: total }))
+        checked_payload(covered[0], payload, pos).map(|entry| {
+            Some(Frame {
+                entry,
+                len: total,
+                continues,
+            })
+        })
     }
 
     /// Finds the frames that follow one another from `buf[pos..]` (at most
@@ -393,10 +420,14 @@ impl Ahead {
 /// `canonical_layout` would, were that ever narrower than it should be).
 #[cold]
 #[inline(never)]
-fn checked_payload(tag: u8, payload: &[u8], pos: usize) -> Result<EntryRef<'_>> {
+fn checked_payload(type_byte: u8, payload: &[u8], pos: usize) -> Result<EntryRef<'_>> {
     let at = || Location::at(pos as u64);
+    let tag = type_byte & !CONTINUES;
     let Some(kind) = EntryKind::from_tag(tag) else {
-        return Err(Error::UnknownType { at: at(), tag });
+        return Err(Error::UnknownType {
+            at: at(),
+            tag: type_byte,
+        });
     };
     let archived = match access::<ArchivedWalEntry, Failure>(payload) {
         Ok(archived) => archived,

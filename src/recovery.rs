@@ -501,14 +501,25 @@ const SCAN_WINDOW: usize = 2;
 
 /// How a segment's frame scan ended.
 struct ScanEnd {
-    /// Offset just past the last valid frame.
+    /// Where the valid log ends in this segment: just past the last frame
+    /// that ends a unit (a frame of a batch counts only once the batch's
+    /// last frame is there).
     end: usize,
+    /// Just past the last frame that validated: `end`, unless the frames
+    /// stop inside a unit (`open_unit`).
+    stop: usize,
     /// The error that stopped it, or `None` for a zero length.
     error: Option<Error>,
+    /// The frames stop inside a unit: its frames from `end` to `stop` are
+    /// there, its last one is not (a crash while it was being written).
+    open_unit: bool,
 }
 
 /// Scans the frames of one segment from its first, handing each valid
-/// frame's [`Facts`] to `visit`, and says where and why the scan stopped.
+/// frame's [`Facts`] to `visit` once its unit is whole (a frame marked
+/// [`CONTINUES`](crate::frame::CONTINUES) waits for the frame that ends
+/// its unit: a unit is all or nothing, DESIGN.md §7), and says where and
+/// why the scan stopped.
 fn scan_frames(
     r: &mut FrameReader<'_>,
     sref: &SegRef,
@@ -519,38 +530,42 @@ fn scan_frames(
     let mut off = DATA_START;
     let len = r.seg.len();
     let mut ahead = Ahead::default();
+    // The frames of the unit being read, and where it started.
+    let mut unit: Vec<Facts> = Vec::new();
+    let mut unit_start = DATA_START;
+    let stopped = |off: usize, unit: &[Facts], unit_start: usize, error: Option<Error>| ScanEnd {
+        end: if unit.is_empty() { off } else { unit_start },
+        stop: off,
+        error,
+        open_unit: !unit.is_empty(),
+    };
     loop {
         let lsn = sref.lsn_of(off);
         if lsn >= limit {
-            return ScanEnd {
-                end: off,
-                error: None,
-            };
+            return stopped(off, &unit, unit_start, None);
         }
         let seed_of = |p: usize| segment::seed(salt, sref.lsn_of(p));
         match r.decode_scan(off, seed_of, &mut ahead) {
             Ok(Some(frame)) => {
-                visit(Facts::of(lsn, frame.len, &frame.entry));
+                let facts = Facts::of(lsn, frame.len, &frame.entry);
+                if frame.continues {
+                    if unit.is_empty() {
+                        unit_start = off;
+                    }
+                    unit.push(facts);
+                } else {
+                    for f in unit.drain(..) {
+                        visit(f);
+                    }
+                    visit(facts);
+                }
                 off += frame.len;
                 if off >= len {
-                    return ScanEnd {
-                        end: off,
-                        error: None,
-                    };
+                    return stopped(off, &unit, unit_start, None);
                 }
             }
-            Ok(None) => {
-                return ScanEnd {
-                    end: off,
-                    error: None,
-                }
-            }
-            Err(e) => {
-                return ScanEnd {
-                    end: off,
-                    error: Some(e),
-                }
-            }
+            Ok(None) => return stopped(off, &unit, unit_start, None),
+            Err(e) => return stopped(off, &unit, unit_start, Some(e)),
         }
     }
 }
@@ -1046,8 +1061,11 @@ fn recover_once(
                 }
                 _ => scan_frames(&mut reader, &sref, salt, limit, |f| tally.visit(f)),
             };
-            let limited = end.error.is_none() && sref.lsn_of(end.end) >= limit;
+            let limited = end.error.is_none() && sref.lsn_of(end.stop) >= limit;
             let end_here = sref.lsn_of(end.end);
+            // Frames that stop inside a unit end the log at the unit's
+            // start, like damage: the scan never continues past them.
+            let clean = end.error.is_none() && !end.open_unit;
             kept.push(sref.clone());
             at_start.push(counts_at_start);
             expected_lsn = end_here;
@@ -1077,7 +1095,7 @@ fn recover_once(
                 Some(HeaderState::Invalid(_)) => Some(end_here),
                 Some(HeaderState::Blank) if i + 1 < n => Some(end_here),
                 Some(HeaderState::Blank)
-                    if end.error.is_none()
+                    if clean
                         && mapped[i + 1].seq() == seg.seq() + 1
                         && mapped[i + 1].len() as u64 >= MIN_SEGMENT_SIZE
                         && mapped[i + 1].len() % 4096 == 0 =>
@@ -1100,7 +1118,7 @@ fn recover_once(
                 _ => None,
             };
             match next_first {
-                Some(f) if f == end_here && end.error.is_none() => {
+                Some(f) if f == end_here && clean => {
                     i += 1;
                     continue;
                 }
@@ -1131,27 +1149,20 @@ fn recover_once(
                     // either nothing, or a tail a crash can leave, or damage.
                     let max_payload =
                         (expect_max.max(DEFAULT_MAX_PAYLOAD) as usize).max(tally.largest);
-                    let (class, nz_end) = classify_tail(
-                        &mut reader,
-                        &sref,
-                        salt,
-                        end.end,
-                        end.error.is_some(),
-                        max_payload,
-                    );
+                    let (class, nz_end) =
+                        classify_tail(&mut reader, &sref, salt, end.stop, !clean, max_payload);
                     tail_checked = Some((seg.seq(), end.end));
                     if nz_end > end.end {
                         zero_range = Some((end.end, nz_end));
                         discarded_bytes += (nz_end - end.end) as u64;
                     }
                     if let Some(class) = class {
-                        problem = Some(problem_at(
-                            &sref,
-                            end.end,
-                            class,
-                            end.error,
-                            "bytes after the last valid frame",
-                        ));
+                        let fallback = if end.open_unit {
+                            "a unit of frames (a batch) without its last frame: none of it is kept"
+                        } else {
+                            "bytes after the last valid frame"
+                        };
+                        problem = Some(problem_at(&sref, end.end, class, end.error, fallback));
                     } else if let Some(size) = truncated {
                         // Cut short at a frame boundary: frames may have been lost
                         // with the cut, and nothing valid follows.
@@ -1170,7 +1181,9 @@ fn recover_once(
                         zero_range = Some((end.end, nz_end));
                         discarded_bytes += (nz_end - end.end) as u64;
                     }
-                    let detail = if end.error.is_none() && f != u64::MAX {
+                    let detail = if end.open_unit && end.error.is_none() {
+                        "the segment's frames end inside a unit (a batch) whose last frame is missing".to_string()
+                    } else if end.error.is_none() && f != u64::MAX {
                         format!(
                             "frames end at LSN {end_here} but the next segment starts at LSN {f}"
                         )

@@ -854,11 +854,15 @@ impl Wal {
             .map(|()| EntryPosition { lsn, end })
     }
 
-    /// Appends `entries` as one contiguous unit, under one lock and one
-    /// publish: readers see all of them or none, and in `Strict` mode one
-    /// sync covers them. A unit that fits a segment is never split across
-    /// two. Entries get consecutive LSNs: the first is `first`, each next
-    /// one starts where the previous frame ends ([`frame::frame_len`]).
+    /// Appends `entries` as one unit, all or nothing: every reader (in this
+    /// process or another) and every recovery after a crash sees all of
+    /// them or none. Its frames are contiguous, in one segment, and marked
+    /// as one unit on disk ([`frame::CONTINUES`]); they are published at
+    /// once, and in `Strict` mode one sync covers them. A batch of two or
+    /// more entries must fit one segment ([`Error::BatchTooLarge`]
+    /// otherwise: split it, or use larger segments). Entries get
+    /// consecutive LSNs: the first is `first`, each next one starts where
+    /// the previous frame ends ([`frame::frame_len`]).
     pub fn append_batch(&self, entries: &[BorrowedEntry<'_>]) -> Result<BatchPosition> {
         self.batch(entries, Wait::Mode)
     }
@@ -880,6 +884,13 @@ impl Wal {
             self.check_size(e)?;
             total += frame::frame_len(e) as u64;
         }
+        let room = self.shared.config.segment_size - DATA_START as u64;
+        if entries.len() > 1 && total > room {
+            return Err(Error::BatchTooLarge {
+                len: total,
+                max: room,
+            });
+        }
         let committer = self.committer(wait);
         let (pos, sync_now, wake) = {
             let mut w = self.shared.writer.lock();
@@ -891,9 +902,13 @@ impl Wal {
             check_lsn_room(w.next_lsn, total)?;
             self.rotate_to_fit(&mut w, total)?;
             let first = w.next_lsn;
+            let last = entries.len() - 1;
+            // One segment holds the whole unit: recovery never finds one
+            // spanning two (a unit open at a segment's end is damage).
+            debug_assert!(entries.len() == 1 || w.off as u64 + total <= w.active.seg.len() as u64);
             let mut write_all = || -> Result<()> {
-                for e in entries {
-                    let lsn = self.write_one(&mut w, e)?;
+                for (i, e) in entries.iter().enumerate() {
+                    let lsn = self.write_frame(&mut w, e, i < last)?;
                     note_boundary(&mut w, e, lsn);
                 }
                 Ok(())
@@ -1007,7 +1022,9 @@ impl Wal {
     /// the configured size.
     fn rotate_to_fit(&self, w: &mut Writer, total: u64) -> Result<()> {
         let room = self.shared.config.segment_size - DATA_START as u64;
-        if w.off > DATA_START && w.off as u64 + total > w.active.seg.len() as u64 && total <= room {
+        // An empty active segment too small for the unit (created under a
+        // smaller size) is left empty: the unit goes whole into the next.
+        if w.off as u64 + total > w.active.seg.len() as u64 && total <= room {
             self.rotate(w)?;
         }
         Ok(())
@@ -1149,6 +1166,18 @@ impl Wal {
     /// does not fit. Does not publish.
     #[inline]
     fn write_one(&self, w: &mut Writer, entry: &BorrowedEntry<'_>) -> Result<Lsn> {
+        self.write_frame(w, entry, false)
+    }
+
+    /// [`Wal::write_one`] for a frame of a unit of several: `continues`
+    /// marks every frame but the unit's last ([`frame::CONTINUES`]).
+    #[inline]
+    fn write_frame(
+        &self,
+        w: &mut Writer,
+        entry: &BorrowedEntry<'_>,
+        continues: bool,
+    ) -> Result<Lsn> {
         let len = frame::frame_len(entry);
         check_lsn_room(w.next_lsn, len as u64)?;
         if w.off + len > w.active.seg.len() {
@@ -1159,7 +1188,8 @@ impl Wal {
         // past the published end, where no reader looks (DESIGN.md,
         // "Soundness").
         let out = unsafe { w.active.seg.bytes_mut(w.off, w.off + len) };
-        let written = frame::encode_into(entry, segment::seed(self.shared.salt, lsn), out)?;
+        let seed = segment::seed(self.shared.salt, lsn);
+        let written = frame::encode_unit_frame(entry, seed, continues, out)?;
         debug_assert_eq!(written, len);
         w.off += len;
         w.next_lsn += len as u64;

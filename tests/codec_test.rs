@@ -510,3 +510,46 @@ proptest! {
         }
     }
 }
+
+/// The high bit of the type byte marks a frame whose unit (a batch)
+/// continues: it is covered by the CRC, decodes to the same entry with
+/// `continues` set, and an unknown tag under it is reported as the byte read.
+#[test]
+fn the_unit_bit_decodes_to_the_same_entry_and_is_checksummed() {
+    for e in one_of_each() {
+        let b = e.as_borrowed();
+        let mut plain = vec![0u8; frame::frame_len(&b)];
+        let mut marked = plain.clone();
+        frame::encode_into(&b, 5, &mut plain).unwrap();
+        frame::encode_unit_frame(&b, 5, true, &mut marked).unwrap();
+        assert_eq!(
+            marked[HEADER_LEN - 1],
+            plain[HEADER_LEN - 1] | frame::CONTINUES
+        );
+        let d = Decoder::default();
+        let p = d.decode(&plain, 0, 5).unwrap().unwrap();
+        let m = d.decode(&marked, 0, 5).unwrap().unwrap();
+        assert!(!p.continues && m.continues);
+        assert_eq!(m.entry.to_owned(), e);
+        assert_eq!(m.len, p.len);
+        // Clearing the bit without the CRC is damage.
+        let mut cleared = marked.clone();
+        cleared[HEADER_LEN - 1] &= !frame::CONTINUES;
+        assert!(matches!(
+            d.decode(&cleared, 0, 5),
+            Err(Error::Checksum { .. })
+        ));
+    }
+    // An unknown tag with the bit set: reported as the byte on disk.
+    let b = one_of_each()[0].clone();
+    let mut buf = vec![0u8; frame::frame_len(&b.as_borrowed())];
+    frame::encode_into(&b.as_borrowed(), 0, &mut buf).unwrap();
+    buf[HEADER_LEN - 1] = 0x80 | 0x7E;
+    let n = buf.len();
+    let crc = crc32c::crc32c(&buf[4..n - 4]);
+    buf[n - 4..].copy_from_slice(&crc.to_le_bytes());
+    match Decoder::default().decode(&buf, 0, 0) {
+        Err(Error::UnknownType { tag: 0xFE, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}

@@ -1238,3 +1238,129 @@ fn retention_never_cuts_a_transaction_reopened_by_a_truncation() {
         wal.start_lsn()
     );
 }
+
+/// A batch is one unit on disk: whatever part of its bytes a crash leaves
+/// — a prefix of its copy (a process killed while copying it into the
+/// map), or one of its sectors reverted to zero (a power cut) — recovery
+/// keeps all of it or none of it, calls the loss a torn tail, and a write
+/// open appends after what it kept.
+#[test]
+fn sweep_a_batch_cut_or_reverted_anywhere_is_all_or_nothing() {
+    let dir = scratch();
+    let cfg = Config::default()
+        .segment_size(64 << 10)
+        .sync_mode(SyncMode::Strict)
+        .instance_id(Uuid::from_u128(0xBA7C4));
+    let wal = Wal::open(dir.path(), cfg.clone()).unwrap();
+    wal.append_txn(
+        run(1),
+        1,
+        &[Op::Write {
+            key: b"before",
+            value: b"v",
+            version: 1,
+        }],
+    )
+    .unwrap();
+    let r = run(2);
+    let batch = [
+        durability::BorrowedEntry::Raft {
+            index: 7,
+            term: 2,
+            data: b"[1,\"RunTxn\"]",
+        },
+        durability::BorrowedEntry::BeginTxn {
+            txn_id: 9,
+            run_id: r,
+            timestamp: 0,
+        },
+        durability::BorrowedEntry::Write {
+            run_id: r,
+            key: b"a",
+            value: &[1; 300],
+            version: 7,
+        },
+        durability::BorrowedEntry::Delete {
+            run_id: r,
+            key: b"b",
+            version: 7,
+        },
+        durability::BorrowedEntry::Write {
+            run_id: r,
+            key: b"c",
+            value: &[2; 500],
+            version: 7,
+        },
+        durability::BorrowedEntry::CommitTxn {
+            txn_id: 9,
+            run_id: r,
+        },
+    ];
+    let pos = wal.append_batch(&batch).unwrap();
+    wal.close().unwrap();
+    let whole = read_segments(dir.path());
+    let name = durability::segment::file_name(0);
+    let (from, to) = (4096 + pos.first as usize, 4096 + pos.end as usize);
+    let check = |image: &Files, what: &str| {
+        let d = scratch();
+        write_image(d.path(), image);
+        let reader = WalReader::open(d.path(), &cfg).unwrap();
+        let frames = frames_of(&reader);
+        let p = reader.recovery_report().problem.clone();
+        let kept = frames
+            .last()
+            .map_or(0, |(l, e)| l + frame::frame_len(&e.as_borrowed()) as u64);
+        assert!(
+            kept == pos.first || kept == pos.end,
+            "{what}: recovered up to {kept}, inside the batch [{}, {})",
+            pos.first,
+            pos.end
+        );
+        if kept == pos.first {
+            if let Some(p) = &p {
+                assert_eq!(p.class, ProblemClass::TornTail, "{what}: {p}");
+                assert_eq!(p.lsn, pos.first, "{what}: {p}");
+            }
+        }
+        drop(reader);
+        let wal = Wal::open(d.path(), cfg.clone()).unwrap();
+        assert_eq!(wal.end_lsn(), kept, "{what}");
+        wal.append_txn(
+            run(3),
+            1,
+            &[Op::Write {
+                key: b"after",
+                value: b"w",
+                version: 1,
+            }],
+        )
+        .unwrap();
+        wal.close().unwrap();
+        let again = WalReader::open(d.path(), &cfg).unwrap();
+        assert_eq!(
+            again.recovery_report().problem,
+            None,
+            "{what}: after the repair"
+        );
+        assert_eq!(frames_of(&again).len(), frames.len() + 3, "{what}");
+        kept
+    };
+    assert_eq!(check(&whole, "whole"), pos.end);
+    let mut dropped = 0;
+    for cut in from..to {
+        let mut image = whole.clone();
+        image.get_mut(&name).unwrap()[cut..to].fill(0);
+        if check(&image, &format!("copy cut at offset {cut}")) == pos.first {
+            dropped += 1;
+        }
+    }
+    assert_eq!(dropped, to - from, "a cut batch was kept");
+    const SECTOR: usize = 512;
+    let mut s = from / SECTOR * SECTOR;
+    while s < to {
+        let mut image = whole.clone();
+        image.get_mut(&name).unwrap()[s.max(from)..(s + SECTOR).min(to)].fill(0);
+        assert_eq!(check(&image, &format!("sector at {s} reverted")), pos.first);
+        s += SECTOR;
+    }
+}

@@ -159,3 +159,135 @@ fn process_kill_loses_no_acknowledged_transaction() {
     assert!(reader.recovery_report().problem.is_none());
     assert_eq!(reader.runs().len(), 24);
 }
+
+const BATCH_CHILD_DIR: &str = "DURABILITY_BATCH_CHILD_DIR";
+/// Entries per batch, and bytes per entry, of the batch child.
+const BATCH_LEN: u64 = 8;
+const BATCH_VALUE: usize = 16 << 10;
+
+fn batch_config() -> Config {
+    Config::default()
+        .segment_size(1 << 20)
+        .sync_mode(SyncMode::Async { interval_ms: 1_000 })
+        // Page faults while copying make a batch's copy slow: a reader
+        // often meets one half written.
+        .prefault(false)
+}
+
+/// The child of `batches_are_whole_for_a_reader_in_another_process_and_after_a_kill`:
+/// appends batches of `BATCH_LEN` writes (key `<batch>-<i>`) for ever,
+/// printing `ack <batch>` after each, and purges old segments so the log
+/// stays small.
+#[test]
+fn batch_child_writer() {
+    let Ok(dir) = std::env::var(BATCH_CHILD_DIR) else {
+        return;
+    };
+    use std::io::Write;
+    let wal = Wal::open(&dir, batch_config()).unwrap();
+    let run = RunId::from_bytes([7; 16]);
+    let value = vec![b'v'; BATCH_VALUE];
+    let mut out = std::io::stdout().lock();
+    for n in 0u64.. {
+        let keys: Vec<String> = (0..BATCH_LEN).map(|i| format!("{n}-{i}")).collect();
+        let batch: Vec<durability::BorrowedEntry<'_>> = keys
+            .iter()
+            .map(|k| durability::BorrowedEntry::Write {
+                run_id: run,
+                key: k.as_bytes(),
+                value: &value,
+                version: n,
+            })
+            .collect();
+        wal.append_batch(&batch).unwrap();
+        writeln!(out, "ack {n}").unwrap();
+        out.flush().unwrap();
+        if n % 16 == 15 {
+            wal.purge_before(wal.end_lsn().saturating_sub(2 << 20))
+                .unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+    }
+}
+
+/// Batches, per key prefix: how many of each batch's writes a view holds.
+fn batch_counts(snap: &durability::Snapshot) -> std::collections::BTreeMap<u64, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    for e in snap.iter() {
+        let e = e.unwrap();
+        let Some(key) = e.entry.key() else { continue };
+        let key = std::str::from_utf8(key).unwrap();
+        let n: u64 = key.split('-').next().unwrap().parse().unwrap();
+        *counts.entry(n).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A batch is all or nothing for a reader in another process, which sees
+/// the writer copy it into the shared mapping, and after the writer is
+/// killed in the middle of one: never a prefix of a batch.
+#[test]
+fn batches_are_whole_for_a_reader_in_another_process_and_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(&exe)
+        .args([
+            "--exact",
+            "batch_child_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(BATCH_CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = 0u64;
+    let mut wait_acks = |n: u64, acked: &mut u64| {
+        while *acked < n {
+            let line = lines.next().expect("the child stopped").unwrap();
+            if line.contains("ack ") {
+                *acked += 1;
+            }
+        }
+    };
+    wait_acks(4, &mut acked);
+    let mut views = 0;
+    for open in 0..150 {
+        let reader = WalReader::open(dir.path(), &batch_config()).unwrap();
+        assert!(
+            reader.recovery_report().problem.is_none(),
+            "{:?}",
+            reader.recovery_report().problem
+        );
+        let counts = batch_counts(reader.snapshot());
+        // Purges delete whole segments, and a batch never spans two: the
+        // oldest batch kept is whole too.
+        for (n, c) in &counts {
+            assert_eq!(
+                *c, BATCH_LEN,
+                "open {open}: batch {n} has {c} of its {BATCH_LEN} writes"
+            );
+        }
+        views += counts.len();
+        wait_acks(acked + 1, &mut acked);
+    }
+    assert!(views > 0);
+    child.kill().unwrap(); // SIGKILL, most likely in the middle of a batch
+    child.wait().unwrap();
+    let wal = Wal::open(dir.path(), batch_config()).unwrap();
+    if let Some(p) = &wal.recovery_report().problem {
+        assert_eq!(p.class, ProblemClass::TornTail, "{p}");
+    }
+    let counts = batch_counts(&wal.snapshot());
+    let last = *counts.keys().last().unwrap();
+    assert!(last + 1 >= acked, "acknowledged batch {} lost", acked - 1);
+    for (n, c) in counts {
+        assert_eq!(
+            c, BATCH_LEN,
+            "after the kill: batch {n} has {c} of its {BATCH_LEN} writes"
+        );
+    }
+    wal.close().unwrap();
+}

@@ -507,3 +507,30 @@ fn the_recovery_report_counts_what_the_truncations_left() {
     check("write reopen", wal.recovery_report());
     wal.close().unwrap();
 }
+
+/// A batch of several entries is one unit in one segment: one larger than
+/// a segment is refused whole, before anything is written.
+#[test]
+fn a_batch_larger_than_a_segment_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
+    let value = vec![b'x'; 15 << 10];
+    let entries: Vec<BorrowedEntry<'_>> = (0..4)
+        .map(|i| BorrowedEntry::Write {
+            run_id: run(1),
+            key: b"k",
+            value: &value,
+            version: i,
+        })
+        .collect();
+    let end = wal.end_lsn();
+    match wal.append_batch(&entries) {
+        Err(Error::BatchTooLarge { len, max }) => assert!(len > max),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(wal.end_lsn(), end);
+    // Each one alone, or three together, fit.
+    wal.append_batch(&entries[..1]).unwrap();
+    wal.append_batch(&entries[..3]).unwrap();
+    wal.close().unwrap();
+}

@@ -99,9 +99,10 @@ pub enum ModelOp {
     /// `close()` and reopen.
     Reopen,
     /// A process crash: everything published survives. A transaction was
-    /// being appended: `written % (n + 1)` of its `n` frames (BeginTxn,
-    /// `inflight`, CommitTxn) were written but not published, and
-    /// `torn % len` bytes of the next one.
+    /// being appended: `(written & 0x7F) % (n + 1)` of its `n` frames
+    /// (BeginTxn, `inflight`, CommitTxn) were written but not published,
+    /// and `torn % len` bytes of the next one; with `written`'s high bit,
+    /// as one batch (none of it survives unless all of it was written).
     Crash {
         inflight: Few<KvOp, 8>,
         written: u8,
@@ -290,6 +291,9 @@ struct Model {
     /// Reopens, crashes and power cuts run so far.
     opens: usize,
     max_payload: usize,
+    /// `[first, end)` of every batch of two or more entries: units that a
+    /// crash must leave whole or not at all.
+    batches: Vec<(u64, u64)>,
 }
 
 impl Model {
@@ -306,6 +310,7 @@ impl Model {
             step: 0,
             opens: 0,
             max_payload: 0, // set by each open
+            batches: Vec::new(),
         };
         m.open().expect("create the log");
         m
@@ -626,7 +631,12 @@ impl Model {
             txn_id: txn,
             run_id: run,
         });
-        let complete = written as usize % (frames.len() + 1);
+        // The high bit of `written`: the frames were being written as one
+        // batch (every frame but the last marked as continued), whose
+        // frames survive only all together.
+        let as_batch = written & 0x80 != 0;
+        let n = frames.len();
+        let complete = (written & 0x7F) as usize % (n + 1);
         let mut off = DATA_START + (self.end - last.first) as usize;
         let mut lsn = self.end;
         let mut done = Vec::new();
@@ -639,7 +649,9 @@ impl Model {
                 break;
             }
             let mut buf = vec![0u8; len];
-            frame::encode_into(&b, segment::seed(salt, lsn), &mut buf).expect("encode");
+            let continues = as_batch && i + 1 < n;
+            frame::encode_unit_frame(&b, segment::seed(salt, lsn), continues, &mut buf)
+                .expect("encode");
             if i < complete {
                 bytes[off..off + len].copy_from_slice(&buf);
                 done.push(Entry {
@@ -665,6 +677,12 @@ impl Model {
                 }
                 break;
             }
+        }
+        if as_batch && done.len() < n {
+            // Part of a batch: none of it is recovered, and the frames that
+            // are there make a torn tail.
+            torn_any |= !done.is_empty();
+            done.clear();
         }
         After::All {
             inflight: done,
@@ -897,6 +915,17 @@ impl Model {
                 assert!(self.end <= may, "kept entries past the damage at LSN {may}");
             }
         }
+        // A batch is all or nothing: the recovered log never ends inside
+        // one.
+        for &(first, end) in &self.batches {
+            assert!(
+                !(first < self.end && self.end < end),
+                "a crash left part of the batch [{first}, {end}): the log ends at {}",
+                self.end
+            );
+        }
+        let end = self.end;
+        self.batches.retain(|&(_, e)| e <= end);
         self.check_full(true, Depth::Entries);
         true
     }
@@ -1053,16 +1082,25 @@ impl Model {
     fn append_batch(&mut self, batch: Vec<WalEntry>) {
         let borrowed: Vec<BorrowedEntry<'_>> = batch.iter().map(WalEntry::as_borrowed).collect();
         let large = batch.iter().any(|e| self.too_large(e));
+        let total: u64 = batch.iter().map(frame_len).sum();
+        let room = self.config().segment_size - DATA_START as u64;
+        let too_big = batch.len() > 1 && total > room;
         match self.wal().append_batch(&borrowed) {
             Ok(pos) => {
                 assert!(!large, "accepted a batch with an entry above the maximum");
+                assert!(!too_big, "accepted a batch larger than a segment");
                 assert_eq!(pos.first, self.end, "BatchPosition.first");
+                let n = batch.len();
                 for e in batch {
                     self.push(self.end, e);
                 }
                 assert_eq!(pos.end, self.end, "BatchPosition.end");
+                if n > 1 {
+                    self.batches.push((pos.first, pos.end));
+                }
             }
             Err(Error::EntryTooLarge { .. }) => assert!(large, "refused a batch that fits"),
+            Err(Error::BatchTooLarge { .. }) => assert!(too_big, "refused a batch that fits"),
             Err(err) => panic!("append_batch failed: {err}"),
         }
     }

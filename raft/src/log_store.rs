@@ -471,24 +471,53 @@ where
             }
             prev = Some(e.log_id.index);
         }
-        let pos = self
-            .shared
-            .wal
-            .submit_batch(&units)
-            .map_err(io::Error::other)?;
-        let mut lsn = pos.first;
-        let mut next = 0;
-        for (i, u) in units.iter().enumerate() {
-            if starts.get(next) == Some(&i) {
-                let id = entries[next].log_id.clone();
-                st.index.entries.insert(id.index, (lsn, id));
-                next += 1;
+        // A batch is one all-or-nothing unit in one segment: entries go in
+        // batches that each fit a segment, cut between entries (a crash
+        // then leaves a prefix of whole entries, which Raft allows).
+        let room = self.shared.wal.config().segment_size - durability::segment::DATA_START as u64;
+        let mut chunk_start = 0;
+        let mut chunk_len = 0u64;
+        let mut last = None;
+        for k in 0..=entries.len() {
+            let unit_end = starts.get(k + 1).copied().unwrap_or(units.len());
+            let unit_len: u64 = match starts.get(k) {
+                Some(&s) => units[s..unit_end].iter().map(|u| frame_len(u) as u64).sum(),
+                None => 0,
+            };
+            let flush = k == entries.len() || (chunk_len > 0 && chunk_len + unit_len > room);
+            if flush && chunk_start < k {
+                let (from, to) = (
+                    starts[chunk_start],
+                    starts.get(k).copied().unwrap_or(units.len()),
+                );
+                let pos = self
+                    .shared
+                    .wal
+                    .submit_batch(&units[from..to])
+                    .map_err(io::Error::other)?;
+                let mut lsn = pos.first;
+                let mut next = chunk_start;
+                for (i, u) in units[from..to].iter().enumerate() {
+                    if starts.get(next) == Some(&(from + i)) {
+                        let id = entries[next].log_id.clone();
+                        st.index.entries.insert(id.index, (lsn, id));
+                        next += 1;
+                    }
+                    lsn += frame_len(u) as u64;
+                }
+                debug_assert_eq!(lsn, pos.end);
+                last = Some(pos);
+                chunk_start = k;
+                chunk_len = 0;
             }
-            lsn += frame_len(u) as u64;
+            chunk_len += unit_len;
         }
         drop(st);
-        debug_assert_eq!(lsn, pos.end);
-        self.shared.wal.on_durable(pos, move |r| {
+        let Some(last) = last else {
+            on_durable(Ok(()));
+            return Ok(());
+        };
+        self.shared.wal.on_durable(last, move |r| {
             on_durable(r.map_err(io::Error::other));
         });
         Ok(())

@@ -312,3 +312,57 @@ fn a_reader_beside_append_truncate_and_purge_never_sees_a_deleted_entry() {
 fn rt_for_thread() -> tokio::runtime::Runtime {
     rt()
 }
+
+/// One append larger than a segment (a batch is one unit in one segment)
+/// is written as several batches, cut between entries: every entry is
+/// there, indexed, and survives a reopen; one entry larger than a segment
+/// is refused with the log's error, and nothing of it is written.
+#[test]
+fn an_append_larger_than_a_segment_goes_in_whole_entries() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let small = Config::default()
+        .segment_size(16 << 10)
+        .sync_mode(SyncMode::Strict);
+    let mut s = Store::open(&path, small.clone()).unwrap();
+    let big = |i: u64| Entry {
+        log_id: log_id(1, i),
+        payload: EntryPayload::Normal(RunTxn {
+            run_id: RunId::from_bytes([1; 16]),
+            txn_id: i,
+            ops: vec![TxnOp::Put {
+                key: format!("k{i}").into_bytes(),
+                value: vec![b'x'; 3000],
+            }],
+        }),
+    };
+    let batch: Vec<Entry> = (1..=20).map(big).collect();
+    rt.block_on(s.blocking_append(batch.clone())).unwrap();
+    assert!(s.wal().stats().segments >= 5);
+    let got = rt.block_on(s.try_get_log_entries(..)).unwrap();
+    assert_eq!(got, batch);
+    drop(s);
+    let mut s = Store::open(&path, small).unwrap();
+    assert_eq!(rt.block_on(s.try_get_log_entries(..)).unwrap(), batch);
+    let huge = Entry {
+        log_id: log_id(1, 21),
+        payload: EntryPayload::Normal(RunTxn {
+            run_id: RunId::from_bytes([1; 16]),
+            txn_id: 21,
+            ops: (0..8)
+                .map(|k| TxnOp::Put {
+                    key: vec![k],
+                    value: vec![b'y'; 3000],
+                })
+                .collect(),
+        }),
+    };
+    let end = s.wal().end_lsn();
+    assert!(rt.block_on(s.blocking_append(vec![huge])).is_err());
+    assert_eq!(
+        s.wal().end_lsn(),
+        end,
+        "part of a refused entry was written"
+    );
+}
