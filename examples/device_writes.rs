@@ -7,7 +7,12 @@
 //! It also counts the page faults the appending thread took (from
 //! /proc/thread-self/stat): with pre-faulting, close to none.
 //!
-//! `cargo run --release --example device_writes -- [--mib N] [--dir D] [--no-prefault]`
+//! `--strict` appends in Strict mode instead (every append synced: pages
+//! cleaned by a sync must never be dirtied again by pre-faulting, which
+//! would make the device write them twice); `--segment-mib N` sets the
+//! segment size (default 16).
+//!
+//! `cargo run --release --example device_writes -- [--mib N] [--dir D] [--no-prefault] [--strict] [--segment-mib N]`
 
 use std::time::Instant;
 
@@ -43,19 +48,29 @@ fn main() {
     let mut mib = 1024u64;
     let mut dir = None;
     let mut prefault = true;
+    let mut mode = SyncMode::Async { interval_ms: 100 };
+    let mut segment_mib = 16u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--mib" => mib = args.next().and_then(|v| v.parse().ok()).expect("--mib N"),
             "--dir" => dir = args.next(),
             "--no-prefault" => prefault = false,
+            "--strict" => mode = SyncMode::Strict,
+            "--segment-mib" => {
+                segment_mib = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--segment-mib N")
+            }
             other => panic!("unknown argument {other}"),
         }
     }
     let tmp = tempfile::tempdir_in(dir.as_deref().unwrap_or(".")).expect("temporary directory");
     let config = Config::default()
         .prefault(prefault)
-        .sync_mode(SyncMode::Async { interval_ms: 100 });
+        .segment_size(segment_mib << 20)
+        .sync_mode(mode);
     let before = write_bytes();
     let wal = Wal::open(tmp.path(), config).expect("open");
     let run = RunId::from_bytes([7; 16]);
@@ -83,7 +98,7 @@ fn main() {
     let elapsed = started.elapsed();
     let written = write_bytes() - before;
     println!(
-        "appended {appended} bytes ({i} transactions) in {:.2} s, prefault {}",
+        "appended {appended} bytes ({i} transactions) in {:.2} s, prefault {}, {mode:?}, {segment_mib} MiB segments",
         elapsed.as_secs_f64(),
         if prefault { "on" } else { "off" }
     );

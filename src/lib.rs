@@ -64,6 +64,7 @@ pub mod wal;
 mod loom_tests;
 pub(crate) mod notify;
 pub(crate) mod pool;
+pub(crate) mod prefault;
 pub(crate) mod publish;
 pub(crate) mod sync;
 

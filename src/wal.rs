@@ -216,6 +216,11 @@ pub(crate) struct Shared {
     /// This directory's entry in the process-wide registry.
     pub dir_state: Arc<DirState>,
     pub space: SpaceReservation,
+    /// Pages faulted in ahead of the writer, never below it (§5, §8).
+    pub prefault: crate::prefault::Prefault,
+    /// Where the writer's next byte goes (the published end, or past it
+    /// while a unit is being written): read by the prefault thread.
+    pub written: AtomicU64,
     pub writer: Mutex<Writer>,
 }
 
@@ -328,6 +333,9 @@ impl Shared {
                 unsafe { segment::write_header(&s.seg, &header) };
                 0
             };
+            // Never clean a page the prefault thread is faulting in: it
+            // would be dirty again (DESIGN.md §8).
+            self.prefault.before_sync(&s.seg, start, end);
             s.seg.sync_range(start, end)?;
             s.seg.set_sealed();
         }
@@ -360,7 +368,7 @@ struct Prep {
 
 struct PrepSlot {
     /// Pages to fault in ahead of the writer (taken before `want`).
-    populate: Option<(Arc<Segment>, usize, usize)>,
+    populate: Option<(SegRef, usize, usize)>,
     want: Option<u64>,
     ready: Option<(u64, Result<Segment>)>,
     stop: bool,
@@ -724,6 +732,8 @@ impl Wal {
             durable: DurableNotify::default(),
             dir_state: Arc::clone(&dir_state),
             space,
+            prefault: crate::prefault::Prefault::default(),
+            written: AtomicU64::new(end_lsn),
             writer: Mutex::new(writer),
             config,
         });
@@ -746,9 +756,14 @@ impl Wal {
         })?;
         if shared.config.prefault {
             let mut w = shared.writer.lock();
-            let off = w.off;
-            w.active.seg.populate(off, off + segment::PREFAULT_WINDOW);
-            w.populated = off + segment::PREFAULT_WINDOW;
+            // Past the page-cache folio that holds the end: the recovery
+            // scan read the tail in, and a folio read in may span many
+            // pages, synced ones among them; populating any page of it
+            // dirties all of it (§5). A read-in folio is at most a PMD.
+            let from =
+                w.off.div_ceil(crate::prefault::largest_folio()) * crate::prefault::largest_folio();
+            w.active.seg.populate(from, from + segment::PREFAULT_WINDOW);
+            w.populated = (from + segment::PREFAULT_WINDOW).max(w.off);
         }
         // On disk now: the trusted prefix, and zeros (or nothing) after it.
         dir_state.clear_poison(&shared.dir)?;
@@ -1193,6 +1208,7 @@ impl Wal {
         debug_assert_eq!(written, len);
         w.off += len;
         w.next_lsn += len as u64;
+        self.shared.written.store(w.next_lsn, Ordering::Relaxed);
         if w.off + segment::PREFAULT_WINDOW > w.populated && self.shared.config.prefault {
             self.populate_ahead(w);
         }
@@ -1270,10 +1286,12 @@ impl Wal {
         w.populated = to;
         let mut slot = self.prep.slot.lock();
         let from = match &slot.populate {
-            Some((seg, f, _)) if Arc::ptr_eq(seg, &w.active.seg) => (*f).min(from),
+            Some((s, f, _)) if Arc::ptr_eq(&s.seg, &w.active.seg) => (*f).min(from),
             _ => from,
         };
-        slot.populate = Some((Arc::clone(&w.active.seg), from, to));
+        // The background thread starts past wherever the writer is by the
+        // time it runs, whatever `from` says.
+        slot.populate = Some((w.active.clone(), from, to));
         self.prep.cv.notify_all();
     }
 
@@ -1510,9 +1528,13 @@ fn spawn_preparer(shared: Arc<Shared>, prep: Arc<Prep>) -> Result<JoinHandle<()>
                     if slot.stop {
                         return;
                     }
-                    if let Some((seg, from, to)) = slot.populate.take() {
+                    if let Some((sref, from, to)) = slot.populate.take() {
                         drop(slot);
-                        seg.populate(from, to);
+                        let here = || {
+                            let written = shared.written.load(Ordering::Relaxed);
+                            written.max(shared.log.end())
+                        };
+                        shared.prefault.populate(&sref, from, to, here);
                         slot = prep.slot.lock();
                         continue;
                     }

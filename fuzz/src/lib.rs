@@ -172,6 +172,15 @@ pub fn encode(entry: &BorrowedEntry<'_>, seed: u32) -> Vec<u8> {
     out
 }
 
+/// Encodes `entry` with `seed` as a frame of a unit (`continues`: more of
+/// the unit follows), panicking (a harness bug) if it cannot.
+pub fn encode_unit(entry: &BorrowedEntry<'_>, seed: u32, continues: bool) -> Vec<u8> {
+    let mut out = vec![0u8; frame::frame_len(entry)];
+    let n = frame::encode_unit_frame(entry, seed, continues, &mut out).expect("encode_unit_frame failed");
+    assert_eq!(n, out.len(), "encode_unit_frame returned a length other than it wrote");
+    out
+}
+
 /// Checks every invariant of a frame `decoder` accepted at `buf[pos..]`.
 pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, frame: &Frame<'_>) {
     let len = frame.len;
@@ -196,9 +205,14 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
         "frame.len disagrees with the length field"
     );
     assert_eq!(
-        bytes[4],
+        bytes[4] & !frame::CONTINUES,
         frame.entry.kind().tag(),
         "kind disagrees with the type tag"
+    );
+    assert_eq!(
+        bytes[4] & frame::CONTINUES != 0,
+        frame.continues,
+        "continues disagrees with the type byte"
     );
 
     // The decoder's fast path (a layout check on raw bytes in place of
@@ -222,7 +236,7 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
         len_field,
         "payload_len disagrees"
     );
-    let reencoded = encode(&borrowed, seed);
+    let reencoded = encode_unit(&borrowed, seed, frame.continues);
     assert!(
         reencoded == bytes,
         "as_borrowed() re-encodes differently\n entry: {:?}\n input:   {:02x?}\n encoded: {:02x?}",
@@ -242,31 +256,42 @@ pub fn check_accepted(decoder: &Decoder, buf: &[u8], pos: usize, seed: u32, fram
     assert_eq!(owned.run_id(), frame.entry.run_id());
     assert_eq!(owned.txn_id(), frame.entry.txn_id());
     assert_eq!(owned.version(), frame.entry.version());
-    let owned_bytes = encode(&owned.as_borrowed(), seed);
+    let owned_bytes = encode_unit(&owned.as_borrowed(), seed, frame.continues);
     assert!(
         owned_bytes == bytes,
         "to_owned() re-encodes differently: {owned:?}"
     );
-    if seed == 0 {
-        assert!(frame::encode_entry(&owned) == bytes, "encode_entry differs");
+    // Without the unit bit, the single-frame encoders give the same frame
+    // but for the bit and the CRC that covers it.
+    let single = encode(&borrowed, seed);
+    if !frame.continues {
+        assert!(single == bytes, "encode_to_vec re-encodes differently");
+        if seed == 0 {
+            assert!(frame::encode_entry(&owned) == bytes, "encode_entry differs");
+        }
+    } else {
+        assert_eq!(single[4] | frame::CONTINUES, bytes[4]);
+        assert_eq!(single[..4], bytes[..4]);
+        assert_eq!(single[5..len - 4], bytes[5..len - 4]);
     }
     let mut exact = vec![0u8; len];
     assert_eq!(
-        frame::encode_into(&borrowed, seed, &mut exact).ok(),
+        frame::encode_unit_frame(&borrowed, seed, frame.continues, &mut exact).ok(),
         Some(len)
     );
-    assert!(exact == bytes, "encode_into re-encodes differently");
+    assert!(exact == bytes, "encode_unit_frame re-encodes differently");
     let mut short = vec![0u8; len - 1];
     assert!(
         frame::encode_into(&borrowed, seed, &mut short).is_err(),
         "encode_into accepted a buffer one byte short"
     );
 
-    // The re-encoded bytes decode, alone, to the same entry.
+    // The re-encoded bytes decode, alone, to the same entry and bit.
     match decoder.decode(&reencoded, 0, seed) {
         Ok(Some(again)) => {
             assert_eq!(again.len, len);
             assert_eq!(again.entry.to_owned(), owned);
+            assert_eq!(again.continues, frame.continues);
         }
         other => panic!("re-encoded frame does not decode: {other:?}"),
     }
@@ -403,5 +428,30 @@ impl<T, const N: usize> std::ops::Deref for Rest<T, N> {
 impl<T, const N: usize> From<Vec<T>> for Rest<T, N> {
     fn from(v: Vec<T>) -> Self {
         Rest(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames of a unit (the bit set on all but its last) pass every check
+    /// the decode targets make, beside frames written alone.
+    #[test]
+    fn unit_frames_pass_the_decode_checks() {
+        let run = RunId::from_bytes([3; 16]);
+        let entries = [
+            BorrowedEntry::BeginTxn { txn_id: 1, run_id: run, timestamp: 9 },
+            BorrowedEntry::Write { run_id: run, key: b"k", value: b"v", version: 1 },
+            BorrowedEntry::CommitTxn { txn_id: 1, run_id: run },
+        ];
+        let seed = 0x1234_5678;
+        let mut buf = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            buf.extend(encode_unit(e, seed, i < 2));
+        }
+        buf.extend(encode(&entries[1], seed));
+        buf.extend([0u8; 8]);
+        assert_eq!(walk(&decoder(), &buf, seed), 4);
     }
 }

@@ -1,0 +1,114 @@
+//! Faulting segment pages in ahead of the writer without ever touching a
+//! page a sync has cleaned (DESIGN.md §5, "Creating a segment"; §8).
+//!
+//! `MADV_POPULATE_WRITE` changes no byte, but on a page that is present and
+//! clean (written back, or cleaned by a sync) it is a write fault: the page
+//! is dirty again and the device writes it once more. So the background
+//! thread populates only pages strictly past where the writer is *when the
+//! populate runs*: it works in small chunks, and for each one reads the
+//! writer's position first and starts at the next page boundary after it.
+//!
+//! That alone leaves a race: the writer may pass the chunk, publish, and a
+//! sync clean those pages while the `madvise` is still running. A claim
+//! closes it. The populating thread publishes the chunk it is about to
+//! fault in (`claim`, under a mutex), and a sync waits, before it cleans a
+//! range of a segment, until no claimed chunk overlaps its pages. Either
+//! the sync checks first — then it read its range's end before, the claim
+//! reads the writer's position after (the mutex orders them), and the
+//! claimed pages lie past the sync's — or the claim comes first, and the
+//! sync cleans those pages only after the populate has finished with
+//! them. A chunk is 64 KiB (16 pages, tens of microseconds), so a sync
+//! waits at most that long, and only when the writer has caught up with
+//! the populating thread.
+
+use crate::recovery::SegRef;
+use crate::replay::Lsn;
+use crate::segment::{Segment, DATA_START};
+use crate::sync::{Condvar, Mutex};
+
+/// Pages faulted in per claim.
+const CHUNK: usize = 64 << 10;
+const PAGE: usize = 4096;
+
+/// The largest page-cache folio the kernel may have read in: a PMD (one
+/// page-table page of entries, 8 bytes each, each mapping a page: 2 MiB
+/// with 4 KiB pages). The kernel tracks dirtiness per folio, so faulting
+/// in any page of a folio read in whole (a recovery scan reads the tail
+/// of the last segment) dirties every page of it, synced ones included.
+pub(crate) fn largest_folio() -> usize {
+    let page = rustix::param::page_size();
+    page * (page / 8)
+}
+
+/// The chunk being faulted in: (segment identity, pages `[lo, hi)`).
+type Claim = (usize, usize, usize);
+
+/// The claim protocol of one log.
+#[derive(Default)]
+pub(crate) struct Prefault {
+    claim: Mutex<Option<Claim>>,
+    cv: Condvar,
+}
+
+fn id(seg: &Segment) -> usize {
+    seg as *const Segment as usize
+}
+
+impl Prefault {
+    /// Faults in the pages of `[from, to)` of `sref` (file offsets) that
+    /// lie past the writer, chunk by chunk; `here()` reads the writer's
+    /// position (an LSN: where its next byte goes, at least the published
+    /// end). Stops once the writer has left the segment.
+    pub(crate) fn populate(&self, sref: &SegRef, from: usize, to: usize, here: impl Fn() -> Lsn) {
+        let len = sref.seg.len();
+        let mut at = from;
+        while at < to.min(len) {
+            let chunk_end = (at + CHUNK).min(to).min(len);
+            let lo = {
+                let mut claim = self.claim.lock();
+                let writer = here();
+                let past = if writer <= sref.first_lsn {
+                    DATA_START
+                } else {
+                    // The page holding the writer's next byte has bytes a
+                    // sync may have cleaned: start at the next page.
+                    let off = writer - sref.first_lsn;
+                    match usize::try_from(off)
+                        .ok()
+                        .and_then(|o| o.checked_add(DATA_START))
+                    {
+                        Some(o) if o < len => o.div_ceil(PAGE) * PAGE,
+                        _ => return, // the writer left the segment
+                    }
+                };
+                let lo = at.max(past).div_ceil(PAGE) * PAGE;
+                if lo >= chunk_end {
+                    None
+                } else {
+                    *claim = Some((id(&sref.seg), lo, chunk_end));
+                    Some(lo)
+                }
+            };
+            if let Some(lo) = lo {
+                sref.seg.populate(lo, chunk_end);
+                let mut claim = self.claim.lock();
+                *claim = None;
+                self.cv.notify_all();
+            }
+            at = chunk_end;
+        }
+    }
+
+    /// Waits until no chunk being faulted in overlaps the pages of
+    /// `[start, end)` of `seg`: called before a sync cleans them.
+    pub(crate) fn before_sync(&self, seg: &Segment, start: usize, end: usize) {
+        let (first, last) = (start / PAGE * PAGE, end.div_ceil(PAGE) * PAGE);
+        let mut claim = self.claim.lock();
+        while let Some((s, lo, hi)) = *claim {
+            if s != id(seg) || hi <= first || last <= lo {
+                break;
+            }
+            self.cv.wait(&mut claim);
+        }
+    }
+}
