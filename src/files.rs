@@ -19,7 +19,16 @@ use std::path::Path;
 /// Opens `path` with `opts`, without blocking, and only if it is a regular
 /// file: anything else is `InvalidInput` naming what it is.
 pub(crate) fn open_regular(path: &Path, opts: &mut OpenOptions) -> io::Result<File> {
-    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC;
+    open_regular_with(path, opts, rustix::fs::OFlags::empty())
+}
+
+/// [`open_regular`] with more open flags (`O_DIRECT`).
+pub(crate) fn open_regular_with(
+    path: &Path,
+    opts: &mut OpenOptions,
+    extra: rustix::fs::OFlags,
+) -> io::Result<File> {
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::CLOEXEC | extra;
     let file = opts.custom_flags(flags.bits() as i32).open(path)?;
     let kind = file.metadata()?.file_type();
     if kind.is_file() {

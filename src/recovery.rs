@@ -151,9 +151,9 @@ pub(crate) struct Recovered {
     /// In the last kept segment: `[start, end)` holds bytes after the valid
     /// end that must be zeroed before appending.
     pub zero_range: Option<(usize, usize)>,
-    /// The size the last kept segment was created with, if its file now has
-    /// another size (a write open restores it).
-    pub restore_size: Option<u64>,
+    /// The last kept segment's file is shorter than its header says (cut
+    /// short): a write open goes on in a new segment after it.
+    pub last_short: bool,
     /// Segments after the valid end, to move aside on a write open.
     pub discard: Vec<PathBuf>,
     /// Blank segments after the last kept one (prepared, never used).
@@ -887,7 +887,7 @@ fn recover_once(
             truncations: Truncations::default(),
             limited_at: None,
             zero_range: None,
-            restore_size: None,
+            last_short: false,
             discard: Vec::new(),
             blanks: listing.segments,
             temps: listing.temps,
@@ -938,10 +938,9 @@ fn recover_once(
     let mut discarded_bytes = 0u64;
     // Index of the first segment not kept.
     let mut stop_at = mapped.len();
-    // The size the last file was created with, if it is now shorter.
+    // The size the segment being scanned was created with, if its file is
+    // now shorter.
     let mut truncated: Option<u64> = None;
-    // The size the last file was created with, if it now differs.
-    let mut resized: Option<u64> = None;
     // Segments with valid headers, from the first, and the LSN each header
     // names: a helper thread may scan these ahead of the loop below, each
     // from the LSN its header gives (DESIGN.md §8, "Parallel recovery").
@@ -996,16 +995,15 @@ fn recover_once(
             let seg = &mapped[i];
             let first_lsn = match &headers[i] {
                 HeaderState::Valid(h) => {
-                    let may_be_short = i == last_file;
-                    match check_header(h, seg, &instance, expected_lsn, i, &mapped, may_be_short) {
+                    match check_header(h, seg, &instance, expected_lsn, i, &mapped) {
                         None => {
+                            // A file shorter than its header says: its
+                            // frames still count. Nothing is lost if they
+                            // end where the next segment starts (checked
+                            // below); at the end of the log, a cut may
+                            // have taken frames.
                             let size = h.segment_size.get();
-                            if (seg.len() as u64) < size {
-                                truncated = Some(size);
-                            }
-                            if seg.len() as u64 != size {
-                                resized = Some(size);
-                            }
+                            truncated = ((seg.len() as u64) < size).then_some(size);
                             expected_lsn
                         }
                         Some(detail) => {
@@ -1077,17 +1075,8 @@ fn recover_once(
                 // Nothing past the trusted end continues the log.
                 _ if limited => None,
                 Some(HeaderState::Valid(h)) => {
-                    let short_ok = i + 1 == last_file;
                     let next = &mapped[i + 1];
-                    match check_header(
-                        h,
-                        next,
-                        &instance,
-                        h.first_lsn.get(),
-                        i + 1,
-                        &mapped,
-                        short_ok,
-                    ) {
+                    match check_header(h, next, &instance, h.first_lsn.get(), i + 1, &mapped) {
                         Some(_) => Some(end_here),
                         None => Some(h.first_lsn.get()),
                     }
@@ -1310,12 +1299,6 @@ fn recover_once(
         // Blank segments after a discarded one go with it.
         discard.extend(blanks.drain(..).map(|(_, p)| p));
     }
-    // A truncated last segment is kept (its valid frames are the tail of
-    // the prefix) and restored to full size by a write open.
-    let restore_size = match (resized, kept.last()) {
-        (Some(size), Some(last)) if last.seg.seq() == listing.segments[last_file].0 => Some(size),
-        _ => None,
-    };
     let end_lsn = expected_lsn;
     // A truncation may have reopened transactions whose end it deleted, or
     // deleted counted ones: the open set, the counts and the boundaries'
@@ -1361,11 +1344,67 @@ fn recover_once(
         truncations: tally.truncations,
         limited_at,
         zero_range,
-        restore_size,
+        last_short: truncated.is_some(),
         discard,
         blanks,
         temps: listing.temps,
     }))
+}
+
+/// How far the device itself holds the valid frames of `segs` from `from`
+/// (an entry's start) on, up to `to`: after a sync failed, the page cache
+/// may show bytes the device never got, so the poisoned-log rule's limit
+/// must come from the device. The frames are read around the page cache
+/// (`O_DIRECT`) and walked as a scan walks them (seeds, the unit rule);
+/// the walk stops at the first that does not validate, and at a segment
+/// whose header is not known durable. Every valid frame the device holds
+/// is, byte for byte, what the page cache holds there (pages are written
+/// from the cache, and frames are never rewritten), so the page cache may
+/// be trusted below the result. `None` if the device cannot be read that
+/// way (no `O_DIRECT`, or a read failed): then nothing past `from` is
+/// known.
+pub(crate) fn disk_valid_end(segs: &[SegRef], salt: u32, from: u64, to: u64) -> Option<u64> {
+    let mut i = segs
+        .partition_point(|s| s.first_lsn <= from)
+        .checked_sub(1)?;
+    let mut at = from;
+    while at < to {
+        let s = segs.get(i)?;
+        let seg_end = segs.get(i + 1).map_or(to, |n| n.first_lsn).min(to);
+        if !s.seg.is_sealed() {
+            return Some(at);
+        }
+        let len = usize::try_from(seg_end - at).ok()?;
+        let bytes = segment::read_direct(s.seg.path(), s.offset_of(at) as u64, len).ok()?;
+        let mut pos = 0usize;
+        let mut unit_start = None;
+        loop {
+            let lsn = at + pos as u64;
+            match crate::wal::READ_DECODER.decode(&bytes, pos, segment::seed(salt, lsn)) {
+                Ok(Some(frame)) => {
+                    if frame.continues {
+                        unit_start.get_or_insert(lsn);
+                    } else {
+                        unit_start = None;
+                    }
+                    pos += frame.len;
+                }
+                _ => return Some(unit_start.unwrap_or(lsn)),
+            }
+            if pos >= bytes.len() {
+                break;
+            }
+        }
+        if let Some(u) = unit_start {
+            return Some(u);
+        }
+        if at + (pos as u64) < seg_end {
+            return Some(at + pos as u64);
+        }
+        at = seg_end;
+        i += 1;
+    }
+    Some(to.min(at))
 }
 
 /// What a scan's accounting says of the live log once its truncations are
@@ -1487,7 +1526,6 @@ fn check_header(
     expected_lsn: u64,
     i: usize,
     all: &[Arc<Segment>],
-    may_be_short: bool,
 ) -> Option<String> {
     if h.instance() != *instance {
         return Some(format!(
@@ -1512,15 +1550,10 @@ fn check_header(
     if size < MIN_SEGMENT_SIZE || size % 4096 != 0 {
         return Some(format!("header gives an impossible segment size {size}"));
     }
-    // The last file may have been cut short or grown (a filesystem that
-    // appended to it): its frames still count, what follows them is a tail.
-    if h.segment_size.get() != seg.len() as u64 && !may_be_short {
-        return Some(format!(
-            "file is {} bytes but was created with {}",
-            seg.len(),
-            h.segment_size.get()
-        ));
-    }
+    // A file cut short or grown (a filesystem that appended to it) is
+    // mapped at most to its created size: its frames still count, and
+    // whether the cut lost any is told by where they end (a segment that
+    // follows must start there; at the end of the log, a torn tail).
     if h.first_lsn.get() != expected_lsn {
         return Some(format!(
             "starts at LSN {} but the previous segment ends at LSN {expected_lsn}",
@@ -1723,7 +1756,7 @@ mod tests {
                     .map(|s| (s.seg.seq(), s.first_lsn, s.txn_open))
                     .collect();
                 format!(
-                    "{report:?}\nsegments {segs:?} adopted {} end {}\nindex {:?}\nopen {:?}\ntruncations {:?}\nlimited {:?} zero {:?} restore {:?}\ndiscard {:?} blanks {:?}",
+                    "{report:?}\nsegments {segs:?} adopted {} end {}\nindex {:?}\nopen {:?}\ntruncations {:?}\nlimited {:?} zero {:?}\ndiscard {:?} blanks {:?}",
                     r.adopted,
                     r.end_lsn,
                     r.index.canonical(),
@@ -1731,7 +1764,6 @@ mod tests {
                     r.truncations,
                     r.limited_at,
                     r.zero_range,
-                    r.restore_size,
                     r.discard,
                     r.blanks,
                 )

@@ -675,6 +675,60 @@ fn build_file(
     Ok((file, final_path))
 }
 
+/// Bytes `[from, from + len)` of the file at `path` as the device holds
+/// them: read with `O_DIRECT`, around the page cache (which, after a sync
+/// failed, may show bytes the device never got). Fewer bytes at the end of
+/// the file. `Unsupported` where the system has no such read (tmpfs
+/// refuses `O_DIRECT` with `EINVAL`; other systems have none).
+pub(crate) fn read_direct(path: &Path, from: u64, len: usize) -> io::Result<Vec<u8>> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::FileExt;
+        // Offsets, lengths and the buffer aligned to the largest logical
+        // block size in use.
+        const ALIGN: u64 = 4096;
+        let start = from / ALIGN * ALIGN;
+        let end = (from + len as u64).div_ceil(ALIGN) * ALIGN;
+        let file = crate::files::open_regular_with(
+            path,
+            OpenOptions::new().read(true),
+            rustix::fs::OFlags::DIRECT,
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::INVAL.raw_os_error() => {
+                io::Error::new(io::ErrorKind::Unsupported, "O_DIRECT is not supported here")
+            }
+            _ => e,
+        })?;
+        let n = (end - start) as usize;
+        let mut raw = vec![0u8; n + ALIGN as usize];
+        let skew = raw.as_ptr().align_offset(ALIGN as usize);
+        let buf = &mut raw[skew..skew + n];
+        let mut got = 0;
+        while got < n {
+            match file.read_at(&mut buf[got..], start + got as u64) {
+                Ok(0) => break,
+                // Whole blocks, except at the end of the file (then the
+                // next read returns 0).
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let skip = (from - start) as usize;
+        let have = got.saturating_sub(skip).min(len);
+        Ok(buf[skip..skip + have].to_vec())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, from, len);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no read around the page cache here",
+        ))
+    }
+}
+
 /// Zeroes whatever a file that grew holds past its created size (a
 /// filesystem that appended to it), without shrinking it: a reader in
 /// another process may have it mapped, and a shrink would turn its reads

@@ -490,47 +490,6 @@ fn rewrite_trusted_prefix(dir: &Path, old: &SegRef, keep: usize) -> Result<SegRe
     })
 }
 
-/// Gives a last segment that was cut short back its size (zero-filled), so
-/// appends continue in it and it rotates like any other. Files are only
-/// ever extended, never shrunk: a reader in another process may have the
-/// file mapped, and a shrink would turn its reads into SIGBUS. (A file that
-/// grew is mapped only to its created size, so it needs nothing.)
-fn restore_last_size(segments: &mut Vec<SegRef>, size: u64, end_lsn: Lsn) -> Result<()> {
-    let last = segments.pop().expect("nonempty");
-    let frames_end = last.offset_of(end_lsn) as u64;
-    // Never below the frames kept (a header may lie about its size under a
-    // valid CRC only if forged, but then the frames still win).
-    let size = size.max(frames_end.div_ceil(4096) * 4096);
-    let (path, seq, first_lsn, txn_open) = (
-        last.seg.path().to_path_buf(),
-        last.seg.seq(),
-        last.first_lsn,
-        last.txn_open,
-    );
-    drop(last);
-    let file = crate::files::open_regular(&path, OpenOptions::new().write(true))
-        .map_err(|e| Error::io("open segment", &path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io("stat segment", &path, e))?
-        .len();
-    if len < size {
-        rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
-            .map_err(|e| Error::io("restore segment size", &path, e.into()))?;
-        file.sync_all()
-            .map_err(|e| Error::io("restore segment size", &path, e))?;
-    }
-    drop(file);
-    let seg = Segment::open(&path, seq, true)?;
-    seg.set_sealed();
-    segments.push(SegRef {
-        seg: Arc::new(seg),
-        first_lsn,
-        txn_open,
-    });
-    Ok(())
-}
-
 impl Wal {
     /// Opens the log in `dir`, creating the directory and a new log if there
     /// is none, or recovering the existing one (see [`Wal::recovery_report`]).
@@ -607,8 +566,18 @@ impl Wal {
                         unsafe { last.seg.bytes_mut(start, end) }.fill(0);
                         last.seg.sync_range(start, end).map_err(|e| {
                             // The page cache now shows zeros the disk may
-                            // not have: the poisoned-log rule applies.
-                            dir_state.poison(&dir, r.instance, last.lsn_of(start));
+                            // not have, and the frames that share their
+                            // page: the poisoned-log rule applies, from
+                            // what the disk itself holds (§7).
+                            let salt = segment::salt(&r.instance);
+                            let valid = last.lsn_of(start);
+                            // From the last segment whose header is
+                            // durable: everything before it is (§5, R).
+                            let from = r.segments[r.segments.len() - 1 - r.adopted].first_lsn;
+                            let durable = recovery::disk_valid_end(&r.segments, salt, from, valid)
+                                .unwrap_or(from)
+                                .min(valid);
+                            dir_state.poison(&dir, r.instance, durable);
                             Error::io("zero torn tail", last.seg.path(), e)
                         })?;
                     }
@@ -643,14 +612,35 @@ impl Wal {
                     for sref in &r.segments {
                         segment::zero_past_size(&sref.seg)?;
                     }
+                    // A last segment cut short is never extended (its
+                    // header's size would decide what to allocate, up to
+                    // 1 TiB): it is full, and the log goes on in the next
+                    // segment, put into use now, whose header the resync
+                    // below writes once the short one's tail is durable.
                     let mut segments = r.segments;
-                    if let Some(size) = r.restore_size {
-                        restore_last_size(&mut segments, size, r.end_lsn)?;
+                    let mut adopted = r.adopted;
+                    if r.last_short {
+                        let seq = segments.last().expect("nonempty").seg.seq() + 1;
+                        if seq > MAX_SEQ {
+                            return Err(Error::LogFull {
+                                detail: format!("segment sequence number {seq} is above {MAX_SEQ}"),
+                            });
+                        }
+                        let seg = match reuse.take() {
+                            Some(s) => s,
+                            None => segment::create(&dir, seq, config.segment_size)?,
+                        };
+                        segments.push(SegRef {
+                            seg: Arc::new(seg),
+                            first_lsn: r.end_lsn,
+                            txn_open: !r.open_txns.is_empty(),
+                        });
+                        adopted += 1;
                     }
                     (
                         r.instance,
                         segments,
-                        r.adopted,
+                        adopted,
                         r.end_lsn,
                         r.report,
                         r.index,
@@ -750,8 +740,17 @@ impl Wal {
             }),
             cv: Condvar::new(),
         });
-        shared.sync_range(resync_from, end_lsn).map_err(|e| {
-            dir_state.poison(&shared.dir, instance, resync_from);
+        let resynced = crate::durability::faults::before_sync()
+            .and_then(|()| shared.sync_range(resync_from, end_lsn));
+        resynced.map_err(|e| {
+            // What the disk holds of the tail is trusted, no more: the
+            // previous process's acknowledged entries are there (its syncs
+            // completed), bytes the failed sync left only in the page
+            // cache are not (§7, the poisoned-log rule).
+            let segs = shared.log.view().segs;
+            let durable = recovery::disk_valid_end(&segs, shared.salt, resync_from, end_lsn)
+                .unwrap_or(resync_from);
+            dir_state.poison(&shared.dir, instance, durable);
             Error::io("sync recovered log", &shared.dir, e)
         })?;
         if shared.config.prefault {

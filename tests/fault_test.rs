@@ -831,8 +831,20 @@ fn test_only_blank_segments() {
 #[test]
 fn test_segment_shorter_than_its_size() {
     let _s = serial();
-    // A middle segment cut to two pages: the log ends before it.
+    // A middle segment cut to two pages, inside a frame: its whole frames
+    // below the cut are kept, the log ends at the cut frame (damage: a
+    // segment follows), and a write open goes on in a new segment (the
+    // short file is never extended).
     let (dir, m, firsts) = four_segments();
+    let layout = m.layout();
+    let k2 = m.below(firsts[&2]);
+    let whole = (k2..m.entries.len())
+        .take_while(|&k| layout[k].0 == 2 && layout[k].1 + m.len_of(k) <= 8192)
+        .count();
+    assert!(
+        layout[k2 + whole].1 < 8192,
+        "the cut must fall inside a frame"
+    );
     set_len(&seg_path(dir.path(), 2), 8192);
     check_dir_fault(
         dir.path(),
@@ -840,17 +852,19 @@ fn test_segment_shorter_than_its_size() {
         Want {
             class: ProblemClass::MidLogCorruption,
             seq: 2,
-            off: 0,
-            lsn: firsts[&2],
-            keep: m.below(firsts[&2]),
-            detail: "file is 8192 bytes but was created with 65536",
+            off: layout[k2 + whole].1,
+            lsn: m.entries[k2 + whole].0,
+            keep: k2 + whole,
+            detail: "truncated",
         },
         "segment 2 of 0-3 cut to 8192 bytes",
     );
+    assert_eq!(fs::metadata(seg_path(dir.path(), 2)).unwrap().len(), 8192);
 
     // The last segment holding frames cut short (the blank segment the
     // writer prepared still follows it): its whole frames are kept, the
-    // rest is a torn tail, and a write open gives the file its size back.
+    // rest is a torn tail, and a write open goes on in the next segment,
+    // leaving the short file as it is.
     let (_, m, firsts) = four_segments();
     let layout = m.layout();
     let k3 = m.below(firsts[&3]);
@@ -885,19 +899,30 @@ fn test_segment_shorter_than_its_size() {
             },
             &format!("last segment cut to {cut} bytes"),
         );
-        assert_eq!(fs::metadata(seg_path(dir.path(), 3)).unwrap().len(), SEG);
+        assert_eq!(fs::metadata(seg_path(dir.path(), 3)).unwrap().len(), cut);
     }
 
-    // The first segment cut short while later segments follow it: the log
-    // cannot be identified whole, so the open is refused.
-    let (dir, _, _) = four_segments();
+    // The first segment cut short while later segments follow it: its
+    // header still identifies the log, and the cut is damage like any
+    // other in it (the prefix before it is kept).
+    let (dir, m, _) = four_segments();
+    let whole = (0..m.entries.len())
+        .take_while(|&k| layout[k].0 == 0 && layout[k].1 + m.len_of(k) <= 8192)
+        .count();
     set_len(&seg_path(dir.path(), 0), 8192);
-    match WalReader::open(dir.path(), &cfg()).unwrap_err() {
-        Error::SegmentHeader { segment: 0, detail } => {
-            assert!(detail.contains("8192"), "{detail}")
-        }
-        e => panic!("short first segment: {e}"),
-    }
+    check_dir_fault(
+        dir.path(),
+        &m,
+        Want {
+            class: ProblemClass::MidLogCorruption,
+            seq: 0,
+            off: layout[whole].1,
+            lsn: m.entries[whole].0,
+            keep: whole,
+            detail: "truncated",
+        },
+        "segment 0 of 0-3 cut to 8192 bytes",
+    );
 }
 
 #[test]
@@ -1764,4 +1789,37 @@ fn test_a_poisoned_reopen_keeps_old_snapshots_whole() {
     let (r, got) = read(dir.path());
     assert!(r.problem.is_none(), "{:?}", r.problem);
     assert_eq!(got, m2.entries);
+}
+
+/// The resync of the recovered tail at open fails: the poisoned-log record
+/// then names how far the disk itself holds the log (read around the page
+/// cache), not the start of the last segment. Every entry an earlier
+/// process acknowledged is on disk, so the next open keeps it.
+#[test]
+fn test_a_failed_resync_at_open_keeps_what_the_disk_holds() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = Model::default();
+    let strict = cfg().sync_mode(SyncMode::Strict);
+    let wal = Wal::open(dir.path(), strict.clone()).unwrap();
+    for i in 0..600 {
+        m.txn(&wal, run(6), i, &small_write(i));
+    }
+    let segments = wal.stats().segments;
+    assert!(segments >= 2, "the last segment must not be the first");
+    wal.close().unwrap();
+    faults::fail_syncs_after(0);
+    match Wal::open(dir.path(), strict.clone()) {
+        Err(Error::Io { op, .. }) => assert_eq!(op, "sync recovered log"),
+        other => panic!("the resync did not fail: {other:?}"),
+    }
+    faults::fail_syncs_after(-1);
+    assert!(dir.path().join("POISONED").exists(), "no durable record");
+    let wal = Wal::open(dir.path(), strict).unwrap();
+    assert_eq!(wal.end_lsn(), m.end(), "acknowledged entries were dropped");
+    assert!(!dir.path().join("POISONED").exists());
+    wal.close().unwrap();
+    let (r, got) = read(dir.path());
+    assert!(r.problem.is_none(), "{:?}", r.problem);
+    assert_eq!(got, m.entries);
 }

@@ -793,3 +793,49 @@ fn synced_pages_stay_clean_while_pages_are_faulted_in_ahead() {
     assert!(segments.len() >= 3, "the test never rotated");
     assert_eq!(checks, 4_000);
 }
+
+/// A last segment whose header claims the largest size a header may give
+/// (1 TiB, under a valid CRC) while its file is small: a write open never
+/// allocates what the header says. The short file is kept as it is (its
+/// frames are read), and the log goes on in a new segment.
+#[test]
+fn a_header_claiming_a_huge_size_never_makes_an_open_allocate_it() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(64 << 10);
+    let wal = Wal::open(dir.path(), c.clone()).unwrap();
+    for i in 0..5 {
+        wal.append(&write(b"k", b"v", i)).unwrap();
+    }
+    let (id, end) = (wal.instance_id(), wal.end_lsn());
+    wal.close().unwrap();
+    let path = dir.path().join(segment::file_name(0));
+    let header = Header::new(id, 0, 0, segment::MAX_SEGMENT_SIZE);
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, zerocopy::IntoBytes::as_bytes(&header), 0)
+        .unwrap();
+    drop(file);
+    let before = fs::metadata(&path).unwrap();
+    let wal = Wal::open(dir.path(), c.clone()).unwrap();
+    let after = fs::metadata(&path).unwrap();
+    assert_eq!(after.len(), before.len(), "the segment was resized");
+    assert_eq!(
+        after.blocks(),
+        before.blocks(),
+        "blocks were allocated for it"
+    );
+    assert_eq!(wal.end_lsn(), end);
+    assert_eq!(wal.snapshot().iter().count(), 5);
+    for i in 5..10 {
+        wal.append(&write(b"k", b"w", i)).unwrap();
+    }
+    assert_eq!(
+        wal.stats().segments,
+        2,
+        "the log did not go on in a new segment"
+    );
+    wal.close().unwrap();
+    let reader = WalReader::open(dir.path(), &c).unwrap();
+    assert_eq!(reader.recovery_report().problem, None);
+    assert_eq!(reader.snapshot().iter().count(), 10);
+}
