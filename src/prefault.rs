@@ -60,19 +60,35 @@ impl Prefault {
     /// position (an LSN: where its next byte goes, at least the published
     /// end). Stops once the writer has left the segment.
     pub(crate) fn populate(&self, sref: &SegRef, from: usize, to: usize, here: impl Fn() -> Lsn) {
-        let len = sref.seg.len();
+        let seg = id(&sref.seg);
+        let fault = |lo, hi| sref.seg.populate(lo, hi);
+        self.populate_range(seg, sref.first_lsn, sref.seg.len(), (from, to), here, fault);
+    }
+
+    /// [`Prefault::populate`] of segment `seg` (an identity), whose first
+    /// frame is at LSN `first_lsn` and whose map is `len` bytes; `fault`
+    /// faults a range in.
+    pub(crate) fn populate_range(
+        &self,
+        seg: usize,
+        first_lsn: Lsn,
+        len: usize,
+        (from, to): (usize, usize),
+        here: impl Fn() -> Lsn,
+        fault: impl Fn(usize, usize),
+    ) {
         let mut at = from;
         while at < to.min(len) {
             let chunk_end = (at + CHUNK).min(to).min(len);
             let lo = {
                 let mut claim = self.claim.lock();
                 let writer = here();
-                let past = if writer <= sref.first_lsn {
+                let past = if writer <= first_lsn {
                     DATA_START
                 } else {
                     // The page holding the writer's next byte has bytes a
                     // sync may have cleaned: start at the next page.
-                    let off = writer - sref.first_lsn;
+                    let off = writer - first_lsn;
                     match usize::try_from(off)
                         .ok()
                         .and_then(|o| o.checked_add(DATA_START))
@@ -85,12 +101,12 @@ impl Prefault {
                 if lo >= chunk_end {
                     None
                 } else {
-                    *claim = Some((id(&sref.seg), lo, chunk_end));
+                    *claim = Some((seg, lo, chunk_end));
                     Some(lo)
                 }
             };
             if let Some(lo) = lo {
-                sref.seg.populate(lo, chunk_end);
+                fault(lo, chunk_end);
                 let mut claim = self.claim.lock();
                 *claim = None;
                 self.cv.notify_all();
@@ -102,10 +118,15 @@ impl Prefault {
     /// Waits until no chunk being faulted in overlaps the pages of
     /// `[start, end)` of `seg`: called before a sync cleans them.
     pub(crate) fn before_sync(&self, seg: &Segment, start: usize, end: usize) {
+        self.wait_clear(id(seg), start, end);
+    }
+
+    /// [`Prefault::before_sync`] of segment `seg` (an identity).
+    pub(crate) fn wait_clear(&self, seg: usize, start: usize, end: usize) {
         let (first, last) = (start / PAGE * PAGE, end.div_ceil(PAGE) * PAGE);
         let mut claim = self.claim.lock();
         while let Some((s, lo, hi)) = *claim {
-            if s != id(seg) || hi <= first || last <= lo {
+            if s != seg || hi <= first || last <= lo {
                 break;
             }
             self.cv.wait(&mut claim);

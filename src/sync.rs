@@ -16,8 +16,9 @@
 //! code that runs after a wait timed out.
 //!
 //! Only the modules written against this facade ([`crate::durability`]'s
-//! group commit and ticker, [`crate::publish`], [`crate::notify`],
-//! [`crate::commit`]'s `DurableNotify`, [`crate::pool`]) are
+//! group commit and ticker, [`crate::publish`] (with the truncation
+//! records), [`crate::notify`], [`crate::commit`]'s `DurableNotify`,
+//! [`crate::pool`], [`crate::prefault`]) are
 //! explored by the models in `loom_tests`; other modules use `parking_lot`
 //! and `std` directly and are not modelled.
 //!
