@@ -31,12 +31,19 @@
 //! # }
 //! ```
 //!
-//! The modules, one concern each: [`entry`] (the entry model), [`frame`]
-//! (the frame codec over byte slices), [`segment`] (one segment file),
-//! [`durability`] (sync modes and group commit), [`recovery`] (scanning and
-//! classifying damage), [`replay`] (reading, replay, run diffs) and [`wal`]
-//! (the log itself). DESIGN.md in the repository gives the byte layout and
-//! the crash argument.
+//! Every append returns where it landed ([`EntryPosition`], [`TxnPosition`],
+//! [`BatchPosition`]); [`Wal::durable`], [`Wal::wait_durable`] and
+//! [`Wal::on_durable`] take that position and wait for its *end*, so a
+//! unit is never reported durable before its last byte is.
+//!
+//! The public modules: [`entry`] (the entry model), [`frame`] (the frame
+//! codec over byte slices), [`segment`] (one segment file), [`position`]
+//! (what an append returns), [`durability`] (sync modes and group commit),
+//! [`commit`] (commit notification), [`recovery`] (scanning and
+//! classifying damage), [`replay`] (reading, replay, run diffs),
+//! [`retention`], [`tail`], [`reader`], [`meta`], [`space`] and [`wal`]
+//! (the log itself). DESIGN.md in the repository gives the byte layout,
+//! the crash argument and the concurrency argument.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
