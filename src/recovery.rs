@@ -1312,13 +1312,7 @@ fn recover_once(
         decoder,
         dead: tally.truncations.visible(end_lsn),
     };
-    let (open_txns, counts) = settle(
-        tally.open,
-        tally.counts,
-        &tally.truncations,
-        &at_start,
-        &mut view,
-    )?;
+    let (open_txns, counts) = settle(&mut tally, &at_start, &mut view)?;
     let kept = view.segs;
     let report = RecoveryReport {
         segments: kept.len(),
@@ -1415,14 +1409,13 @@ pub(crate) fn disk_valid_end(segs: &[SegRef], salt: u32, from: u64, to: u64) -> 
 /// `snap`. The boundaries' "transaction open" flags are updated in
 /// `snap.segs`.
 fn settle(
-    open: OpenTxns,
-    counts: TxnCounts,
-    truncations: &Truncations,
+    tally: &mut Tally,
     at_start: &[TxnCounts],
     snap: &mut Snapshot,
 ) -> Result<(OpenTxns, TxnCounts)> {
-    let Some(from) = truncations.lowest_from() else {
-        return Ok((open, counts));
+    let open = std::mem::take(&mut tally.open);
+    let Some(from) = tally.truncations.lowest_from() else {
+        return Ok((open, tally.counts));
     };
     let Reopened {
         open,
@@ -1464,13 +1457,7 @@ pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
         decoder: snap.decoder,
         dead: Arc::clone(&snap.dead),
     };
-    let (open, counts) = settle(
-        tally.open,
-        tally.counts,
-        &tally.truncations,
-        &at_start,
-        &mut view,
-    )?;
+    let (open, counts) = settle(&mut tally, &at_start, &mut view)?;
     let report = RecoveryReport {
         segments: snap.segs.len(),
         entries: tally.entries,

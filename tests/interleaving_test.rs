@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::Rng;
 use durability::frame::frame_len;
 use durability::{BorrowedEntry, Config, Op, RunId, SyncMode, Wal, WalReader};
 use uuid::Uuid;
@@ -136,21 +139,6 @@ fn snapshots_never_see_deleted_entries_while_retention_runs() {
         c.join().unwrap();
     }
     Arc::try_unwrap(wal).unwrap().close().unwrap();
-}
-
-/// xorshift64*: seeded, so every run of a test does the same.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
 }
 
 /// A follower that applies what a tail delivers (a Truncate deletes every
