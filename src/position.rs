@@ -6,7 +6,24 @@
 //! durability takes an [`Appended`] (any of these positions, whose `end`
 //! it waits for), never a bare LSN: `wal.durable(wal.submit_entry(e)?)`
 //! waits for the entry's last byte, not its first. A bare LSN becomes an
-//! end only explicitly, with [`End`].
+//! end only explicitly, with [`End`]:
+//!
+//! ```compile_fail,E0277
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let wal = durability::Wal::open(dir.path(), durability::Config::default()).unwrap();
+//! let pos = wal.submit_entry(durability::BorrowedEntry::Truncate { from: 0 }).unwrap();
+//! wal.wait_durable(pos.lsn).unwrap(); // an entry's start is not an end: refused
+//! ```
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let wal = durability::Wal::open(dir.path(), durability::Config::default()).unwrap();
+//! # let e = durability::BorrowedEntry::CommitTxn { txn_id: 1, run_id: durability::RunId::new() };
+//! let pos = wal.submit_entry(e).unwrap();
+//! wal.wait_durable(pos).unwrap(); // waits for pos.end
+//! wal.wait_durable(durability::End(wal.end_lsn())).unwrap();
+//! assert!(wal.durable_lsn() >= pos.end);
+//! ```
 
 use crate::replay::Lsn;
 

@@ -534,3 +534,45 @@ fn a_batch_larger_than_a_segment_is_refused_whole() {
     wal.append_batch(&entries[..3]).unwrap();
     wal.close().unwrap();
 }
+
+/// The position a submit returns resolves durability at the entry's end:
+/// a future for it stays pending while only the entry's start is durable,
+/// and resolves once a sync covers its last byte.
+#[test]
+fn durability_of_a_submitted_entry_waits_for_its_end() {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(
+        dir.path(),
+        cfg(SyncMode::Async {
+            interval_ms: 3_600_000,
+        }),
+    )
+    .unwrap();
+    wal.append_txn(run(1), 1, &[put(b"k", b"v")]).unwrap();
+    wal.sync().unwrap();
+    let pos = wal
+        .submit_entry(BorrowedEntry::CommitTxn {
+            txn_id: 1,
+            run_id: run(1),
+        })
+        .unwrap();
+    assert!(pos.lsn > 0 && pos.end > pos.lsn);
+    // Make the entry's start durable, and nothing more.
+    wal.wait_durable(durability::End(pos.lsn)).unwrap();
+    assert!(wal.durable_lsn() >= pos.lsn && wal.durable_lsn() < pos.end);
+    let mut fut = wal.durable(pos);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..3 {
+        assert!(
+            std::pin::Pin::new(&mut fut).poll(&mut cx).is_pending(),
+            "resolved before the entry's end was durable"
+        );
+        std::thread::yield_now();
+    }
+    wal.sync().unwrap();
+    fut.wait().unwrap();
+    assert!(wal.durable_lsn() >= pos.end);
+    wal.close().unwrap();
+}
