@@ -44,7 +44,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput};
-use durability::frame::{self, Decoder};
+use durability::format::frame::{self, Decoder};
 use durability::{BorrowedEntry, Config, Op, RunId, SyncMode, Wal, WalReader};
 
 use baseline::{Baseline, BaselineEntry};

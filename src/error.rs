@@ -43,7 +43,7 @@ impl fmt::Display for Location {
             Some(seq) => write!(
                 f,
                 "segment {} at offset {}",
-                crate::segment::file_name(seq),
+                crate::format::header::file_name(seq),
                 self.offset
             ),
             None => write!(f, "offset {}", self.offset),
@@ -98,7 +98,7 @@ pub enum Error {
         available: u64,
     },
 
-    /// A frame's length exceeds the limit of the [`Decoder`](crate::frame::Decoder)
+    /// A frame's length exceeds the limit of the [`Decoder`](crate::format::frame::Decoder)
     /// that read it. (The log reads its own files with no limit but the
     /// segment's size: a damaged length there is [`Error::Truncated`].)
     #[error("{at}: frame payload length {len} exceeds the decoder's limit of {max} bytes; the length is damaged or the frame was written under a larger limit")]
@@ -172,7 +172,7 @@ pub enum Error {
     },
 
     /// A segment file's header is missing, damaged or belongs elsewhere.
-    #[error("segment {}: {detail}", crate::segment::file_name(*.segment))]
+    #[error("segment {}: {detail}", crate::format::header::file_name(*.segment))]
     SegmentHeader {
         /// The segment's sequence number (from its file name).
         segment: u64,
@@ -236,8 +236,8 @@ pub enum Error {
 
     /// An append would take the log past the largest LSN or segment
     /// sequence number it may reach
-    /// ([`MAX_LSN`](crate::segment::MAX_LSN),
-    /// [`MAX_SEQ`](crate::segment::MAX_SEQ)). Nothing was written.
+    /// ([`MAX_LSN`](crate::format::header::MAX_LSN),
+    /// [`MAX_SEQ`](crate::format::header::MAX_SEQ)). Nothing was written.
     #[error("the log is full: {detail}; start a new log")]
     LogFull {
         /// What limit was reached.

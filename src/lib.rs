@@ -36,56 +36,47 @@
 //! [`Wal::on_durable`] take that position and wait for its *end*, so a
 //! unit is never reported durable before its last byte is.
 //!
-//! The public modules: [`entry`] (the entry model), [`frame`] (the frame
-//! codec over byte slices), [`segment`] (one segment file), [`position`]
-//! (what an append returns), [`durability`] (sync modes and group commit),
-//! [`commit`] (commit notification), [`recovery`] (scanning and
-//! classifying damage), [`replay`] (reading, replay, run diffs),
-//! [`retention`], [`tail`], [`reader`], [`meta`], [`space`] and [`wal`]
-//! (the log itself). DESIGN.md in the repository gives the byte layout,
-//! the crash argument and the concurrency argument.
+//! The crate is five layers, each a folder, each importing only from the
+//! layers before it (DESIGN.md §1 draws them):
+//!
+//! - [`format`](mod@format): the bytes on disk (entries, frames, CRC, segment header);
+//!   pure functions, no I/O.
+//! - [`os`]: every system call (segment files and maps, syncs, the lock,
+//!   the metadata and poisoned-log files, space reservation).
+//! - [`read`]: snapshots, the entry iterator, replay, runs.
+//! - [`recovery`]: reading with a verdict (what a crash left, what is
+//!   damage), and the report.
+//! - [`log`]: the live log: opening, writing, syncing, notification,
+//!   retention, tails and read-only opens.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-pub mod commit;
-pub(crate) mod crc;
-pub mod durability;
-pub mod entry;
 pub mod error;
-pub(crate) mod files;
-pub mod frame;
-pub mod meta;
-pub mod position;
-pub mod reader;
+pub mod format;
+pub mod log;
+pub mod os;
+pub mod read;
 pub mod recovery;
-mod registry;
-pub mod replay;
-pub mod retention;
-pub mod segment;
-pub mod space;
-pub mod tail;
-pub(crate) mod truncation;
-pub mod wal;
+pub(crate) mod sync;
 
 #[cfg(all(test, loom))]
 mod loom_tests;
-pub(crate) mod notify;
-pub(crate) mod pool;
-pub(crate) mod prefault;
-pub(crate) mod publish;
-pub(crate) mod sync;
 
-pub use crate::commit::Durable;
-pub use crate::durability::SyncMode;
-pub use entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 pub use error::{Error, Location, ProblemClass, Result};
-pub use frame::{Decoder, EntryRef, Frame};
-pub use position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
-pub use reader::WalReader;
+pub use format::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
+pub use format::frame::{Decoder, EntryRef, Frame};
+pub use format::Lsn;
+pub use log::commit::Durable;
+pub use log::mode::SyncMode;
+pub use log::position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
+pub use log::reader::WalReader;
+pub use log::tail::Tail;
+pub use log::wal::{Config, Stats, Wal};
+pub use os::faults;
+pub use read::replay::{ReplayStats, Txn};
+pub use read::runs::{KeyDiff, KeyState};
+pub use read::snapshot::{Iter, LogEntry, Snapshot};
 pub use recovery::{Problem, RecoveryMode, RecoveryReport};
-pub use replay::{Iter, KeyDiff, KeyState, LogEntry, Lsn, ReplayStats, Snapshot, Txn};
-pub use tail::Tail;
-pub use wal::{Config, Stats, Wal};
 
 // The README's examples are compiled and run as doctests of
 // `durability-raft` (raft/src/lib.rs), which can name both crates.

@@ -1,9 +1,9 @@
 //! Loom models of the concurrency core: group commit and the ticker
-//! ([`crate::durability`]), the published-view protocol
-//! ([`crate::publish`]), the tail wake-up protocol ([`crate::notify`]) and
-//! the commit-notification protocol ([`crate::commit`]'s `DurableNotify`,
+//! ([`crate::log::group`]), the published-view protocol
+//! ([`crate::log::publish`]), the tail wake-up protocol ([`crate::log::notify`]) and
+//! the commit-notification protocol ([`crate::log::commit`]'s `DurableNotify`,
 //! with its deliverer thread), the ordered job pool of parallel recovery
-//! ([`crate::pool`]) and the prefault claim ([`crate::prefault`]).
+//! ([`crate::recovery::pool`]) and the prefault claim ([`crate::log::prefault`]).
 //! The code explored is the crate's own, built over loom's primitives by
 //! the [`crate::sync`] facade.
 //!
@@ -25,15 +25,15 @@ use std::io;
 
 use loom::thread;
 
-use crate::commit::DurableNotify;
-use crate::durability::{GroupCommit, Ticker};
 use crate::error::Error;
-use crate::notify::{TailNotify, WaitOutcome};
-use crate::pool::{Ordered, Taken};
-use crate::prefault::Prefault;
-use crate::publish::{Published, View};
+use crate::log::commit::DurableNotify;
+use crate::log::group::{GroupCommit, Ticker};
+use crate::log::notify::{TailNotify, WaitOutcome};
+use crate::log::prefault::Prefault;
+use crate::log::publish::{Published, View};
+use crate::read::dead::Truncations;
+use crate::recovery::pool::{Ordered, Taken};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
-use crate::truncation::Truncations;
 
 /// Runs `f` under loom, exploring every execution with at most
 /// `preemptions` preemptions (`None`: every execution, no bound), unless
@@ -900,7 +900,7 @@ enum PageEvent {
 /// in after a sync cleaned it.
 #[test]
 fn loom_prefault_never_faults_a_synced_page() {
-    use crate::segment::DATA_START;
+    use crate::format::header::DATA_START;
     model(Some(3), || {
         const LEN: usize = DATA_START + 3 * 4096;
         const SEG: usize = 1;

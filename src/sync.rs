@@ -15,10 +15,10 @@
 //! timeout only adds an early return), but the models say nothing about the
 //! code that runs after a wait timed out.
 //!
-//! Only the modules written against this facade ([`crate::durability`]'s
-//! group commit and ticker, [`crate::publish`] (with the truncation
-//! records), [`crate::notify`], [`crate::commit`]'s `DurableNotify`,
-//! [`crate::pool`], [`crate::prefault`]) are
+//! Only the modules written against this facade ([`crate::log::group`]'s
+//! group commit and ticker, [`crate::log::publish`] (with the truncation
+//! records), [`crate::log::notify`], [`crate::log::commit`]'s `DurableNotify`,
+//! [`crate::recovery::pool`], [`crate::log::prefault`]) are
 //! explored by the models in `loom_tests`; other modules use `parking_lot`
 //! and `std` directly and are not modelled.
 //!

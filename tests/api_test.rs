@@ -2,8 +2,8 @@
 //! accessors, Display and Debug output, builders, and refusals of bad
 //! arguments. Each assertion checks what a caller would rely on.
 
-use durability::frame::{self, Decoder};
-use durability::segment::{self, Header, HeaderState};
+use durability::format::frame::{self, Decoder};
+use durability::format::header::{self, Header, HeaderState};
 use durability::{
     BorrowedEntry, Config, EntryKind, Error, Location, Op, ProblemClass, RecoveryMode, RunId,
     SyncMode, Wal, WalEntry, WalReader,
@@ -142,7 +142,7 @@ impl CloneKind for durability::ArchivedWalEntry {
 #[test]
 fn segment_names_and_headers_are_checked() {
     assert_eq!(
-        segment::parse_file_name("00000000000000000042.wal"),
+        header::parse_file_name("00000000000000000042.wal"),
         Some(42)
     );
     for bad in [
@@ -151,7 +151,7 @@ fn segment_names_and_headers_are_checked() {
         "00000000000000000042.log",
         "x",
     ] {
-        assert_eq!(segment::parse_file_name(bad), None, "{bad}");
+        assert_eq!(header::parse_file_name(bad), None, "{bad}");
     }
     assert!(matches!(Header::read(&[1, 2, 3]), HeaderState::Invalid(_)));
     assert!(matches!(Header::read(&[0; 128]), HeaderState::Blank));
@@ -380,7 +380,7 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
     // Damage under a reader (bytes changed after it validated them): at an
     // entry's start it is reported as damage, not as a bad position.
     let reader = WalReader::open(dir.path(), &cfg).unwrap();
-    let seg = dir.path().join(segment::file_name(0));
+    let seg = dir.path().join(header::file_name(0));
     let at = 4096 + first.commit + 6;
     let file = std::fs::OpenOptions::new()
         .read(true)

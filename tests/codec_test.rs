@@ -1,7 +1,7 @@
 //! The frame codec over plain buffers: round trips, every corruption kind at
 //! its offset, and properties over arbitrary and mutated bytes.
 
-use durability::frame::{self, Decoder, FRAME_OVERHEAD, HEADER_LEN, MIN_PAYLOAD};
+use durability::format::frame::{self, Decoder, FRAME_OVERHEAD, HEADER_LEN, MIN_PAYLOAD};
 use durability::{BorrowedEntry, EntryKind, Error, RunId, WalEntry};
 use proptest::prelude::*;
 use uuid::Uuid;

@@ -30,7 +30,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use durability::frame::frame_len;
+use durability::format::frame::frame_len;
 use durability::{
     BorrowedEntry, Config, Error, Lsn, Op, RecoveryMode, RunId, Snapshot, SyncMode, Tail, Txn, Wal,
     WalEntry, WalReader,

@@ -14,8 +14,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use durability::frame::encode_entry;
-use durability::segment::{salt, seed as crc_seed};
+use durability::format::frame::encode_entry;
+use durability::format::header::{salt, seed as crc_seed};
 use durability::{
     Decoder, Error, Location, Op, Problem, ProblemClass, RecoveryMode, RunId, Wal, WalEntry,
     WalReader,

@@ -11,7 +11,7 @@
 use std::fs;
 use std::path::Path;
 
-use durability::frame::encode_entry;
+use durability::format::frame::encode_entry;
 use durability::{
     Decoder, Error, Location, Op, ProblemClass, RecoveryMode, RunId, SyncMode, Wal, WalEntry,
     WalReader,

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 
-use durability::frame;
+use durability::format::frame;
 use durability::{Config, Error, Lsn, Op, ProblemClass, RunId, SyncMode, Wal, WalEntry, WalReader};
 use uuid::Uuid;
 
@@ -242,7 +242,7 @@ fn reference_log(dir: &Path) -> (Vec<(Lsn, WalEntry)>, Vec<FrameAt>) {
             // turn a length into zero (which would read as a clean end).
             assert!(!(len - 9).is_power_of_two());
             FrameAt {
-                file: durability::segment::file_name(e.segment),
+                file: durability::format::header::file_name(e.segment),
                 offset: e.offset,
                 len,
             }
@@ -1299,7 +1299,7 @@ fn sweep_a_batch_cut_or_reverted_anywhere_is_all_or_nothing() {
     let pos = wal.append_batch(&batch).unwrap();
     wal.close().unwrap();
     let whole = read_segments(dir.path());
-    let name = durability::segment::file_name(0);
+    let name = durability::format::header::file_name(0);
     let (from, to) = (4096 + pos.first as usize, 4096 + pos.end as usize);
     let check = |image: &Files, what: &str| {
         let d = scratch();

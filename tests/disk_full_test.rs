@@ -10,7 +10,7 @@
 //! ext4 and xfs, `NoCow` on btrfs.
 //!
 //! On btrfs a clean end depends on new segments getting the `NOCOW`
-//! attribute (`durability::space`). Without it the writer can die of SIGBUS,
+//! attribute (`durability::os::space`). Without it the writer can die of SIGBUS,
 //! but only under some timings (measured: strict mode with ~4 KB commits,
 //! whose rewrites of the tail page need copy-on-write space; the 16 KB
 //! commits used here end cleanly even without it). So the guard against

@@ -10,7 +10,7 @@
 //!   aside as `*.discarded-*` (byte for byte), and the log then takes
 //!   appends, rotates, and reopens clean.
 //! * Injected failures (rows 17-18) through the test-only seam
-//!   `durability::durability::faults`. It is process-global, so every test
+//!   `durability::faults`. It is process-global, so every test
 //!   in this file runs under one lock (`serial()`), and the guard disarms
 //!   the seam on drop, even when a test fails.
 //! * Reused files: the CRC seed binds a frame to its log and LSN, so old
@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use durability::durability::faults;
-use durability::frame::frame_len;
-use durability::segment::{salt, seed as crc_seed};
+use durability::faults;
+use durability::format::frame::frame_len;
+use durability::format::header::{salt, seed as crc_seed};
 use durability::{
     Config, Decoder, Error, Location, Op, ProblemClass, RecoveryMode, RecoveryReport, RunId,
     SyncMode, Wal, WalEntry, WalReader,

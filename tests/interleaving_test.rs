@@ -11,7 +11,7 @@ use std::time::Duration;
 mod common;
 
 use common::Rng;
-use durability::frame::frame_len;
+use durability::format::frame::frame_len;
 use durability::{BorrowedEntry, Config, Op, RunId, SyncMode, Wal, WalReader};
 use uuid::Uuid;
 
@@ -228,7 +228,7 @@ fn a_follower_of_a_tail_holds_the_live_log_when_truncations_nest() {
 /// still tells its reader where the deleted range starts.
 #[test]
 fn a_tail_names_the_whole_deleted_range_of_an_older_log() {
-    use durability::{frame, segment};
+    use durability::format::{frame, header};
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::default()
         .segment_size(64 << 10)
@@ -249,7 +249,7 @@ fn a_tail_names_the_whole_deleted_range_of_an_older_log() {
             .unwrap(),
         );
     }
-    let (salt, end) = (segment::salt(&wal.instance_id()), wal.end_lsn());
+    let (salt, end) = (header::salt(&wal.instance_id()), wal.end_lsn());
     wal.close().unwrap();
     // R1 deletes the second and third transactions; R2 deletes R1, naming
     // only R1's position, as an older writer did.
@@ -257,10 +257,10 @@ fn a_tail_names_the_whole_deleted_range_of_an_older_log() {
     let r1 = BorrowedEntry::Truncate { from: b };
     let r2 = BorrowedEntry::Truncate { from: end };
     let mut bytes = vec![0u8; frame_len(&r1) + frame_len(&r2)];
-    let n = frame::encode_into(&r1, segment::seed(salt, end), &mut bytes).unwrap();
+    let n = frame::encode_into(&r1, header::seed(salt, end), &mut bytes).unwrap();
     let r2_lsn = end + n as u64;
-    frame::encode_into(&r2, segment::seed(salt, r2_lsn), &mut bytes[n..]).unwrap();
-    let seg = dir.path().join(segment::file_name(0));
+    frame::encode_into(&r2, header::seed(salt, r2_lsn), &mut bytes[n..]).unwrap();
+    let seg = dir.path().join(header::file_name(0));
     let file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, &bytes, 4096 + end).unwrap();
     drop(file);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durability::segment::{self, Header, MAX_LSN};
+use durability::format::header::{self, Header, MAX_LSN};
 use durability::{Config, Error, Op, RecoveryMode, RunId, SyncMode, Wal, WalEntry, WalReader};
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ fn run(n: u8) -> RunId {
 }
 
 fn seg_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(segment::file_name(seq))
+    dir.join(header::file_name(seq))
 }
 
 fn write(key: &[u8], value: &[u8], version: u64) -> WalEntry {
@@ -260,7 +260,7 @@ fn mapping_kib(path: &Path) -> (u64, u64) {
 fn prefaulting_dirties_only_a_window_ahead_of_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let seg = 16u64 << 20;
-    let window = segment::PREFAULT_WINDOW as u64 / 1024;
+    let window = durability::os::segment::PREFAULT_WINDOW as u64 / 1024;
     let wal = Wal::open(dir.path(), cfg(seg)).unwrap();
     let (rss, dirty) = mapping_kib(&seg_path(dir.path(), 0));
     assert!(
@@ -293,7 +293,7 @@ fn forge_log(dir: &Path, seq_in_header: u64, first_lsn: u64) {
     let size = 64u64 << 10;
     let h = Header::new(Uuid::from_u128(5), seq_in_header, first_lsn, size);
     let mut bytes = vec![0u8; size as usize];
-    bytes[..segment::HEADER_LEN].copy_from_slice(zerocopy::IntoBytes::as_bytes(&h));
+    bytes[..header::HEADER_LEN].copy_from_slice(zerocopy::IntoBytes::as_bytes(&h));
     fs::write(seg_path(dir, 0), bytes).unwrap();
 }
 
@@ -503,7 +503,7 @@ fn a_reader_beside_a_writer_of_this_process_sees_no_problem() {
 /// anything is appended to it.
 #[test]
 fn new_directories_and_reused_segments_are_made_durable() {
-    use durability::segment::dir_syncs;
+    use durability::faults::dir_syncs;
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("a").join("b");
     let wal = Wal::open(&dir, cfg(64 << 10)).unwrap();
@@ -629,7 +629,7 @@ fn a_reader_beside_retention_in_another_process() {
     let newest = |dir: &Path| {
         fs::read_dir(dir)
             .map(|d| {
-                d.filter_map(|e| segment::parse_file_name(e.ok()?.file_name().to_str()?))
+                d.filter_map(|e| header::parse_file_name(e.ok()?.file_name().to_str()?))
                     .max()
             })
             .ok()
@@ -745,7 +745,7 @@ fn synced_pages_stay_clean_while_pages_are_faulted_in_ahead() {
     let check = |wal: &Wal, lsn: u64, what: &str| -> Option<u64> {
         let snap = wal.snapshot();
         let e = snap.read_at(lsn).unwrap();
-        let file = fs::File::open(dir.path().join(segment::file_name(e.segment))).unwrap();
+        let file = fs::File::open(dir.path().join(header::file_name(e.segment))).unwrap();
         let clean_to = ((e.offset + e.len) as u64).div_ceil(4096) * 4096;
         let dirty = dirty_pages(&file, clean_to)?;
         if dirty > 0 {
@@ -760,7 +760,7 @@ fn synced_pages_stay_clean_while_pages_are_faulted_in_ahead() {
             );
         }
         if e.segment > 0 {
-            let prev = fs::File::open(dir.path().join(segment::file_name(e.segment - 1))).unwrap();
+            let prev = fs::File::open(dir.path().join(header::file_name(e.segment - 1))).unwrap();
             assert_eq!(
                 dirty_pages(&prev, 1 << 20),
                 Some(0),
@@ -809,8 +809,8 @@ fn a_header_claiming_a_huge_size_never_makes_an_open_allocate_it() {
     }
     let (id, end) = (wal.instance_id(), wal.end_lsn());
     wal.close().unwrap();
-    let path = dir.path().join(segment::file_name(0));
-    let header = Header::new(id, 0, 0, segment::MAX_SEGMENT_SIZE);
+    let path = dir.path().join(header::file_name(0));
+    let header = Header::new(id, 0, 0, header::MAX_SEGMENT_SIZE);
     let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&file, zerocopy::IntoBytes::as_bytes(&header), 0)
         .unwrap();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durability::frame::frame_len;
+use durability::format::frame::frame_len;
 use durability::{
     BorrowedEntry, Config, EntryKind, Error, Op, RunId, SyncMode, Wal, WalEntry, WalReader,
 };
@@ -397,7 +397,7 @@ fn metadata_is_replaced_atomically_and_damage_is_reported() {
     let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
     assert_eq!(reader.meta().unwrap().as_deref(), Some(&b"vote 2"[..]));
     // A flipped bit is reported, never read as no metadata.
-    let path = dir.path().join(durability::meta::META_FILE);
+    let path = dir.path().join(durability::os::meta::META_FILE);
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
@@ -541,7 +541,7 @@ fn a_batch_larger_than_a_segment_is_refused_whole() {
 #[test]
 fn durability_of_a_submitted_entry_waits_for_its_end() {
     use std::future::Future;
-    use std::task::{Context, Poll, Waker};
+    use std::task::{Context, Waker};
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(
         dir.path(),

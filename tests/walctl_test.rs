@@ -137,7 +137,7 @@ fn build_log(dir: &Path) -> Known {
         .iter()
         .map(|e| {
             let e = e.unwrap();
-            let len = durability::frame::frame_len(&e.entry.as_borrowed());
+            let len = durability::format::frame::frame_len(&e.entry.as_borrowed());
             (e.lsn, e.segment, e.offset, len)
         })
         .collect::<Vec<_>>();

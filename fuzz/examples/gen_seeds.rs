@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use arbitrary::{Arbitrary, Unstructured};
-use durability::frame::{encode_to_vec, ROOT_LEN};
+use durability::format::frame::{encode_to_vec, ROOT_LEN};
 use durability::{RunId, WalEntry};
 use durability_fuzz::model::{ModelInput, ModelOp};
 use durability_fuzz::recover::{self, Mutation, RecoverInput};

@@ -6,7 +6,7 @@
 //! same bytes.
 #![no_main]
 
-use durability::frame::FRAME_OVERHEAD;
+use durability::format::frame::FRAME_OVERHEAD;
 use durability_fuzz::{build_frame, check_accepted, check_end, check_rejected, decoder};
 use libfuzzer_sys::fuzz_target;
 

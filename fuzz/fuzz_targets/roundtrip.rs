@@ -7,7 +7,7 @@
 //! `check_accepted`; and after the last frame, zero fill reads as the end.
 #![no_main]
 
-use durability::frame::{self, FRAME_OVERHEAD};
+use durability::format::frame::{self, FRAME_OVERHEAD};
 use durability_fuzz::{check_accepted, check_end, decoder, encode, RoundtripInput};
 use libfuzzer_sys::fuzz_target;
 

@@ -20,7 +20,7 @@
 //! model, read-back checks) and [`scratch`] (scratch directories) shared.
 
 use arbitrary::Arbitrary;
-use durability::frame::{self, Decoder, Frame, FRAME_OVERHEAD};
+use durability::format::frame::{self, Decoder, Frame, FRAME_OVERHEAD};
 use durability::{BorrowedEntry, Error, RunId, WalEntry};
 use uuid::Uuid;
 

@@ -117,7 +117,7 @@ pub fn read_all(snap: &Snapshot) -> Vec<Read> {
         );
         assert!(e.offset >= DATA_START, "entry {i} inside the header page");
         let entry = e.entry.to_owned();
-        next = e.lsn + durability::frame::frame_len(&entry.as_borrowed()) as u64;
+        next = e.lsn + durability::format::frame::frame_len(&entry.as_borrowed()) as u64;
         out.push(Read {
             lsn: e.lsn,
             segment: e.segment,
@@ -343,7 +343,7 @@ pub fn check_entries<'a>(
                 e.entry.to_owned()
             ),
         }
-        next = skip(e.lsn + durability::frame::frame_len(&b) as u64);
+        next = skip(e.lsn + durability::format::frame::frame_len(&b) as u64);
         count += 1;
     }
     assert_eq!(count, n, "the log holds {count} entries, the model {n}");

@@ -23,8 +23,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use arbitrary::Arbitrary;
-use durability::frame;
-use durability::segment;
+use durability::format::frame;
+use durability::format::header;
 use durability::{BorrowedEntry, Error, Op, ProblemClass, RunId, Snapshot, Wal, WalEntry};
 use uuid::Uuid;
 
@@ -617,7 +617,7 @@ impl Model {
             .find(|(n, _)| *n == name)
             .expect("the last segment is missing from the copy")
             .1;
-        let salt = segment::salt(&self.wal().instance_id());
+        let salt = header::salt(&self.wal().instance_id());
         let run = run_id(self.step as u8);
         let txn = 500 + self.step;
         let mut frames = vec![WalEntry::BeginTxn {
@@ -654,7 +654,7 @@ impl Model {
             }
             let mut buf = vec![0u8; len];
             let continues = as_batch && i + 1 < n;
-            frame::encode_unit_frame(&b, segment::seed(salt, lsn), continues, &mut buf)
+            frame::encode_unit_frame(&b, header::seed(salt, lsn), continues, &mut buf)
                 .expect("encode");
             if i < complete {
                 bytes[off..off + len].copy_from_slice(&buf);

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Arbitrary;
-use durability::frame;
+use durability::format::frame;
 use durability::{
     Error, Op, ProblemClass, RecoveryMode, RecoveryReport, RunId, Wal, WalEntry, WalReader,
 };

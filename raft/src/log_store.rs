@@ -31,7 +31,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use durability::frame::frame_len;
+use durability::format::frame::frame_len;
 use durability::{BorrowedEntry, Config, EntryKind, Lsn, Op, Snapshot, SyncMode, Wal};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
@@ -474,7 +474,8 @@ where
         // A batch is one all-or-nothing unit in one segment: entries go in
         // batches that each fit a segment, cut between entries (a crash
         // then leaves a prefix of whole entries, which Raft allows).
-        let room = self.shared.wal.config().segment_size - durability::segment::DATA_START as u64;
+        let room =
+            self.shared.wal.config().segment_size - durability::format::header::DATA_START as u64;
         let mut chunk_start = 0;
         let mut chunk_len = 0u64;
         let mut last = None;

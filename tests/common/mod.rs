@@ -9,7 +9,7 @@ use std::fs;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use durability::frame::frame_len;
+use durability::format::frame::frame_len;
 use durability::{
     Config, Error, Location, Op, Problem, ProblemClass, RecoveryMode, RecoveryReport, RunId,
     SyncMode, Wal, WalEntry, WalReader,

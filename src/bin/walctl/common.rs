@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
-use durability::segment::file_name;
+use durability::format::header::file_name;
 use durability::{Config, EntryRef, Error, LogEntry, Problem, ProblemClass, RunId, WalReader};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;

@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use durability::segment::{now_micros, parse_file_name};
+use durability::format::header::{now_micros, parse_file_name};
 use durability::{BorrowedEntry, Config, KeyState, Op, RunId, SyncMode, Txn, Wal};
 
 use crate::common::{
@@ -612,7 +612,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
                 let ours = parse_file_name(&name).is_some()
-                    || name == durability::wal::LOCK_FILE
+                    || name == durability::os::lock::LOCK_FILE
                     || name.ends_with(".wal.tmp")
                     || name.contains(".wal.discarded-");
                 if !ours || !e.file_type()?.is_file() {

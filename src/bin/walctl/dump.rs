@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use durability::segment::file_name;
+use durability::format::header::file_name;
 use durability::Error;
 
 use crate::common::{

@@ -5,8 +5,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use durability::segment::{file_name, parse_file_name};
-use durability::space::{space_reservation, SpaceReservation};
+use durability::format::header::{file_name, parse_file_name};
+use durability::os::space::{space_reservation, SpaceReservation};
 use durability::{EntryKind, RunId};
 use serde::Serialize;
 
@@ -84,7 +84,7 @@ struct Stats {
     bytes: u64,
     /// Bytes the log's segment files occupy.
     file_bytes: u64,
-    /// What a full disk does to a writer here (see `durability::space`).
+    /// What a full disk does to a writer here (see `durability::os::space`).
     space_reservation: SpaceReservation,
     entries: u64,
     entries_by_type: ByType,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Result;
-use durability::segment::file_name;
+use durability::format::header::file_name;
 use serde::Serialize;
 
 use crate::common::{

@@ -30,8 +30,8 @@ use rkyv::vec::ArchivedVec;
 use rkyv::Serialize;
 use uuid::Uuid;
 
-use crate::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, RunId, WalEntry};
 use crate::error::{Error, Location, Result};
+use crate::format::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, RunId, WalEntry};
 
 /// Bytes before the payload: length (4) and type (1).
 pub const HEADER_LEN: usize = 5;
@@ -124,7 +124,7 @@ pub fn encode_unit_frame(
     frame[..4].copy_from_slice(&(payload as u32).to_le_bytes());
     frame[4] = entry.kind().tag() | if continues { CONTINUES } else { 0 };
     // One pass over [type][payload], which are adjacent.
-    let crc = crate::crc::crc32c_append(seed, &frame[4..HEADER_LEN + payload]);
+    let crc = crate::format::crc::crc32c_append(seed, &frame[4..HEADER_LEN + payload]);
     frame[HEADER_LEN + payload..].copy_from_slice(&crc.to_le_bytes());
     Ok(total)
 }
@@ -268,7 +268,7 @@ impl Decoder {
         let (covered, crc_bytes) = frame[4..].split_at(1 + len);
         if let Some(seed) = seed {
             let stored = u32::from_le_bytes(crc_bytes.try_into().unwrap_or([0; 4]));
-            let computed = crate::crc::crc32c_append(seed, covered);
+            let computed = crate::format::crc::crc32c_append(seed, covered);
             if stored != computed {
                 return Err(Error::Checksum {
                     at: at(),
@@ -349,11 +349,11 @@ impl Decoder {
             p += total;
         }
         let computed = if n == N {
-            crate::crc::crc32c_append_n(seeds, covered)
+            crate::format::crc::crc32c_append_n(seeds, covered)
         } else {
             let mut c = seeds;
             for i in 0..n {
-                c[i] = crate::crc::crc32c_append(seeds[i], covered[i]);
+                c[i] = crate::format::crc::crc32c_append(seeds[i], covered[i]);
             }
             c
         };

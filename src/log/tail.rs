@@ -9,10 +9,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::entry::WalEntry;
 use crate::error::{Error, Result};
-use crate::replay::{Lsn, Snapshot};
-use crate::wal::Shared;
+use crate::format::entry::WalEntry;
+use crate::format::Lsn;
+use crate::log::wal::Shared;
+use crate::read::snapshot::Snapshot;
 
 /// Follows the log as it grows, entry by entry, from a starting LSN. Each
 /// entry is delivered once, in log order.
@@ -114,9 +115,9 @@ impl Tail {
                     .tail_notify
                     .wait(&shared.writer, || shared.log.end() > next, deadline);
             match outcome {
-                crate::notify::WaitOutcome::Ready => {}
-                crate::notify::WaitOutcome::TimedOut => return self.poll(),
-                crate::notify::WaitOutcome::Closed => {
+                crate::log::notify::WaitOutcome::Ready => {}
+                crate::log::notify::WaitOutcome::TimedOut => return self.poll(),
+                crate::log::notify::WaitOutcome::Closed => {
                     return match self.poll()? {
                         Some(e) => Ok(Some(e)),
                         None => Err(Error::Closed),

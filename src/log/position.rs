@@ -25,7 +25,7 @@
 //! assert!(wal.durable_lsn() >= pos.end);
 //! ```
 
-use crate::replay::Lsn;
+use crate::format::Lsn;
 
 /// Anything an append returned: durable once everything below its
 /// [`end`](Appended::end) is. [`Wal::durable`](crate::Wal::durable),

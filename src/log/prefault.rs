@@ -21,9 +21,10 @@
 //! waits at most that long, and only when the writer has caught up with
 //! the populating thread.
 
-use crate::recovery::SegRef;
-use crate::replay::Lsn;
-use crate::segment::{Segment, DATA_START};
+use crate::format::header::DATA_START;
+use crate::format::Lsn;
+use crate::os::segment::Segment;
+use crate::read::snapshot::SegRef;
 use crate::sync::{Condvar, Mutex};
 
 /// Pages faulted in per claim.

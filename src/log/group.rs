@@ -1,5 +1,5 @@
-//! Durability policy: the sync modes, group commit, the background flusher,
-//! fail-stop poisoning, and the fault-injection seam used by the tests.
+//! Group commit (one sync at a time covers every waiter), the background
+//! flusher's ticker, and fail-stop poisoning.
 
 use std::io;
 use std::time::Duration;
@@ -7,57 +7,6 @@ use std::time::Duration;
 // Through the facade, so the loom models (src/loom_tests.rs) explore this
 // very code.
 use crate::sync::{AtomicBool, AtomicU64, Condvar, Mutex, Ordering};
-
-/// When appended data is made durable (synced to disk).
-///
-/// Whatever the mode, an append is visible to readers of the same process
-/// as soon as it returns, and survives a crash of the *process* (the page
-/// cache outlives it). The mode decides what survives a crash of the
-/// *machine*: only what a completed sync covered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub enum SyncMode {
-    /// Every append is durable before it returns. Concurrent appenders share
-    /// syncs (group commit): one leader syncs for everyone waiting.
-    Strict,
-    /// Sync once `batch_size` appends have accumulated or `interval_ms` has
-    /// passed since the last sync, whichever comes first; a background
-    /// flusher keeps the interval even when no append arrives.
-    Batched {
-        /// The most time unsynced data may wait.
-        interval_ms: u64,
-        /// The most appends that may wait.
-        batch_size: u64,
-    },
-    /// A background thread syncs every `interval_ms`; appends never wait.
-    Async {
-        /// The sync period.
-        interval_ms: u64,
-    },
-}
-
-impl Default for SyncMode {
-    /// `Batched { interval_ms: 100, batch_size: 1000 }`: agents prefer speed;
-    /// losing at most 100 ms of appends to a power cut is accepted.
-    fn default() -> Self {
-        SyncMode::Batched {
-            interval_ms: 100,
-            batch_size: 1000,
-        }
-    }
-}
-
-impl SyncMode {
-    /// The flusher's period, if this mode has one.
-    pub(crate) fn interval(&self) -> Option<Duration> {
-        match *self {
-            SyncMode::Strict => None,
-            SyncMode::Batched { interval_ms, .. } | SyncMode::Async { interval_ms } => {
-                Some(Duration::from_millis(interval_ms.max(1)))
-            }
-        }
-    }
-}
 
 /// Group commit: at most one sync runs at a time; whoever needs data synced
 /// either finds it already synced, waits for the running sync, or becomes
@@ -331,70 +280,5 @@ impl Ticker {
             st.1 = true;
             self.cv.notify_one();
         }
-    }
-}
-
-/// The fault-injection seam. With the `fault-injection` feature, tests can
-/// make the next syncs or segment allocations fail; without it every hook is
-/// an empty inline function, so release builds pay nothing.
-///
-/// The switches are process-wide: a test arms them with
-/// `faults::fail_syncs_after` and friends (present only with the feature),
-/// which affect every log in the process, so tests that use them run in
-/// their own process (a separate test binary) or serially.
-pub mod faults {
-    #[cfg(feature = "fault-injection")]
-    use std::sync::atomic::{AtomicI64, Ordering};
-
-    #[cfg(feature = "fault-injection")]
-    static SYNCS_LEFT: AtomicI64 = AtomicI64::new(-1);
-    #[cfg(feature = "fault-injection")]
-    static ALLOCS_LEFT: AtomicI64 = AtomicI64::new(-1);
-
-    /// After `n` more successful syncs, every sync fails with EIO.
-    /// A negative `n` disarms.
-    #[cfg(feature = "fault-injection")]
-    pub fn fail_syncs_after(n: i64) {
-        SYNCS_LEFT.store(n, Ordering::SeqCst);
-    }
-
-    /// After `n` more successful segment allocations, every allocation fails
-    /// with ENOSPC. A negative `n` disarms.
-    #[cfg(feature = "fault-injection")]
-    pub fn fail_allocations_after(n: i64) {
-        ALLOCS_LEFT.store(n, Ordering::SeqCst);
-    }
-
-    #[cfg(feature = "fault-injection")]
-    fn countdown(left: &AtomicI64, err: std::io::ErrorKind, what: &str) -> std::io::Result<()> {
-        let mut cur = left.load(Ordering::SeqCst);
-        loop {
-            if cur < 0 {
-                return Ok(());
-            }
-            if cur == 0 {
-                return Err(std::io::Error::new(err, format!("injected {what} failure")));
-            }
-            match left.compare_exchange(cur, cur - 1, Ordering::SeqCst, Ordering::SeqCst) {
-                Ok(_) => return Ok(()),
-                Err(now) => cur = now,
-            }
-        }
-    }
-
-    #[inline(always)]
-    pub(crate) fn before_sync() -> std::io::Result<()> {
-        #[cfg(feature = "fault-injection")]
-        return countdown(&SYNCS_LEFT, std::io::ErrorKind::Other, "sync");
-        #[cfg(not(feature = "fault-injection"))]
-        Ok(())
-    }
-
-    #[inline(always)]
-    pub(crate) fn before_allocate() -> std::io::Result<()> {
-        #[cfg(feature = "fault-injection")]
-        return countdown(&ALLOCS_LEFT, std::io::ErrorKind::StorageFull, "allocation");
-        #[cfg(not(feature = "fault-injection"))]
-        Ok(())
     }
 }

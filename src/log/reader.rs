@@ -15,13 +15,16 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::entry::RunId;
 use crate::error::{Error, Result};
+use crate::format::entry::RunId;
+use crate::format::header;
+use crate::log::registry::{self, DirId};
+use crate::log::wal::{Config, Shared, READ_DECODER};
+use crate::os::lock::writer_state;
+use crate::read::replay::{ReplayStats, Txn};
+use crate::read::runs::{diff_states, KeyDiff, RunIndex};
+use crate::read::snapshot::Snapshot;
 use crate::recovery::{self, RecoveryReport, ScanOptions};
-use crate::registry::{self, DirId};
-use crate::replay::{diff_states, KeyDiff, ReplayStats, RunIndex, Snapshot, Txn};
-use crate::segment;
-use crate::wal::{lock_generation, Config, Shared, LOCK_FILE, READ_DECODER};
 
 /// A log opened read-only, for inspection: it never changes a byte of any
 /// file, takes no lock, and works while another process (or this one)
@@ -41,21 +44,6 @@ impl std::fmt::Debug for WalReader {
             .field("report", &self.report)
             .finish()
     }
-}
-
-/// Whether a process holds the log's lock file for writing, and how many
-/// write opens the lock file has counted. The probe takes a shared lock and
-/// drops it at once; it changes no byte.
-fn writer_state(dir: &Path) -> (bool, u64) {
-    let Ok(file) = crate::files::open_read(&dir.join(LOCK_FILE)) else {
-        return (false, 0);
-    };
-    let generation = lock_generation(&file);
-    let live = matches!(
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared),
-        Err(rustix::io::Errno::WOULDBLOCK)
-    );
-    (live, generation)
 }
 
 impl WalReader {
@@ -120,7 +108,7 @@ impl WalReader {
                 segs: r.segments,
                 start,
                 end: r.end_lsn,
-                salt: segment::salt(&r.instance),
+                salt: header::salt(&r.instance),
                 decoder: READ_DECODER,
                 dead: r.truncations.visible(r.end_lsn),
             };
@@ -166,7 +154,7 @@ impl WalReader {
 
     /// The log's metadata blob ([`Wal::meta`](crate::Wal::meta)), read now.
     pub fn meta(&self) -> Result<Option<Vec<u8>>> {
-        crate::meta::read(&self.dir)
+        crate::os::meta::read(&self.dir)
     }
 
     /// The valid log as of opening.

@@ -1,39 +1,17 @@
-//! One segment file: its header, its creation, its mapping.
-//!
-//! A segment is a preallocated file of fixed size, mapped whole with
-//! `MAP_SHARED`. Its first 4 KiB page holds the [`Header`] and nothing else;
-//! frames start at [`DATA_START`]. See `DESIGN.md` for the byte layout and for
-//! the argument that makes the raw slices handed out here sound.
+//! One segment file: its creation, its mapping, syncing it, and reading
+//! it around the page cache. Every system call on a segment is here; the
+//! bytes of its header are `format::header`'s.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
-use uuid::Uuid;
-use zerocopy::little_endian::{U32, U64};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::IntoBytes;
 
 use crate::error::{Error, Result};
+use crate::format::header::{file_name, Header, HeaderState, DATA_START, HEADER_LEN, TMP_SUFFIX};
 
-/// The magic bytes that open every segment file.
-pub const MAGIC: [u8; 8] = *b"DURWAL\r\n";
-/// The on-disk format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
-/// Bytes of the header proper (the rest of the first page is zero).
-pub const HEADER_LEN: usize = 128;
-/// Offset of the first frame: the header has the first page to itself, so a
-/// torn write of a frame page can never damage it.
-pub const DATA_START: usize = 4096;
-/// The smallest segment size accepted.
-pub const MIN_SEGMENT_SIZE: u64 = 2 * DATA_START as u64;
-/// The sector size assumed atomic for writes (see DESIGN.md).
-pub const SECTOR: usize = 512;
-/// The suffix of segment files.
-pub const SUFFIX: &str = ".wal";
-/// The suffix of a segment being created.
-pub const TMP_SUFFIX: &str = ".wal.tmp";
 /// How far ahead of the writer pages are pre-faulted, in one request: a
 /// background thread faults the next window in writable
 /// (`MADV_POPULATE_WRITE`) while the writer fills the current one, so
@@ -41,209 +19,14 @@ pub const TMP_SUFFIX: &str = ".wal.tmp";
 /// ever dirty ahead of the data (writeback may write those zeros once more;
 /// faulting a whole segment ahead dirtied all of it).
 pub const PREFAULT_WINDOW: usize = 1 << 20;
-/// The largest LSN a log may reach. Every header field is bounded before
-/// any arithmetic on it (a header with a valid CRC may still be hostile),
-/// and the writer refuses an append that would pass this: LSN, offset and
-/// sequence arithmetic can then never overflow.
-pub const MAX_LSN: u64 = 1 << 62;
-/// The largest segment sequence number.
-pub const MAX_SEQ: u64 = 1 << 62;
-/// The largest segment size accepted (1 TiB).
-pub const MAX_SEGMENT_SIZE: u64 = 1 << 40;
-
-/// The segment header, first bytes of every segment file.
-#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Clone, Copy, Debug)]
-#[repr(C)]
-pub struct Header {
-    /// [`MAGIC`].
-    pub magic: [u8; 8],
-    /// [`FORMAT_VERSION`].
-    pub version: U32,
-    /// Reserved for format flags; zero.
-    pub flags: U32,
-    /// The id shared by every segment of one log.
-    pub instance_id: [u8; 16],
-    /// This segment's sequence number; must match the file name.
-    pub seq: U64,
-    /// The LSN of this segment's first frame: where the previous segment's
-    /// frames ended.
-    pub first_lsn: U64,
-    /// The file's size when created; the file must still have it.
-    pub segment_size: U64,
-    /// When the segment was put into use (µs since the Unix epoch).
-    pub created_micros: U64,
-    /// Zero.
-    pub reserved: [u8; 60],
-    /// CRC-32C of the 124 bytes before it.
-    pub crc: U32,
-}
-
-const _: () = assert!(std::mem::size_of::<Header>() == HEADER_LEN);
-const _: () = assert!(
-    HEADER_LEN <= SECTOR,
-    "the header must sit in one atomic sector"
-);
-const _: () = assert!(DATA_START % SECTOR == 0 && DATA_START >= HEADER_LEN);
-
-/// What the first bytes of a segment file hold.
-#[derive(Debug, Clone)]
-pub enum HeaderState {
-    /// A valid header.
-    Valid(Header),
-    /// All zero: a segment prepared for use whose header was never written.
-    Blank,
-    /// Anything else; the string says what is wrong.
-    Invalid(String),
-}
-
-impl Header {
-    /// A header for segment `seq` of log `instance`, starting at `first_lsn`.
-    pub fn new(instance: Uuid, seq: u64, first_lsn: u64, segment_size: u64) -> Self {
-        let mut h = Header {
-            magic: MAGIC,
-            version: FORMAT_VERSION.into(),
-            flags: 0.into(),
-            instance_id: *instance.as_bytes(),
-            seq: seq.into(),
-            first_lsn: first_lsn.into(),
-            segment_size: segment_size.into(),
-            created_micros: now_micros().into(),
-            reserved: [0; 60],
-            crc: 0.into(),
-        };
-        h.crc = h.compute_crc().into();
-        h
-    }
-
-    fn compute_crc(&self) -> u32 {
-        crc32c::crc32c(&self.as_bytes()[..HEADER_LEN - 4])
-    }
-
-    /// Parses and checks the header at the start of `bytes`.
-    pub fn read(bytes: &[u8]) -> HeaderState {
-        let Ok((h, _)) = Header::read_from_prefix(bytes) else {
-            return HeaderState::Invalid(format!(
-                "file is {} bytes, shorter than a header",
-                bytes.len()
-            ));
-        };
-        if h.as_bytes().iter().all(|&b| b == 0) {
-            return HeaderState::Blank;
-        }
-        if h.magic != MAGIC {
-            return HeaderState::Invalid("bad magic: not a segment of this log format".into());
-        }
-        if h.crc.get() != h.compute_crc() {
-            return HeaderState::Invalid(format!(
-                "header checksum mismatch (stored {:#010x}, computed {:#010x})",
-                h.crc.get(),
-                h.compute_crc()
-            ));
-        }
-        if h.version.get() != FORMAT_VERSION {
-            return HeaderState::Invalid(format!(
-                "format version {} (this build reads version {FORMAT_VERSION})",
-                h.version.get()
-            ));
-        }
-        if h.seq.get() > MAX_SEQ {
-            return HeaderState::Invalid(format!(
-                "sequence number {} is above the limit {MAX_SEQ}",
-                h.seq.get()
-            ));
-        }
-        if h.first_lsn.get() > MAX_LSN {
-            return HeaderState::Invalid(format!(
-                "first LSN {} is above the limit {MAX_LSN}",
-                h.first_lsn.get()
-            ));
-        }
-        let size = h.segment_size.get();
-        if !(MIN_SEGMENT_SIZE..=MAX_SEGMENT_SIZE).contains(&size) || size % 4096 != 0 {
-            return HeaderState::Invalid(format!("header gives an impossible segment size {size}"));
-        }
-        HeaderState::Valid(h)
-    }
-
-    /// The log instance id.
-    pub fn instance(&self) -> Uuid {
-        Uuid::from_bytes(self.instance_id)
-    }
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// The file name of segment `seq`: 20 zero-padded decimal digits and `.wal`.
-pub fn file_name(seq: u64) -> String {
-    format!("{seq:020}{SUFFIX}")
-}
-
-/// The sequence number in a segment file name, or `None` if `name` is not
-/// one (or names a sequence number above [`MAX_SEQ`]).
-pub fn parse_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(SUFFIX)?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok().filter(|&seq| seq <= MAX_SEQ)
-}
-
-/// The per-log salt mixed into every frame's CRC seed.
-pub fn salt(instance: &Uuid) -> u32 {
-    crc32c::crc32c(instance.as_bytes())
-}
-
-/// The CRC seed of the frame at `lsn` in a log with `salt`: a frame only
-/// validates at the position, and in the log, it was written for.
-#[inline]
-pub fn seed(salt: u32, lsn: u64) -> u32 {
-    salt ^ (lsn.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
-}
 
 /// Fsyncs a directory, so renames and unlinks in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(feature = "fault-injection")]
-    dir_syncs::note(dir);
+    crate::os::faults::dir_syncs::note(dir);
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
-}
-
-/// Test-only: how often each directory was fsynced (so tests can check
-/// that a rename or creation was made durable, which no crash-free test
-/// could otherwise observe).
-#[cfg(feature = "fault-injection")]
-pub mod dir_syncs {
-    use std::collections::HashMap;
-    use std::path::{Path, PathBuf};
-    use std::sync::{Mutex, OnceLock};
-
-    fn counts() -> &'static Mutex<HashMap<PathBuf, u64>> {
-        static COUNTS: OnceLock<Mutex<HashMap<PathBuf, u64>>> = OnceLock::new();
-        COUNTS.get_or_init(|| Mutex::new(HashMap::new()))
-    }
-
-    pub(crate) fn note(dir: &Path) {
-        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        if let Ok(mut c) = counts().lock() {
-            *c.entry(key).or_default() += 1;
-        }
-    }
-
-    /// Fsyncs of `dir` so far in this process.
-    pub fn count(dir: &Path) -> u64 {
-        let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        counts()
-            .lock()
-            .map(|c| c.get(&key).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
 }
 
 /// A mapped segment file.
@@ -344,8 +127,9 @@ impl Segment {
     /// the size its header says it was created with (a file that grew past
     /// it is mapped only that far), and no more than the file holds.
     pub(crate) fn open(path: &Path, seq: u64, writable: bool) -> Result<Segment> {
-        let file = crate::files::open_regular(path, OpenOptions::new().read(true).write(writable))
-            .map_err(|e| Error::io("open segment", path, e))?;
+        let file =
+            crate::os::files::open_regular(path, OpenOptions::new().read(true).write(writable))
+                .map_err(|e| Error::io("open segment", path, e))?;
         let file_len = file
             .metadata()
             .map_err(|e| Error::io("stat segment", path, e))?
@@ -633,7 +417,7 @@ fn build_file(
         }
         _ => {}
     }
-    let file = crate::files::open_regular(
+    let file = crate::os::files::open_regular(
         &tmp_path,
         OpenOptions::new().read(true).write(true).create_new(true),
     )
@@ -642,9 +426,9 @@ fn build_file(
         let _ = fs::remove_file(&tmp_path);
         e
     };
-    crate::space::prepare_new_file(&file)
+    crate::os::space::prepare_new_file(&file)
         .map_err(|e| cleanup(Error::io("set no-copy-on-write", &tmp_path, e)))?;
-    crate::durability::faults::before_allocate()
+    crate::os::faults::before_allocate()
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e)))?;
     rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e.into())))?;
@@ -689,7 +473,7 @@ pub(crate) fn read_direct(path: &Path, from: u64, len: usize) -> io::Result<Vec<
         const ALIGN: u64 = 4096;
         let start = from / ALIGN * ALIGN;
         let end = (from + len as u64).div_ceil(ALIGN) * ALIGN;
-        let file = crate::files::open_regular_with(
+        let file = crate::os::files::open_regular_with(
             path,
             OpenOptions::new().read(true),
             rustix::fs::OFlags::DIRECT,
@@ -740,7 +524,7 @@ pub(crate) fn zero_past_size(seg: &Segment) -> Result<()> {
         return Ok(());
     }
     let path = &seg.path;
-    let file = crate::files::open_regular(path, OpenOptions::new().write(true))
+    let file = crate::os::files::open_regular(path, OpenOptions::new().write(true))
         .map_err(|e| Error::io("open segment", path, e))?;
     let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
     if rustix::fs::fallocate(&file, flags, from, to - from).is_err() {
@@ -808,7 +592,7 @@ mod tests {
     fn a_grown_file_is_mapped_only_to_its_created_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(0));
-        let header = Header::new(Uuid::from_u128(1), 0, 0, 8192);
+        let header = Header::new(uuid::Uuid::from_u128(1), 0, 0, 8192);
         let mut bytes = vec![0u8; 3 * 4096];
         bytes[..HEADER_LEN].copy_from_slice(header.as_bytes());
         bytes[9000] = 7;
@@ -829,21 +613,5 @@ mod tests {
             std::fs::read(dir.path().join(file_name(3))).unwrap(),
             b"precious"
         );
-    }
-
-    #[test]
-    fn hostile_header_fields_are_invalid() {
-        for (seq, lsn, size) in [
-            (u64::MAX, 0, 8192),
-            (0, u64::MAX - 10, 8192),
-            (0, 0, u64::MAX),
-            (0, 0, 4096),
-        ] {
-            let h = Header::new(Uuid::from_u128(1), seq, lsn, size);
-            assert!(
-                matches!(Header::read(h.as_bytes()), HeaderState::Invalid(_)),
-                "{seq} {lsn} {size}"
-            );
-        }
     }
 }

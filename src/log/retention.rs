@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use crate::entry::{BorrowedEntry, RunId};
 use crate::error::{Error, Result};
-use crate::position::EntryPosition;
-use crate::replay::Lsn;
-use crate::segment;
-use crate::wal::Wal;
+use crate::format::entry::{BorrowedEntry, RunId};
+use crate::format::Lsn;
+use crate::log::position::EntryPosition;
+use crate::log::wal::Wal;
+use crate::os::segment;
 
 /// The positions tails still have to read. Retention keeps every segment
 /// from the one holding the lowest of them on.

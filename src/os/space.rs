@@ -134,7 +134,10 @@ fn newest_segment(dir: &Path) -> Result<Option<PathBuf>> {
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
         let name = entry.file_name();
-        let Some(seq) = name.to_str().and_then(crate::segment::parse_file_name) else {
+        let Some(seq) = name
+            .to_str()
+            .and_then(crate::format::header::parse_file_name)
+        else {
             continue;
         };
         if newest.as_ref().is_none_or(|(s, _)| seq > *s) {
@@ -172,7 +175,8 @@ fn btrfs_reservation(dir: &Path) -> Result<SpaceReservation> {
         return Ok(SpaceReservation::NoCow);
     }
     if let Some(seg) = newest_segment(dir)? {
-        let f = crate::files::open_read(&seg).map_err(|e| Error::io("open segment", &seg, e))?;
+        let f =
+            crate::os::files::open_read(&seg).map_err(|e| Error::io("open segment", &seg, e))?;
         if has_nocow(&f, &seg)? {
             return Ok(SpaceReservation::NoCow);
         }
@@ -234,7 +238,7 @@ mod tests {
             _ => assert_eq!(got, SpaceReservation::Reserved),
         }
         // A segment file in the directory changes nothing off btrfs.
-        let seg = dir.path().join(crate::segment::file_name(3));
+        let seg = dir.path().join(crate::format::header::file_name(3));
         let f = File::create(&seg).unwrap();
         prepare_new_file(&f).unwrap();
         let with_segment = space_reservation(dir.path()).unwrap();

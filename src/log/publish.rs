@@ -34,8 +34,8 @@
 
 use std::sync::Arc;
 
+use crate::read::dead::{Dead, Truncations};
 use crate::sync::{AtomicU64, Ordering, RwLock};
-use crate::truncation::{Dead, Truncations};
 
 /// The segments of the log, the published range [start, end), and the
 /// truncation records (DESIGN.md §10) that delete parts of it.

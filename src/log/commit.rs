@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
-use crate::replay::Lsn;
+use crate::format::Lsn;
 // The waiter list goes through the facade, so the loom models explore it;
 // `Durable` stays on `parking_lot` and `std` (its waker needs `std`'s `Arc`
 // and parks a real thread).

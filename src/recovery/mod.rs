@@ -11,15 +11,21 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::entry::{EntryKind, RunId};
 use crate::error::{Error, Location, ProblemClass, Result};
-use crate::frame::{
+use crate::format::entry::{EntryKind, RunId};
+use crate::format::frame::{
     Ahead, Decoder, EntryRef, Frame, DEFAULT_MAX_PAYLOAD, FRAME_OVERHEAD, MIN_PAYLOAD,
 };
-use crate::pool::{Ordered, Taken};
-use crate::replay::{OpenTxns, RunIndex, Snapshot};
-use crate::segment::{self, Header, HeaderState, Segment, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
-use crate::truncation::{Reopened, Truncations, TxnCounts};
+pub(crate) mod pool;
+
+use self::pool::{Ordered, Taken};
+use crate::format::header::{self, Header, HeaderState, DATA_START, MIN_SEGMENT_SIZE, SECTOR};
+use crate::os::segment::{self, Segment};
+use crate::read::dead::Truncations;
+use crate::read::runs::{OpenTxns, RunIndex};
+use crate::read::runs::{Reopened, TxnCounts};
+use crate::read::snapshot::SegRef;
+use crate::read::snapshot::Snapshot;
 
 /// What to do when recovery finds more than a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,30 +114,6 @@ mod duration_secs {
     }
 }
 
-/// A mapped segment of the log with the LSN of its first frame.
-#[derive(Clone, Debug)]
-pub(crate) struct SegRef {
-    pub seg: Arc<Segment>,
-    pub first_lsn: u64,
-    /// A transaction was open where this segment starts (see
-    /// [`OpenTxns`]): retention may not cut the log here.
-    pub txn_open: bool,
-}
-
-impl SegRef {
-    /// The file offset of `lsn` in this segment.
-    #[inline]
-    pub fn offset_of(&self, lsn: u64) -> usize {
-        DATA_START + (lsn - self.first_lsn) as usize
-    }
-
-    /// The LSN of file offset `off` in this segment.
-    #[inline]
-    pub fn lsn_of(&self, off: usize) -> u64 {
-        self.first_lsn + (off - DATA_START) as u64
-    }
-}
-
 /// The outcome of a recovery scan.
 pub(crate) struct Recovered {
     pub instance: Uuid,
@@ -178,12 +160,12 @@ pub(crate) fn list(dir: &Path) -> Result<Listing> {
         let ent = ent.map_err(|e| Error::io("read directory", dir, e))?;
         let name = ent.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = segment::parse_file_name(name) {
+        if let Some(seq) = header::parse_file_name(name) {
             let is_file = ent.file_type().map(|t| t.is_file()).unwrap_or(false);
             if is_file {
                 segments.push((seq, ent.path()));
             }
-        } else if name.ends_with(segment::TMP_SUFFIX) {
+        } else if name.ends_with(header::TMP_SUFFIX) {
             temps.push(ent.path());
         }
     }
@@ -517,7 +499,7 @@ struct ScanEnd {
 
 /// Scans the frames of one segment from its first, handing each valid
 /// frame's [`Facts`] to `visit` once its unit is whole (a frame marked
-/// [`CONTINUES`](crate::frame::CONTINUES) waits for the frame that ends
+/// [`CONTINUES`](crate::format::frame::CONTINUES) waits for the frame that ends
 /// its unit: a unit is all or nothing, DESIGN.md §7), and says where and
 /// why the scan stopped.
 fn scan_frames(
@@ -544,7 +526,7 @@ fn scan_frames(
         if lsn >= limit {
             return stopped(off, &unit, unit_start, None);
         }
-        let seed_of = |p: usize| segment::seed(salt, sref.lsn_of(p));
+        let seed_of = |p: usize| header::seed(salt, sref.lsn_of(p));
         match r.decode_scan(off, seed_of, &mut ahead) {
             Ok(Some(frame)) => {
                 let facts = Facts::of(lsn, frame.len, &frame.entry);
@@ -608,7 +590,7 @@ fn resync(
             return Resync::GaveUp;
         }
         budget -= len;
-        if let Ok(Some(_)) = r.decode(q, segment::seed(salt, sref.lsn_of(q))) {
+        if let Ok(Some(_)) = r.decode(q, header::seed(salt, sref.lsn_of(q))) {
             return Resync::Found(q);
         }
     }
@@ -718,7 +700,7 @@ fn file_is_empty(path: &Path) -> Result<bool> {
         .map_err(|e| Error::io("stat segment", path, e))?
         .len();
     if len < DATA_START as u64 {
-        let bytes = crate::files::read_small(path, DATA_START)
+        let bytes = crate::os::files::read_small(path, DATA_START)
             .map_err(|e| Error::io("read segment", path, e))?
             .unwrap_or_default();
         return Ok(last_nonzero(&bytes).is_none());
@@ -924,7 +906,7 @@ fn recover_once(
         _ => u64::MAX,
     };
     let mut limited_at = None;
-    let salt = segment::salt(&instance);
+    let salt = header::salt(&instance);
     let mut tally = Tally::new();
     let mut kept: Vec<SegRef> = Vec::with_capacity(mapped.len());
     // The transaction counts when the scan reached each kept segment.
@@ -1099,7 +1081,7 @@ fn recover_once(
                         buf: Vec::new(),
                         decoder,
                     };
-                    match probe.decode(DATA_START, segment::seed(salt, end_here)) {
+                    match probe.decode(DATA_START, header::seed(salt, end_here)) {
                         Ok(Some(_)) => Some(end_here),
                         _ => None,
                     }
@@ -1237,7 +1219,7 @@ fn recover_once(
             problem = Some(Problem {
                 class,
                 segment: seq,
-                file: segment::file_name(seq),
+                file: header::file_name(seq),
                 offset: 0,
                 lsn: expected_lsn,
                 detail: format!("file is {len} bytes, shorter than its header page"),
@@ -1268,12 +1250,12 @@ fn recover_once(
             problem = Some(Problem {
                 class: ProblemClass::MidLogCorruption,
                 segment: seg.seq(),
-                file: segment::file_name(seg.seq()),
+                file: header::file_name(seg.seq()),
                 offset: 0,
                 lsn: expected_lsn,
                 detail: format!(
                     "segment {} is missing (gap in the sequence)",
-                    segment::file_name(expected)
+                    header::file_name(expected)
                 ),
             });
         }
@@ -1308,7 +1290,7 @@ fn recover_once(
         segs: kept,
         start: first.first_lsn.get(),
         end: end_lsn,
-        salt: segment::salt(&instance),
+        salt: header::salt(&instance),
         decoder,
         dead: tally.truncations.visible(end_lsn),
     };
@@ -1374,7 +1356,7 @@ pub(crate) fn disk_valid_end(segs: &[SegRef], salt: u32, from: u64, to: u64) -> 
         let mut unit_start = None;
         loop {
             let lsn = at + pos as u64;
-            match crate::wal::READ_DECODER.decode(&bytes, pos, segment::seed(salt, lsn)) {
+            match crate::log::wal::READ_DECODER.decode(&bytes, pos, header::seed(salt, lsn)) {
                 Ok(Some(frame)) => {
                     if frame.continues {
                         unit_start.get_or_insert(lsn);
@@ -1422,7 +1404,7 @@ fn settle(
         flags,
         first_seg,
         counts: recounted,
-    } = crate::truncation::reopened_txns(snap, from)?;
+    } = crate::read::runs::reopened_txns(snap, from)?;
     for s in snap.segs.iter_mut() {
         if let Ok(i) = flags.binary_search_by_key(&s.first_lsn, |f| f.0) {
             s.txn_open = flags[i].1;
@@ -1478,7 +1460,7 @@ fn header_problem(seg: &Segment, lsn: u64, detail: String) -> Problem {
     Problem {
         class: ProblemClass::MidLogCorruption,
         segment: seg.seq(),
-        file: segment::file_name(seg.seq()),
+        file: header::file_name(seg.seq()),
         offset: 0,
         lsn,
         detail,
@@ -1496,7 +1478,7 @@ fn problem_at(
     Problem {
         class,
         segment: seq,
-        file: segment::file_name(seq),
+        file: header::file_name(seq),
         offset: off as u64,
         lsn: sref.lsn_of(off),
         detail: match error {
@@ -1530,7 +1512,7 @@ fn check_header(
     if i > 0 && all[i - 1].seq() + 1 != seg.seq() {
         return Some(format!(
             "segment {} is missing (gap in the sequence)",
-            segment::file_name(all[i - 1].seq() + 1)
+            header::file_name(all[i - 1].seq() + 1)
         ));
     }
     let size = h.segment_size.get();
@@ -1567,7 +1549,7 @@ pub(crate) fn enforce(mode: RecoveryMode, report: &RecoveryReport) -> Result<()>
 /// The name a discarded segment is moved to.
 pub(crate) fn discarded_name(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".discarded-{}", segment::now_micros()));
+    name.push(format!(".discarded-{}", header::now_micros()));
     path.with_file_name(name)
 }
 
@@ -1578,8 +1560,8 @@ mod tests {
     //! ways: every part of the outcome must be the same.
 
     use super::*;
-    use crate::entry::{BorrowedEntry, Op, WalEntry};
-    use crate::wal::{Config, Wal};
+    use crate::format::entry::{BorrowedEntry, Op, WalEntry};
+    use crate::log::wal::{Config, Wal};
     use crate::SyncMode;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -7,35 +7,39 @@
 //! Following the log is in `tail`, read-only opens in `reader`, retention
 //! in `retention`.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::publish::Published;
+use crate::log::publish::Published;
 use crate::sync::{Condvar, Mutex};
 use uuid::Uuid;
 
-use crate::commit::{Durable, DurableNotify};
-use crate::durability::{Committer, GroupCommit, SyncMode, Ticker};
-use crate::entry::{BorrowedEntry, EntryKind, Op, RunId, WalEntry};
 use crate::error::{Error, Result};
-use crate::frame::{self, Decoder, FRAME_OVERHEAD};
-use crate::notify::TailNotify;
-pub use crate::position::{Appended, BatchPosition, EntryPosition, TxnPosition};
-use crate::recovery::{self, RecoveryMode, RecoveryReport, ScanOptions, SegRef};
-use crate::registry::{self, DirId, DirState};
-use crate::replay::{diff_states, KeyDiff, Lsn, OpenTxns, ReplayStats, RunIndex, Snapshot, Txn};
-use crate::retention::Pins;
-use crate::segment::{self, Header, Segment, DATA_START, MAX_LSN, MAX_SEQ, MIN_SEGMENT_SIZE};
-use crate::space::SpaceReservation;
-use crate::tail::Tail;
-use crate::truncation::Truncations;
-
-/// The name of the lock file in a log directory.
-pub const LOCK_FILE: &str = "LOCK";
+use crate::format::entry::{BorrowedEntry, EntryKind, Op, RunId, WalEntry};
+use crate::format::frame::{self, Decoder, FRAME_OVERHEAD};
+use crate::format::header::{self, Header, DATA_START, MAX_LSN, MAX_SEQ, MIN_SEGMENT_SIZE};
+use crate::format::Lsn;
+use crate::log::commit::{Durable, DurableNotify};
+use crate::log::group::{Committer, GroupCommit, Ticker};
+use crate::log::mode::SyncMode;
+use crate::log::notify::TailNotify;
+pub use crate::log::position::{Appended, BatchPosition, EntryPosition, TxnPosition};
+use crate::log::registry::{self, DirId, DirState};
+use crate::log::retention::Pins;
+use crate::log::tail::Tail;
+use crate::os::lock::{create_log_dir, lock_dir, lock_generation, LOCK_FILE};
+use crate::os::segment::{self, Segment};
+use crate::os::space::SpaceReservation;
+use crate::read::dead::Truncations;
+use crate::read::replay::{ReplayStats, Txn};
+use crate::read::runs::{diff_states, KeyDiff, OpenTxns, RunIndex};
+use crate::read::snapshot::SegRef;
+use crate::read::snapshot::Snapshot;
+use crate::recovery::{self, RecoveryMode, RecoveryReport, ScanOptions};
 
 /// How a log is laid out and how it syncs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,13 +132,13 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         if self.segment_size < MIN_SEGMENT_SIZE
-            || self.segment_size > segment::MAX_SEGMENT_SIZE
+            || self.segment_size > header::MAX_SEGMENT_SIZE
             || self.segment_size % 4096 != 0
         {
             return Err(Error::Config(format!(
                 "segment_size {} must be a multiple of 4096, at least {MIN_SEGMENT_SIZE} and at most {}",
                 self.segment_size,
-                segment::MAX_SEGMENT_SIZE
+                header::MAX_SEGMENT_SIZE
             )));
         }
         let room = self.segment_size - DATA_START as u64 - FRAME_OVERHEAD as u64;
@@ -217,7 +221,7 @@ pub(crate) struct Shared {
     pub dir_state: Arc<DirState>,
     pub space: SpaceReservation,
     /// Pages faulted in ahead of the writer, never below it (§5, §8).
-    pub prefault: crate::prefault::Prefault,
+    pub prefault: crate::log::prefault::Prefault,
     /// Where the writer's next byte goes (the published end, or past it
     /// while a unit is being written): read by the prefault thread.
     pub written: AtomicU64,
@@ -258,7 +262,7 @@ impl Shared {
                 appender,
                 || self.log.end(),
                 |from, to| {
-                    crate::durability::faults::before_sync()
+                    crate::os::faults::before_sync()
                         .and_then(|()| self.sync_range(from, to))
                         .inspect_err(|_| {
                             // Everything below `from` was durable before
@@ -401,72 +405,12 @@ impl std::fmt::Debug for Wal {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = crate::files::open_regular(
-        &path,
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false),
-    )
-    .map_err(|e| Error::io("open lock file", &path, e))?;
-    // A process that forks keeps a copy of our descriptor in the child
-    // until the child execs, so a lock just released can look held for a
-    // moment: retry briefly before calling it held.
-    let mut tries = 0;
-    loop {
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => return Ok(file),
-            Err(rustix::io::Errno::WOULDBLOCK) if tries < 10 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Locked { lock_file: path }),
-            Err(e) => return Err(Error::io("lock", &path, e.into())),
-        }
-    }
-}
-
-/// The number of write opens recorded in a log's lock file (0 if none).
-pub(crate) fn lock_generation(file: &File) -> u64 {
-    use std::os::unix::fs::FileExt;
-    let mut buf = [0u8; 8];
-    match file.read_at(&mut buf, 0) {
-        Ok(8) => u64::from_le_bytes(buf),
-        _ => 0,
-    }
-}
-
-/// Creates `dir` and any missing parents, fsyncing the parent of each
-/// directory it creates, so the new log's directory entry is as durable as
-/// the segments in it.
-fn create_log_dir(dir: &Path) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut p = Some(dir);
-    while let Some(d) = p {
-        if d.as_os_str().is_empty() || d.exists() {
-            break;
-        }
-        missing.push(d.to_path_buf());
-        p = d.parent();
-    }
-    fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
-    for d in missing.iter().rev() {
-        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
-            segment::sync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
 /// Saves a copy of a damaged segment (`*.discarded-*`) before its tail is
 /// zeroed: the copy is synced, and its name made durable, first.
 fn save_copy(path: &Path) -> Result<()> {
     let keep = recovery::discarded_name(path);
     fs::copy(path, &keep).map_err(|e| Error::io("save damaged segment", &keep, e))?;
-    crate::files::open_read(&keep)
+    crate::os::files::open_read(&keep)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("sync saved segment", &keep, e))?;
     if let Some(dir) = keep.parent() {
@@ -569,7 +513,7 @@ impl Wal {
                             // not have, and the frames that share their
                             // page: the poisoned-log rule applies, from
                             // what the disk itself holds (§7).
-                            let salt = segment::salt(&r.instance);
+                            let salt = header::salt(&r.instance);
                             let valid = last.lsn_of(start);
                             // From the last segment whose header is
                             // durable: everything before it is (§5, R).
@@ -696,7 +640,7 @@ impl Wal {
         // it had not sealed (which get their headers now).
         let resync_from = segments[segments.len() - 1 - adopted].first_lsn;
         let next_seq = active.seg.seq() + 1;
-        let space = crate::space::space_reservation(&dir)?;
+        let space = crate::os::space::space_reservation(&dir)?;
         let writer = Writer {
             off: active.offset_of(end_lsn),
             active: active.clone(),
@@ -710,7 +654,7 @@ impl Wal {
         };
         let shared = Arc::new(Shared {
             dir,
-            salt: segment::salt(&instance),
+            salt: header::salt(&instance),
             instance,
             decoder,
             log: Published::new(segments, start, end_lsn, truncations),
@@ -722,7 +666,7 @@ impl Wal {
             durable: DurableNotify::default(),
             dir_state: Arc::clone(&dir_state),
             space,
-            prefault: crate::prefault::Prefault::default(),
+            prefault: crate::log::prefault::Prefault::default(),
             written: AtomicU64::new(end_lsn),
             writer: Mutex::new(writer),
             config,
@@ -740,8 +684,8 @@ impl Wal {
             }),
             cv: Condvar::new(),
         });
-        let resynced = crate::durability::faults::before_sync()
-            .and_then(|()| shared.sync_range(resync_from, end_lsn));
+        let resynced =
+            crate::os::faults::before_sync().and_then(|()| shared.sync_range(resync_from, end_lsn));
         resynced.map_err(|e| {
             // What the disk holds of the tail is trusted, no more: the
             // previous process's acknowledged entries are there (its syncs
@@ -759,8 +703,8 @@ impl Wal {
             // scan read the tail in, and a folio read in may span many
             // pages, synced ones among them; populating any page of it
             // dirties all of it (§5). A read-in folio is at most a PMD.
-            let from =
-                w.off.div_ceil(crate::prefault::largest_folio()) * crate::prefault::largest_folio();
+            let from = w.off.div_ceil(crate::log::prefault::largest_folio())
+                * crate::log::prefault::largest_folio();
             w.active.seg.populate(from, from + segment::PREFAULT_WINDOW);
             w.populated = (from + segment::PREFAULT_WINDOW).max(w.off);
         }
@@ -946,7 +890,7 @@ impl Wal {
     /// contiguous unit that readers see all at once, durable on return
     /// according to the mode.
     pub fn append_txn(&self, run_id: RunId, txn_id: u64, ops: &[Op<'_>]) -> Result<TxnPosition> {
-        self.txn(run_id, txn_id, segment::now_micros(), ops, Wait::Mode)
+        self.txn(run_id, txn_id, header::now_micros(), ops, Wait::Mode)
     }
 
     /// [`Wal::append_txn`] with an explicit BeginTxn timestamp.
@@ -963,7 +907,7 @@ impl Wal {
     /// [`Wal::append_txn`] without waiting for a sync (see
     /// [`Wal::submit_entry`]): durable once its end is.
     pub fn submit_txn(&self, run_id: RunId, txn_id: u64, ops: &[Op<'_>]) -> Result<TxnPosition> {
-        self.txn(run_id, txn_id, segment::now_micros(), ops, Wait::Never)
+        self.txn(run_id, txn_id, header::now_micros(), ops, Wait::Never)
     }
 
     fn txn(
@@ -1093,8 +1037,8 @@ impl Wal {
             // Transactions whose end the truncation deleted are open again:
             // recompute the open set, and the boundaries' flags, from the
             // live log (DESIGN.md §10).
-            match crate::truncation::reopened_txns(&self.shared.snapshot(), from) {
-                Ok(crate::truncation::Reopened { open, flags, .. }) => {
+            match crate::read::runs::reopened_txns(&self.shared.snapshot(), from) {
+                Ok(crate::read::runs::Reopened { open, flags, .. }) => {
                     w.open_txns = open;
                     self.shared.log.with_segs_mut(|segs| {
                         for s in segs.iter_mut() {
@@ -1118,17 +1062,17 @@ impl Wal {
     /// The blob last stored with [`Wal::set_meta`], if any (read from the
     /// directory's `META` file; [`Error::BadMeta`] if it is damaged).
     pub fn meta(&self) -> Result<Option<Vec<u8>>> {
-        crate::meta::read(&self.shared.dir)
+        crate::os::meta::read(&self.shared.dir)
     }
 
-    /// Stores `data` (at most [`MAX_META`](crate::meta::MAX_META) bytes)
+    /// Stores `data` (at most [`MAX_META`](crate::os::meta::MAX_META) bytes)
     /// as the log's metadata, replacing what was there atomically and
     /// durably before it returns: after a crash, [`Wal::meta`] gives the
     /// old blob or this one. Independent of the log's entries and mode.
     pub fn set_meta(&self, data: &[u8]) -> Result<()> {
         self.check_open()?;
         let _one = self.meta_lock.lock();
-        crate::meta::write(&self.shared.dir, data)
+        crate::os::meta::write(&self.shared.dir, data)
     }
 
     /// The LSN below which everything is durable (covered by a completed
@@ -1202,7 +1146,7 @@ impl Wal {
         // past the published end, where no reader looks (DESIGN.md,
         // "Soundness").
         let out = unsafe { w.active.seg.bytes_mut(w.off, w.off + len) };
-        let seed = segment::seed(self.shared.salt, lsn);
+        let seed = header::seed(self.shared.salt, lsn);
         let written = frame::encode_unit_frame(entry, seed, continues, out)?;
         debug_assert_eq!(written, len);
         w.off += len;

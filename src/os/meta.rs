@@ -15,7 +15,7 @@ use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::segment;
+use crate::os::segment;
 
 /// The metadata file's name in the log directory.
 pub const META_FILE: &str = "META";
@@ -37,7 +37,7 @@ pub(crate) fn read(dir: &Path) -> Result<Option<Vec<u8>>> {
         path: path.clone(),
         detail,
     };
-    let bytes = match crate::files::read_small(&path, HEADER + MAX_META) {
+    let bytes = match crate::os::files::read_small(&path, HEADER + MAX_META) {
         Ok(Some(b)) => b,
         Ok(None) => return Ok(None),
         // Too long, or not a regular file: not a metadata file this crate
@@ -91,11 +91,12 @@ pub(crate) fn write(dir: &Path, data: &[u8]) -> Result<()> {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io("remove stale metadata", &new, e)),
     }
-    let mut f = crate::files::open_regular(&new, OpenOptions::new().write(true).create_new(true))
-        .map_err(|e| Error::io("create metadata", &new, e))?;
+    let mut f =
+        crate::os::files::open_regular(&new, OpenOptions::new().write(true).create_new(true))
+            .map_err(|e| Error::io("create metadata", &new, e))?;
     f.write_all(&buf)
         .map_err(|e| Error::io("write metadata", &new, e))?;
-    crate::durability::faults::before_sync()
+    crate::os::faults::before_sync()
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io("sync metadata", &new, e))?;
     drop(f);

@@ -1,0 +1,18 @@
+//! The live log: opening it (recovery, then repair), the writer (append,
+//! publish, rotation, batches, truncation), the sync modes and group
+//! commit, commit notification, retention, following it (tails), and
+//! opening it read-only beside a writer or without one (DESIGN.md §5, §8,
+//! §10).
+
+pub mod commit;
+pub(crate) mod group;
+pub mod mode;
+pub(crate) mod notify;
+pub mod position;
+pub(crate) mod prefault;
+pub(crate) mod publish;
+pub mod reader;
+pub(crate) mod registry;
+pub mod retention;
+pub mod tail;
+pub mod wal;

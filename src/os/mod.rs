@@ -1,0 +1,13 @@
+//! Everything the operating system does for the log: opening files
+//! (regular files only, never blocking), segment files and their maps,
+//! syncs, space reservation, the lock file, the metadata and poisoned-log
+//! files, and the fault-injection seam. Every system call of the crate is
+//! in this folder (DESIGN.md §5, §6).
+
+pub mod faults;
+pub(crate) mod files;
+pub mod lock;
+pub mod meta;
+pub(crate) mod poison;
+pub mod segment;
+pub mod space;

@@ -1,0 +1,352 @@
+//! Snapshots of the log and the entry iterator: a consistent view of the
+//! segments that held the log at one moment, read in place (zero-copy).
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::frame::{Ahead, Decoder, EntryRef};
+use crate::format::header::{self, DATA_START};
+use crate::format::Lsn;
+use crate::os::segment::Segment;
+use crate::read::dead::Dead;
+
+/// A mapped segment of the log with the LSN of its first frame.
+#[derive(Clone, Debug)]
+pub(crate) struct SegRef {
+    pub seg: Arc<Segment>,
+    pub first_lsn: u64,
+    /// A transaction was open where this segment starts (see
+    /// [`OpenTxns`](crate::read::runs::OpenTxns)): retention may not cut
+    /// the log here.
+    pub txn_open: bool,
+}
+
+impl SegRef {
+    /// The file offset of `lsn` in this segment.
+    #[inline]
+    pub fn offset_of(&self, lsn: u64) -> usize {
+        DATA_START + (lsn - self.first_lsn) as usize
+    }
+
+    /// The LSN of file offset `off` in this segment.
+    #[inline]
+    pub fn lsn_of(&self, off: usize) -> u64 {
+        self.first_lsn + (off - DATA_START) as u64
+    }
+}
+
+/// One entry read from the log.
+#[derive(Debug, Clone, Copy)]
+pub struct LogEntry<'a> {
+    /// The entry's position.
+    pub lsn: Lsn,
+    /// The segment holding it.
+    pub segment: u64,
+    /// Its byte offset in the segment file.
+    pub offset: usize,
+    /// Bytes its frame occupies (payload + 9): the next entry is at
+    /// `lsn + len`.
+    pub len: usize,
+    /// The entry, borrowed from the mapped segment.
+    pub entry: EntryRef<'a>,
+}
+
+/// A consistent view of the log at one moment: the segments that held it
+/// and the end of the published entries. Entries borrow from the snapshot;
+/// the segments stay mapped while it lives, even if retention deletes their
+/// files meanwhile.
+pub struct Snapshot {
+    pub(crate) segs: Vec<SegRef>,
+    pub(crate) start: Lsn,
+    pub(crate) end: Lsn,
+    pub(crate) salt: u32,
+    pub(crate) decoder: Decoder,
+    /// Ranges deleted by truncation records below `end`: never read.
+    pub(crate) dead: Arc<Dead>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("segments", &self.segs.len())
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// The LSN of the first entry in the view.
+    pub fn start_lsn(&self) -> Lsn {
+        self.start
+    }
+
+    /// The LSN just past the last entry in the view.
+    pub fn end_lsn(&self) -> Lsn {
+        self.end
+    }
+
+    /// Bytes of log in the view.
+    pub fn len_bytes(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// Sequence numbers of the segments in the view.
+    pub fn segment_seqs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.segs.iter().map(|s| s.seg.seq())
+    }
+
+    /// Every entry, in log order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter::new(self, 0, self.start)
+    }
+
+    /// Every frame in log order, including entries deleted by truncations
+    /// (they stay on disk until retention removes their segment): for
+    /// inspection tools. Replay and every other read skip them.
+    pub fn iter_all(&self) -> Iter<'_> {
+        let mut it = Iter::new(self, 0, self.start);
+        it.next_dead = Lsn::MAX;
+        it.all = true;
+        it
+    }
+
+    /// The LSN ranges deleted by truncation records in this view
+    /// ([`Wal::truncate_from`](crate::Wal::truncate_from)): iteration and
+    /// replay skip them.
+    pub fn truncated(&self) -> &[(Lsn, Lsn)] {
+        self.dead.ranges()
+    }
+
+    /// True if the entry at `lsn` was deleted by a truncation in this view.
+    pub fn is_truncated(&self, lsn: Lsn) -> bool {
+        self.dead.covers(lsn)
+    }
+
+    /// `lsn`, or if a truncation deleted it, the end of the deleted range
+    /// (the truncation record): where a reader at `lsn` continues.
+    pub fn skip_truncated(&self, lsn: Lsn) -> Lsn {
+        self.dead.skip(lsn)
+    }
+
+    /// Every entry from `lsn` on, in log order. `lsn` must be the position of
+    /// an entry (as returned by an append or a previous read) or the end.
+    /// Entries deleted by a truncation are skipped, so from a deleted `lsn`
+    /// the first entry is the truncation record.
+    pub fn iter_from(&self, lsn: Lsn) -> Result<Iter<'_>> {
+        if lsn < self.start || lsn > self.end {
+            return Err(Error::BadLsn {
+                lsn,
+                detail: format!("outside the log's range {}..{}", self.start, self.end),
+            });
+        }
+        let seg = self
+            .segs
+            .partition_point(|s| s.first_lsn <= lsn)
+            .saturating_sub(1);
+        let mut it = Iter::new(self, seg, lsn);
+        // A segment's first LSN starts a frame; any other position is the
+        // caller's word until a frame decodes there.
+        it.unproven = self.segs.get(seg).is_none_or(|s| s.first_lsn != lsn);
+        Ok(it)
+    }
+
+    /// Where the frames around `lsn` start, if no frame starts at `lsn`:
+    /// `(the start of the frame holding lsn, the next frame's start)`, by
+    /// walking the frame lengths of its segment from the segment's start.
+    /// `None` if a frame starts at `lsn`, or if a length on the way is not
+    /// a frame's (damage before `lsn`: its status is unknown).
+    fn misaligned(&self, lsn: Lsn) -> Option<(Lsn, Lsn)> {
+        let i = self
+            .segs
+            .partition_point(|s| s.first_lsn <= lsn)
+            .checked_sub(1)?;
+        let s = &self.segs[i];
+        let seg_end = self.segs.get(i + 1).map_or(self.end, |n| n.first_lsn);
+        if lsn >= seg_end {
+            return None;
+        }
+        let end_off = s.offset_of(seg_end).min(s.seg.len());
+        // SAFETY: as in `Iter::enter_segment`: the bytes lie below the
+        // snapshot's end, so they were published (or validated from a
+        // private copy) and never change while the snapshot lives.
+        let bytes = unsafe { s.seg.bytes(DATA_START, end_off) };
+        let target = (lsn - s.first_lsn) as usize;
+        let mut p = 0usize;
+        while p < target {
+            let len = u32::from_le_bytes(*bytes.get(p..)?.first_chunk::<4>()?) as usize;
+            if len < crate::format::frame::MIN_PAYLOAD {
+                return None;
+            }
+            let next = p + len + crate::format::frame::FRAME_OVERHEAD;
+            if next > target {
+                return Some((s.first_lsn + p as u64, s.first_lsn + next as u64));
+            }
+            p = next;
+        }
+        None
+    }
+
+    /// The entry at `lsn`. An entry deleted by a truncation is not there.
+    pub fn read_at(&self, lsn: Lsn) -> Result<LogEntry<'_>> {
+        if self.dead.covers(lsn) {
+            return Err(Error::BadLsn {
+                lsn,
+                detail: "deleted by a truncation".into(),
+            });
+        }
+        match self.iter_from(lsn)?.next() {
+            Some(r) => r,
+            None => Err(Error::BadLsn {
+                lsn,
+                detail: "at the end of the log".into(),
+            }),
+        }
+    }
+}
+
+/// The entries of a [`Snapshot`], in log order.
+pub struct Iter<'a> {
+    snap: &'a Snapshot,
+    seg: usize,
+    lsn: Lsn,
+    end: Lsn,
+    done: bool,
+    /// The current segment's frames, `[DATA_START, end)` of the file, and
+    /// the LSN of their first byte.
+    cur: &'a [u8],
+    cur_lsn: Lsn,
+    cur_seq: u64,
+    /// The start of the next deleted range: below it, no check.
+    next_dead: Lsn,
+    /// Deleted entries are yielded too ([`Snapshot::iter_all`]).
+    all: bool,
+    /// `lsn` is a position the caller gave, not yet known to start a
+    /// frame: if the first decode fails there, it says whether it is a
+    /// misplaced position ([`Error::BadLsn`]) or damage.
+    unproven: bool,
+    /// The frames of `cur` ahead whose CRCs were checked together.
+    ahead: Ahead,
+}
+
+impl<'a> Iter<'a> {
+    fn new(snap: &'a Snapshot, seg: usize, lsn: Lsn) -> Self {
+        Iter {
+            snap,
+            seg,
+            lsn,
+            end: snap.end,
+            done: false,
+            cur: &[],
+            cur_lsn: lsn,
+            cur_seq: 0,
+            next_dead: snap.dead.next_start(lsn),
+            all: false,
+            unproven: false,
+            ahead: Ahead::default(),
+        }
+    }
+
+    /// Steps over the deleted range at `self.lsn` (to its truncation
+    /// record, which is not deleted).
+    #[cold]
+    fn skip_dead(&mut self) {
+        if self.all {
+            self.next_dead = Lsn::MAX;
+            return;
+        }
+        let to = self.snap.dead.skip(self.lsn);
+        if to != self.lsn {
+            // A truncation record starts there.
+            self.unproven = false;
+        }
+        self.lsn = to;
+        self.next_dead = self.snap.dead.next_start(self.lsn);
+    }
+
+    /// Moves to the segment holding `self.lsn`; false past the last.
+    #[cold]
+    fn enter_segment(&mut self) -> bool {
+        let segs = &self.snap.segs;
+        loop {
+            let Some(sref) = segs.get(self.seg) else {
+                return false;
+            };
+            let seg_end = segs.get(self.seg + 1).map_or(self.end, |n| n.first_lsn);
+            if self.lsn < seg_end && self.lsn >= sref.first_lsn {
+                let end_off = sref.offset_of(seg_end).min(sref.seg.len());
+                // SAFETY: everything in [DATA_START, end_off) lies below the
+                // snapshot's end, so it was published (or, for a read-only
+                // open, validated from a private copy and so was complete);
+                // the writer never writes there again, so these bytes do not
+                // change while the snapshot (which keeps the mapping alive)
+                // is borrowed. The header page is not borrowed: the sync path
+                // may still write it.
+                self.cur = unsafe { sref.seg.bytes(DATA_START, end_off) };
+                self.cur_lsn = sref.first_lsn;
+                self.cur_seq = sref.seg.seq();
+                self.ahead.reset();
+                return true;
+            }
+            self.seg += 1;
+        }
+    }
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = Result<LogEntry<'a>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.lsn >= self.next_dead {
+            self.skip_dead();
+        }
+        if self.done || self.lsn >= self.end {
+            return None;
+        }
+        let mut pos = (self.lsn - self.cur_lsn) as usize;
+        if self.lsn < self.cur_lsn || pos >= self.cur.len() {
+            if !self.enter_segment() {
+                return None;
+            }
+            pos = (self.lsn - self.cur_lsn) as usize;
+        }
+        let (salt, cur_lsn) = (self.snap.salt, self.cur_lsn);
+        let decoded = self.ahead.decode(&self.snap.decoder, self.cur, pos, |p| {
+            header::seed(salt, cur_lsn + p as u64)
+        });
+        let result = match decoded {
+            Ok(Some(frame)) => {
+                let e = LogEntry {
+                    lsn: self.lsn,
+                    segment: self.cur_seq,
+                    offset: DATA_START + pos,
+                    len: frame.len,
+                    entry: frame.entry,
+                };
+                self.lsn += frame.len as u64;
+                self.unproven = false;
+                return Some(Ok(e));
+            }
+            Ok(None) => Err(Error::BadLsn {
+                lsn: self.lsn,
+                detail: "no entry starts there".into(),
+            }),
+            Err(e) => Err(e.shifted(DATA_START as u64).in_segment(self.cur_seq)),
+        };
+        self.done = true;
+        if self.unproven {
+            if let Some((before, after)) = self.snap.misaligned(self.lsn) {
+                // Not damage: a position inside an entry, given by the
+                // caller.
+                return Some(Err(Error::BadLsn {
+                    lsn: self.lsn,
+                    detail: format!(
+                        "it lies inside the entry at LSN {before}; the next entry starts at LSN {after}"
+                    ),
+                }));
+            }
+        }
+        Some(result)
+    }
+}
