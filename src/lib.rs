@@ -67,11 +67,12 @@ pub use format::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, W
 pub use format::frame::{Decoder, EntryRef, Frame};
 pub use format::Lsn;
 pub use log::commit::Durable;
+pub use log::config::{Config, Stats};
 pub use log::mode::SyncMode;
 pub use log::position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
 pub use log::reader::WalReader;
 pub use log::tail::Tail;
-pub use log::wal::{Config, Stats, Wal};
+pub use log::wal::Wal;
 pub use os::faults;
 pub use read::replay::{ReplayStats, Txn};
 pub use read::runs::{KeyDiff, KeyState};

@@ -827,3 +827,11 @@ impl<'a> EntryRef<'a> {
         self.as_borrowed().to_owned()
     }
 }
+
+/// The decoder the log reads its own files with. `max_entry_size` limits
+/// appends only: a log written under a larger limit (or with larger
+/// segments and the default limit) must read back whole under a smaller
+/// one, or a write open would discard its large entries as damage. The
+/// bound that remains is structural: a frame must fit in the segment that
+/// holds it, which every read checks before touching the payload.
+pub(crate) const READ_DECODER: Decoder = Decoder::new(u32::MAX);

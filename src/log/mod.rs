@@ -4,15 +4,23 @@
 //! opening it read-only beside a writer or without one (DESIGN.md §5, §8,
 //! §10).
 
+mod append;
 pub mod commit;
+pub mod config;
 pub(crate) mod group;
 pub mod mode;
 pub(crate) mod notify;
+mod open;
+pub(crate) mod pins;
 pub mod position;
 pub(crate) mod prefault;
+pub(crate) mod prepare;
 pub(crate) mod publish;
 pub mod reader;
 pub(crate) mod registry;
 pub mod retention;
+pub(crate) mod shared;
 pub mod tail;
+mod truncate;
 pub mod wal;
+pub(crate) mod writer;

@@ -17,9 +17,11 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::format::entry::RunId;
+use crate::format::frame::READ_DECODER;
 use crate::format::header;
+use crate::log::config::Config;
+use crate::log::registry::Live;
 use crate::log::registry::{self, DirId};
-use crate::log::wal::{Config, Shared, READ_DECODER};
 use crate::os::lock::writer_state;
 use crate::read::replay::{ReplayStats, Txn};
 use crate::read::runs::{diff_states, KeyDiff, RunIndex};
@@ -75,7 +77,7 @@ impl WalReader {
         let gate = state.gate.read();
         if let Some(shared) = registry::live_writer(&gate) {
             drop(gate);
-            return Self::beside(dir, &shared, config);
+            return Self::beside(dir, &*shared, config);
         }
         let expect_max = config.effective_max_entry_size();
         let (mut live, mut generation) = writer_state(&dir);
@@ -124,7 +126,7 @@ impl WalReader {
 
     /// A reader beside the writer `shared` of this process: its published
     /// view, surveyed for the report and the run index.
-    fn beside(dir: PathBuf, shared: &Shared, config: &Config) -> Result<WalReader> {
+    fn beside(dir: PathBuf, shared: &dyn Live, config: &Config) -> Result<WalReader> {
         let snapshot = shared.snapshot();
         let (report, index) = recovery::survey(&snapshot)?;
         recovery::enforce(config.recovery_mode, &report)?;
@@ -133,7 +135,7 @@ impl WalReader {
             snapshot,
             index,
             report,
-            instance: shared.instance,
+            instance: shared.instance(),
         })
     }
 

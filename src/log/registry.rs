@@ -26,8 +26,8 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::log::wal::Shared;
 use crate::os::poison::{read_poison_file, write_poison_file, POISON_FILE};
+use crate::read::snapshot::Snapshot;
 
 /// A directory's identity: device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +53,7 @@ pub(crate) struct DirState {
     /// The log's writer in this process, if one is open. Held for writing
     /// by a write open while it recovers; held for reading by a read-only
     /// open while it scans.
-    pub gate: RwLock<Option<Weak<Shared>>>,
+    pub gate: RwLock<Option<Weak<dyn Live>>>,
     /// Set when a writer of this process failed a sync: the log's instance
     /// and the LSN below which a sync completed. Cleared by the write open
     /// that made the log consistent again on disk.
@@ -126,7 +126,17 @@ pub(crate) fn dir_state(id: DirId) -> Arc<DirState> {
     Arc::clone(dirs.entry(id).or_default())
 }
 
+/// What a read-only open of this process needs of a live writer: its
+/// published view. (The writer's state implements it; the registry knows
+/// no more of the writer.)
+pub(crate) trait Live: Send + Sync {
+    /// A consistent view of the published log.
+    fn snapshot(&self) -> Snapshot;
+    /// The log's instance id.
+    fn instance(&self) -> Uuid;
+}
+
 /// The live writer of this process in `state`, if there is one.
-pub(crate) fn live_writer(gate: &Option<Weak<Shared>>) -> Option<Arc<Shared>> {
+pub(crate) fn live_writer(gate: &Option<Weak<dyn Live>>) -> Option<Arc<dyn Live>> {
     gate.as_ref().and_then(Weak::upgrade)
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::format::entry::WalEntry;
 use crate::format::Lsn;
-use crate::log::wal::Shared;
+use crate::log::shared::Shared;
 use crate::read::snapshot::Snapshot;
 
 /// Follows the log as it grows, entry by entry, from a starting LSN. Each

@@ -1356,7 +1356,7 @@ pub(crate) fn disk_valid_end(segs: &[SegRef], salt: u32, from: u64, to: u64) -> 
         let mut unit_start = None;
         loop {
             let lsn = at + pos as u64;
-            match crate::log::wal::READ_DECODER.decode(&bytes, pos, header::seed(salt, lsn)) {
+            match crate::format::frame::READ_DECODER.decode(&bytes, pos, header::seed(salt, lsn)) {
                 Ok(Some(frame)) => {
                     if frame.continues {
                         unit_start.get_or_insert(lsn);
@@ -1561,7 +1561,8 @@ mod tests {
 
     use super::*;
     use crate::format::entry::{BorrowedEntry, Op, WalEntry};
-    use crate::log::wal::{Config, Wal};
+    use crate::log::config::Config;
+    use crate::log::wal::Wal;
     use crate::SyncMode;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
