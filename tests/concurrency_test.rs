@@ -20,6 +20,9 @@
 //! 4000 ms). This is a test binary of its own: one test re-runs it as a
 //! child process (like `process_kill_test.rs`).
 
+mod common;
+
+use common::Rng;
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
@@ -39,28 +42,6 @@ use uuid::Uuid;
 
 // ---------------------------------------------------------------------------
 // Small tools: a seeded generator, hashing, locks, watchdogs.
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    /// A number in `[lo, hi)`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi.saturating_sub(lo))
-    }
-}
 
 /// splitmix64's finaliser.
 fn mix(mut z: u64) -> u64 {

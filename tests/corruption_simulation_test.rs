@@ -575,7 +575,7 @@ fn test_error_messages_include_offset_and_segment() {
 fn test_power_loss_header_only_partial_entry() {
     let seed = 0x9_0FF;
     let base = tempfile::tempdir().unwrap();
-    let m = build(base.path(), seed, 25);
+    let m = build(base.path(), seed, 40);
     let n = m.entries.len();
     let (lsn, _) = m.entries[n - 1];
     let start = DATA + lsn;

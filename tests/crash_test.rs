@@ -25,6 +25,9 @@
 //! replayed, and nothing a durable record deleted ever comes back. Every
 //! random choice comes from a printed seed.
 
+mod common;
+
+use common::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
@@ -32,28 +35,6 @@ use std::path::Path;
 use durability::format::frame;
 use durability::{Config, Error, Lsn, Op, ProblemClass, RunId, SyncMode, Wal, WalEntry, WalReader};
 use uuid::Uuid;
-
-/// A small deterministic generator (xorshift64*).
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 type Files = BTreeMap<String, Vec<u8>>;
 

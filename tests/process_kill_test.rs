@@ -10,28 +10,13 @@
 //! exec'd, it holds copies of the parent's file descriptors, including
 //! other tests' lock files.
 
+mod common;
+
+use common::Rng;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use durability::{Config, Op, ProblemClass, RunId, SyncMode, Wal, WalReader};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 const CHILD_DIR: &str = "DURABILITY_CRASH_CHILD_DIR";
 const CHILD_MODE: &str = "DURABILITY_CRASH_CHILD_MODE";

@@ -1,6 +1,9 @@
 //! The log on real files: reopen, rotation, sync modes, concurrency, replay,
 //! run diffs, tailing, retention, locking, read-only opens, torn tails.
 
+mod common;
+
+use common::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
@@ -628,26 +631,12 @@ fn replay_drops_incomplete_and_aborted_transactions() {
     );
 }
 
-/// A tiny deterministic generator, so the model tests need no extra crate.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 #[test]
 fn replay_run_and_diff_runs_match_a_model() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), cfg(SyncMode::Async { interval_ms: 50 })).unwrap();
     let runs: Vec<RunId> = (1..=6).map(run).collect();
-    let mut rng = Rng(0x5EED_1234);
+    let mut rng = Rng::new(0x5EED_1234);
     // model: run -> key -> final value (None = deleted); and committed txn ids per run
     let mut model: HashMap<RunId, BTreeMap<Vec<u8>, Option<Vec<u8>>>> = HashMap::new();
     let mut txns: HashMap<RunId, Vec<u64>> = HashMap::new();

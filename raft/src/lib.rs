@@ -4,18 +4,26 @@
 //! - [`types`]: the openraft type configuration and the replicated
 //!   transaction ([`types::RunTxn`]).
 //! - [`state_machine`]: the replicated state of every run, with snapshots.
-//! - [`mem_log`]: an in-memory log store, the no-durability reference.
 //! - [`log_store`]: the durable log store on the write-ahead log.
-//! - [`router`]: an in-memory network between nodes, with partitions.
-//! - [`cluster`]: an in-process cluster harness generic over the log store.
-//! - [`scenarios`]: the cluster scenarios the tests run against each log store.
+//! - `node` (feature `node`): the `walnode` HTTP node and its client.
+//!
+//! The test harness is compiled only with the `test-support` feature (the
+//! crate's own tests, benches and doctests enable it): `mem_log` (an
+//! in-memory log store, the no-durability reference), `router` (an
+//! in-memory network between nodes, with partitions), `cluster` (an
+//! in-process cluster harness generic over the log store) and `scenarios`
+//! (the cluster scenarios the tests run against each log store).
 
+#[cfg(feature = "test-support")]
 pub mod cluster;
 pub mod log_store;
+#[cfg(feature = "test-support")]
 pub mod mem_log;
 #[cfg(feature = "node")]
 pub mod node;
+#[cfg(feature = "test-support")]
 pub mod router;
+#[cfg(feature = "test-support")]
 pub mod scenarios;
 pub mod state_machine;
 pub mod types;

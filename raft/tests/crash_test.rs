@@ -19,6 +19,10 @@
 //! A binary of its own: a forked child holds copies of the parent's file
 //! descriptors until it execs.
 
+#[path = "../../tests/common/rng.rs"]
+mod rng;
+
+use rng::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -34,25 +38,6 @@ use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftLogReader, Vote};
 
 type Store = LogStore<TypeConfig>;
-
-/// A small deterministic generator (xorshift64*).
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 fn cfg() -> Config {
     Config::default()

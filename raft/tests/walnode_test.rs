@@ -5,6 +5,10 @@
 //! use, a directory another node holds. Every process the test starts, it
 //! stops (`ProcCluster` kills its children on drop).
 
+#[path = "../../tests/common/rng.rs"]
+mod rng;
+
+use rng::Rng;
 use std::process::Command;
 use std::time::Duration;
 
@@ -13,18 +17,6 @@ use durability_raft::node::{demo_txn, ProcCluster};
 use durability_raft::types::{NodeId, TxnOp};
 
 const EXE: &str = env!("CARGO_BIN_EXE_walnode");
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
 
 async fn write(procs: &ProcCluster, run: RunId, range: std::ops::Range<u64>, acked: &mut Vec<u64>) {
     let client = procs.client();
@@ -84,7 +76,7 @@ async fn nodes_killed_at_seeded_moments_lose_nothing_acknowledged() {
     procs.wait_up(Duration::from_secs(30)).await.unwrap();
     procs.client().init(1).await.unwrap();
     let run = RunId::from_bytes([0x3a; 16]);
-    let mut rng = Rng(0x5EED_0013);
+    let mut rng = Rng::new(0x5EED_0013);
     let mut acked = Vec::new();
     let mut next = 0;
     let mut step = |n: u64| {

@@ -6,6 +6,7 @@ pub(crate) mod crc;
 pub mod entry;
 pub mod frame;
 pub mod header;
+pub mod view;
 
 /// A log position: the byte offset of an entry in the log's logical stream
 /// (all segments' frames end to end). Stable across reopen; see DESIGN.md.

@@ -19,22 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Segments whose scan a recovery took from its helper.
 pub(super) static HELPED: AtomicUsize = AtomicUsize::new(0);
 
-/// A small seeded generator (SplitMix64): the cases are reproducible.
-struct Seeded(u64);
+#[path = "../../tests/common/rng.rs"]
+mod rng;
 
-impl Seeded {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
+use rng::Rng as Seeded;
 
 /// A log of many 16 KiB segments holding transactions (some spanning
 /// segments, some never ended), plain writes of interleaved runs,
@@ -195,7 +183,7 @@ fn outcome(dir: &Path, parallel: bool, limit: Option<(Uuid, u64)>) -> String {
 fn parallel_recovery_decides_what_sequential_recovery_decides() {
     let helped_before = HELPED.load(Ordering::Relaxed);
     for seed in 0..24u64 {
-        let mut rng = Seeded(seed);
+        let mut rng = Seeded::new(seed);
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("log");
         build(&dir, &mut rng);

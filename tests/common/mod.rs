@@ -35,27 +35,8 @@ pub fn run(n: u8) -> RunId {
     RunId::from_bytes([n; 16])
 }
 
-/// xorshift64*: deterministic and seeded, so no test depends on luck.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
-    }
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// `n` printable (never zero) bytes.
-    pub fn text(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| b'!' + self.below(90) as u8).collect()
-    }
-}
+mod rng;
+pub use rng::Rng;
 
 /// What was written: every frame's LSN and entry, in log order.
 #[derive(Default, Clone)]
