@@ -114,9 +114,7 @@ impl Wal {
         let resync_from = start.segments[start.segments.len() - 1 - start.adopted].first_lsn;
         let (shared, prep, report) = start_writer(dir, config, &dir_state, start)?;
         resync(&shared, &dir_state, resync_from)?;
-        if shared.config.prefault {
-            prefault_first_window(&shared);
-        }
+        settle_tail_pages(&shared);
         // On disk now: the trusted prefix, and zeros (or nothing) after it.
         dir_state.clear_poison(&shared.dir)?;
         let ticker = Arc::new(Ticker::new());
@@ -215,7 +213,10 @@ fn repair(
             // Its creation may have crashed between the rename and the
             // directory sync: its name is made durable (`changed`) before
             // anything is acknowledged in it.
-            reuse = Some(Segment::open(path, *seq, true)?);
+            let seg = Segment::open(path, *seq, true)?;
+            // The scan read it in, in folios that may span many pages.
+            seg.evict_from(0);
+            reuse = Some(seg);
         } else {
             fs::remove_file(path).map_err(|e| Error::io("remove blank segment", path, e))?;
         }
@@ -429,14 +430,16 @@ fn resync(shared: &Shared, dir_state: &DirState, resync_from: u64) -> Result<()>
     })
 }
 
-/// Faults the first window ahead of the writer in, past the page-cache
-/// folio that holds the end: the recovery scan read the tail in, and a
-/// folio read in may span many pages, synced ones among them; populating
-/// any page of it dirties all of it (§5). A read-in folio is at most a PMD.
-fn prefault_first_window(shared: &Shared) {
+/// Drops what the recovery scan read in at and past the writer (in
+/// folios that may span synced pages and pages past the end: §5), then
+/// faults the first window ahead of the writer in, from the next page.
+fn settle_tail_pages(shared: &Shared) {
     let mut w = shared.writer.lock();
-    let folio = crate::log::prefault::largest_folio();
-    let from = w.off.div_ceil(folio) * folio;
-    w.active.seg.populate(from, from + segment::PREFAULT_WINDOW);
-    w.populated = (from + segment::PREFAULT_WINDOW).max(w.off);
+    w.active.seg.evict_from(w.off - 1);
+    if shared.config.prefault {
+        w.active
+            .seg
+            .populate(w.off, w.off + segment::PREFAULT_WINDOW);
+        w.populated = w.off + segment::PREFAULT_WINDOW;
+    }
 }

@@ -20,6 +20,12 @@
 //! them. A chunk is 64 KiB (16 pages, tens of microseconds), so a sync
 //! waits at most that long, and only when the writer has caught up with
 //! the populating thread.
+//!
+//! The argument is about pages, and the page cache keeps dirtiness per
+//! folio. Faults through a map bring pages in as folios of one page, but a
+//! read (the recovery scan) may bring in folios of many, which would let a
+//! fault past the writer dirty synced pages: open drops what the scan read
+//! in at and past the writer (`Segment::evict_from`, DESIGN.md §5).
 
 use crate::format::header::DATA_START;
 use crate::format::Lsn;
@@ -29,16 +35,10 @@ use crate::sync::{Condvar, Mutex};
 
 /// Pages faulted in per claim.
 const CHUNK: usize = 64 << 10;
-const PAGE: usize = 4096;
 
-/// The largest page-cache folio the kernel may have read in: a PMD (one
-/// page-table page of entries, 8 bytes each, each mapping a page: 2 MiB
-/// with 4 KiB pages). The kernel tracks dirtiness per folio, so faulting
-/// in any page of a folio read in whole (a recovery scan reads the tail
-/// of the last segment) dirties every page of it, synced ones included.
-pub(crate) fn largest_folio() -> usize {
-    let page = rustix::param::page_size();
-    page * (page / 8)
+/// The system's page size: what a sync cleans and a fault dirties.
+fn page() -> usize {
+    rustix::param::page_size()
 }
 
 /// The chunk being faulted in: (segment identity, pages `[lo, hi)`).
@@ -94,11 +94,11 @@ impl Prefault {
                         .ok()
                         .and_then(|o| o.checked_add(DATA_START))
                     {
-                        Some(o) if o < len => o.div_ceil(PAGE) * PAGE,
+                        Some(o) if o < len => o.div_ceil(page()) * page(),
                         _ => return, // the writer left the segment
                     }
                 };
-                let lo = at.max(past).div_ceil(PAGE) * PAGE;
+                let lo = at.max(past).div_ceil(page()) * page();
                 if lo >= chunk_end {
                     None
                 } else {
@@ -124,7 +124,8 @@ impl Prefault {
 
     /// [`Prefault::before_sync`] of segment `seg` (an identity).
     pub(crate) fn wait_clear(&self, seg: usize, start: usize, end: usize) {
-        let (first, last) = (start / PAGE * PAGE, end.div_ceil(PAGE) * PAGE);
+        let page = page();
+        let (first, last) = (start / page * page, end.div_ceil(page) * page);
         let mut claim = self.claim.lock();
         while let Some((s, lo, hi)) = *claim {
             if s != seg || hi <= first || last <= lo {
