@@ -4,7 +4,8 @@
 //! `recovery`, `log`), the files of one folder import each other without a
 //! circle, no source file is longer than 800 lines, and no function longer
 //! than 150. Test code (`tests.rs`, `#[cfg(test)]` modules, the loom
-//! models) and the `walctl` binary are not part of the house.
+//! models) and the `walctl` binary are not part of the layers; the binary
+//! is held to the same lengths.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -223,10 +224,25 @@ fn layers_import_only_from_below_and_folders_have_no_circle() {
     );
 }
 
+/// The `walctl` binary's files: outside the layers, but held to the same
+/// lengths.
+fn binary_sources() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/walctl");
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect();
+    out.sort();
+    out
+}
+
 #[test]
 fn no_file_over_800_lines_and_no_function_over_150() {
     let mut wrong = Vec::new();
-    for path in sources() {
+    let files = binary_sources();
+    assert!(files.len() > 5, "walctl's files were not found");
+    for path in sources().into_iter().chain(files) {
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         if lines.len() > MAX_FILE_LINES {

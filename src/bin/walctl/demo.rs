@@ -5,20 +5,19 @@
 //!    observations, plans, memories, scratch keys that are later deleted,
 //!    the odd aborted transaction, and a checkpoint.
 //! 2. A child process (this executable, `walctl __crash-writer`) appends to
-//!    the log and is killed with SIGKILL in the middle of its writes.
+//!    the log and is killed with SIGKILL in the middle of its writes
+//!    (`crash.rs`).
 //! 3. The log is reopened with `Wal::open`, which recovers it; the recovery
 //!    report is printed and every commit the child acknowledged is checked.
 //! 4. One run is replayed, 5. two attempts at the same task are diffed, and
 //!    6. the log is verified read-only, as `walctl verify` does.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use durability::format::header::{now_micros, parse_file_name};
@@ -27,10 +26,11 @@ use durability::{BorrowedEntry, Config, KeyState, Op, RunId, SyncMode, Txn, Wal}
 use crate::common::{
     fmt_bytes, fmt_count, fmt_int, fmt_secs, fmt_size, progress, show_bytes, EXIT_DAMAGED, EXIT_OK,
 };
+use crate::crash::Crash;
 
 /// Segment size of the demo log: small enough that the demo rotates
 /// through several segments.
-const SEGMENT_SIZE: u64 = 8 << 20;
+pub(crate) const SEGMENT_SIZE: u64 = 8 << 20;
 /// Threads the agent runs are spread over.
 const THREADS: usize = 4;
 /// Tasks; each gets two runs (attempts).
@@ -74,21 +74,11 @@ pub struct Args {
     pub steps: u64,
 }
 
-/// Arguments of the hidden `__crash-writer` subcommand.
-#[derive(clap::Args, Debug)]
-pub struct CrashArgs {
-    /// The log directory.
-    pub dir: PathBuf,
-    /// Segment size to open the log with.
-    #[arg(long, default_value_t = SEGMENT_SIZE)]
-    pub segment_size: u64,
-}
-
 /// A small, fast, deterministic PRNG (xorshift64*).
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
@@ -99,7 +89,7 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 
@@ -107,7 +97,7 @@ impl Rng {
         xs[self.below(xs.len() as u64) as usize]
     }
 
-    fn words(&mut self, n: u64, out: &mut String) {
+    pub(crate) fn words(&mut self, n: u64, out: &mut String) {
         for i in 0..n {
             if i > 0 {
                 out.push(' ');
@@ -263,25 +253,17 @@ impl Agent {
     }
 }
 
-pub fn run(a: Args) -> Result<u8> {
-    let dir = a.dir.as_path();
-    let steps = a.steps.max(3);
-    prepare_dir(dir)?;
-    let config = Config::default()
-        .segment_size(SEGMENT_SIZE)
-        .sync_mode(SyncMode::default());
-    let total_started = Instant::now();
+/// What step 1 left: the runs (id, task, attempt) and the append rate.
+struct Written {
+    runs: Vec<(RunId, usize, usize)>,
+    append_rate: f64,
+}
 
-    println!("walctl demo: a zero-copy, mmap'd, segmented write-ahead log, end to end");
-    println!(
-        "log: {} (recreated), {} segments, sync mode Batched (every 1000 appends or 100 ms)",
-        dir.display(),
-        fmt_size(SEGMENT_SIZE)
-    );
-
-    // 1. Agent runs.
-    let mut master = Rng::new(0xD0_5EED);
+/// The agents of step 1: two attempts at each task, of slightly different
+/// lengths, each with its own seeded generator.
+fn make_agents(steps: u64) -> Vec<Agent> {
     let mut agents: Vec<Agent> = Vec::new();
+    let mut master = Rng::new(0xD0_5EED);
     for task in 0..TASKS.len() {
         for attempt in 1..=2 {
             let vary = master.below(steps / 5 + 1);
@@ -297,6 +279,12 @@ pub fn run(a: Args) -> Result<u8> {
             });
         }
     }
+    agents
+}
+
+/// Step 1: the agent runs write their steps from [`THREADS`] threads.
+fn write_runs(dir: &Path, config: &Config, steps: u64) -> Result<Written> {
+    let agents = make_agents(steps);
     let runs: Vec<(RunId, usize, usize)> =
         agents.iter().map(|g| (g.run, g.task, g.attempt)).collect();
     let total_steps: u64 = agents.iter().map(|g| g.steps).sum();
@@ -378,12 +366,16 @@ pub fn run(a: Args) -> Result<u8> {
         fmt_bytes(written_bytes as f64 / write_s)
     );
 
-    // 2. A real crash.
+    Ok(Written { runs, append_rate })
+}
+
+/// Step 2: a child process appends and is killed mid-write.
+fn crash_step(dir: &Path) -> Result<Crash> {
     println!();
     println!(
         "[2/6] crash: a child process appends to the log and is killed with SIGKILL mid-write"
     );
-    let crash = crash_child(dir)?;
+    let crash = crate::crash::crash_child(dir)?;
     println!(
         "      child pid {} (walctl __crash-writer) appended run {} in 16-write transactions",
         crash.pid, crash.run
@@ -395,7 +387,19 @@ pub fn run(a: Args) -> Result<u8> {
         crash.status
     );
 
-    // 3. Recovery.
+    Ok(crash)
+}
+
+/// What step 3 left: the reopened log and what recovery found.
+struct Reopened {
+    wal: Wal,
+    report: durability::RecoveryReport,
+    recovery_s: f64,
+    lost: bool,
+}
+
+/// Step 3: reopen (recovery) and check every acknowledged commit.
+fn recover_step(dir: &Path, config: &Config, crash: &Crash) -> Result<Reopened> {
     println!();
     println!("[3/6] reopen: Wal::open scans the segments and recovers the log");
     let t0 = Instant::now();
@@ -451,16 +455,16 @@ pub fn run(a: Args) -> Result<u8> {
         }
     );
 
-    // Full replay, for the throughput figure.
-    let t0 = Instant::now();
-    let mut ops = 0u64;
-    let all = wal.replay(|txn| ops += txn.ops.len() as u64)?;
-    let replay_s = t0.elapsed().as_secs_f64().max(1e-9);
-    let replay_rate = wal.size() as f64 / replay_s;
+    Ok(Reopened {
+        wal,
+        report,
+        recovery_s,
+        lost,
+    })
+}
 
-    // 4. Replay one run.
-    let (run_a, task, _) = runs[4];
-    let (run_b, _, _) = runs[5];
+/// Step 4: replay one run, printing its first and last transactions.
+fn replay_one_run(wal: &Wal, run_a: RunId, task: usize) -> Result<()> {
     println!();
     println!(
         "[4/6] replay run {run_a} (task {}, attempt 1): its committed transactions in order",
@@ -493,7 +497,11 @@ pub fn run(a: Args) -> Result<u8> {
         fmt_secs(run_s)
     );
 
-    // 5. Diff two attempts at the same task.
+    Ok(())
+}
+
+/// Step 5: diff two attempts at the same task.
+fn diff_attempts(wal: &Wal, run_a: RunId, run_b: RunId, task: usize) -> Result<()> {
     println!();
     println!("[5/6] diff: attempt 1 vs attempt 2 of {}", TASKS[task]);
     println!("      a = {run_a}");
@@ -511,9 +519,11 @@ pub fn run(a: Args) -> Result<u8> {
         named.len(),
         fmt_int(steps_keys.len() as u64)
     );
-    wal.close().context("closing the demo log")?;
+    Ok(())
+}
 
-    // 6. Verify, read-only.
+/// Step 6: verify the log read-only, as `walctl verify` does.
+fn verify_step(dir: &Path) -> Result<crate::verify::Verdict> {
     println!();
     println!(
         "[6/6] verify (read-only, as `walctl verify {}`)",
@@ -531,6 +541,48 @@ pub fn run(a: Args) -> Result<u8> {
         v.problems.len(),
         fmt_secs(v.duration_s)
     );
+
+    Ok(v)
+}
+
+pub fn run(a: Args) -> Result<u8> {
+    let dir = a.dir.as_path();
+    let steps = a.steps.max(3);
+    prepare_dir(dir)?;
+    let config = Config::default()
+        .segment_size(SEGMENT_SIZE)
+        .sync_mode(SyncMode::default());
+    let total_started = Instant::now();
+
+    println!("walctl demo: a zero-copy, mmap'd, segmented write-ahead log, end to end");
+    println!(
+        "log: {} (recreated), {} segments, sync mode Batched (every 1000 appends or 100 ms)",
+        dir.display(),
+        fmt_size(SEGMENT_SIZE)
+    );
+
+    let Written { runs, append_rate } = write_runs(dir, &config, steps)?;
+    let crash = crash_step(dir)?;
+    let Reopened {
+        wal,
+        report,
+        recovery_s,
+        lost,
+    } = recover_step(dir, &config, &crash)?;
+
+    // Full replay, for the throughput figure.
+    let t0 = Instant::now();
+    let mut ops = 0u64;
+    let all = wal.replay(|txn| ops += txn.ops.len() as u64)?;
+    let replay_s = t0.elapsed().as_secs_f64().max(1e-9);
+    let replay_rate = wal.size() as f64 / replay_s;
+
+    let (run_a, task, _) = runs[4];
+    let (run_b, _, _) = runs[5];
+    replay_one_run(&wal, run_a, task)?;
+    diff_attempts(&wal, run_a, run_b, task)?;
+    wal.close().context("closing the demo log")?;
+    let v = verify_step(dir)?;
 
     println!();
     println!(
@@ -629,140 +681,4 @@ fn prepare_dir(dir: &Path) -> Result<()> {
         Err(e) => bail!("cannot access {}: {e}", dir.display()),
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
-}
-
-struct Crash {
-    pid: u32,
-    run: RunId,
-    acked: u64,
-    ran_s: f64,
-    status: String,
-}
-
-/// Starts `walctl __crash-writer DIR`, waits until it has committed a few
-/// hundred transactions, and kills it with SIGKILL. Every `committed N` line
-/// it printed was printed after `append_txn` returned: those commits were
-/// acknowledged.
-fn crash_child(dir: &Path) -> Result<Crash> {
-    let exe = std::env::current_exe().context("cannot find the walctl executable")?;
-    let mut child = Command::new(exe)
-        .arg("__crash-writer")
-        .arg(dir)
-        .arg("--segment-size")
-        .arg(SEGMENT_SIZE.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("cannot start the crash writer")?;
-    let pid = child.id();
-    let stdout = child.stdout.take().context("no pipe to the crash writer")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let result = (|| -> Result<(RunId, u64, Instant)> {
-        let first = rx
-            .recv_timeout(Duration::from_secs(20))
-            .map_err(|_| anyhow!("the crash writer did not start"))?;
-        let run: RunId = first
-            .strip_prefix("ready ")
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| anyhow!("unexpected output from the crash writer: {first:?}"))?;
-        let started = Instant::now();
-        // Kill after a few hundred commits (or a second, on a slow machine),
-        // at a point that varies from run to run.
-        let target = 150 + now_micros() % 250;
-        let mut acked = 0;
-        while acked < target && started.elapsed() < Duration::from_secs(1) {
-            match rx.recv_timeout(Duration::from_secs(10)) {
-                Ok(line) => {
-                    if let Some(n) = line.strip_prefix("committed ").and_then(|s| s.parse().ok()) {
-                        acked = n;
-                    }
-                }
-                Err(_) => bail!("the crash writer stopped writing"),
-            }
-        }
-        // Then let it run a little longer, so the kill does not land at a
-        // fixed point of its loop.
-        std::thread::sleep(Duration::from_micros(now_micros() % 400));
-        Ok((run, acked, started))
-    })();
-    // SIGKILL: no destructor, no final sync, no unlock; the kernel keeps the
-    // page cache, so every appended byte survives, half-written frames too.
-    let _ = child.kill();
-    let status = child.wait().context("waiting for the crash writer")?;
-    let (run, mut acked, started) = result?;
-    let ran_s = started.elapsed().as_secs_f64();
-    // Lines still in the pipe were acknowledged before the kill too.
-    let _ = reader.join();
-    for line in rx.try_iter() {
-        if let Some(n) = line.strip_prefix("committed ").and_then(|s| s.parse().ok()) {
-            acked = acked.max(n);
-        }
-    }
-    let status = match status.signal() {
-        Some(9) => "killed by signal 9 (SIGKILL)".to_string(),
-        Some(s) => format!("killed by signal {s}"),
-        None => format!("exited with {status}"),
-    };
-    Ok(Crash {
-        pid,
-        run,
-        acked,
-        ran_s,
-        status,
-    })
-}
-
-/// The hidden `__crash-writer` subcommand: appends transactions of a new
-/// run to the log until killed, printing `committed N` after each.
-pub fn crash_writer(a: CrashArgs) -> Result<u8> {
-    let config = Config::default()
-        .segment_size(a.segment_size)
-        .sync_mode(SyncMode::Async { interval_ms: 100 });
-    let wal = Wal::open(&a.dir, config)
-        .with_context(|| format!("cannot open the log in {}", a.dir.display()))?;
-    let run = RunId::new();
-    let mut rng = Rng::new(now_micros());
-    // A pool of "tool output" text that values are cut from.
-    let mut pool = String::with_capacity(80 << 10);
-    while pool.len() < (64 << 10) {
-        rng.words(64, &mut pool);
-        pool.push('\n');
-    }
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    writeln!(out, "ready {run}")?;
-    out.flush()?;
-    let keys: Vec<String> = (0..16).map(|i| format!("crash/output/{i}")).collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut version = 0u64;
-    for txn in 1u64.. {
-        let mut ops = Vec::with_capacity(keys.len());
-        for key in &keys {
-            let len = 1024 + rng.below(4096) as usize;
-            let start = rng.below((pool.len() - len) as u64) as usize;
-            version += 1;
-            ops.push(Op::Write {
-                key: key.as_bytes(),
-                value: &pool.as_bytes()[start..start + len],
-                version,
-            });
-        }
-        wal.append_txn(run, txn, &ops)?;
-        // If the parent is gone, the write fails and we stop.
-        writeln!(out, "committed {txn}")?;
-        out.flush()?;
-        if Instant::now() > deadline {
-            break;
-        }
-    }
-    Ok(EXIT_OK)
 }

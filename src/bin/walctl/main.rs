@@ -11,6 +11,7 @@
 
 mod bench;
 mod common;
+mod crash;
 mod demo;
 mod diff;
 mod dump;
@@ -57,7 +58,7 @@ enum Command {
     Diff(diff::Args),
     /// Internal: the writer process `demo` crashes.
     #[command(name = "__crash-writer", hide = true)]
-    CrashWriter(demo::CrashArgs),
+    CrashWriter(crash::CrashArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,7 +95,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => stats::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Diff(a) => diff::run(a),
-        Command::CrashWriter(a) => demo::crash_writer(a),
+        Command::CrashWriter(a) => crash::crash_writer(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
