@@ -429,6 +429,11 @@ where
         before.last_log_index,
         t.elapsed()
     ));
+    // The survivors hold every acknowledged write once the new leader has
+    // committed in its term and they have applied up to it: right after the
+    // election a follower may hold the last acknowledged entries without
+    // knowing yet that they are committed (it learns that from a leader).
+    cluster.sync(CONVERGE_TIMEOUT).await?;
     check_present(&cluster, &acked)?;
     forget_voter(&cluster, setup, old, &mut notes).await?;
 
