@@ -76,7 +76,7 @@ pub(crate) fn disk_valid_end(segs: &[SegRef], salt: u32, from: u64, to: u64) -> 
 /// `at_start[i]` is the count when the scan reached segment `i` of
 /// `snap`. The boundaries' "transaction open" flags are updated in
 /// `snap.segs`.
-pub(crate) fn settle(
+fn settle(
     tally: &mut Tally,
     at_start: &[TxnCounts],
     snap: &mut Snapshot,
@@ -98,6 +98,35 @@ pub(crate) fn settle(
     }
     let before = at_start.get(first_seg).copied().unwrap_or_default();
     Ok((open, before + recounted))
+}
+
+/// [`settle`]s a scan's accounting over `view` (the log it leaves) and
+/// reports it, with what the scan found of damage (`bytes_discarded`,
+/// `problem`) and the time since `started`. Returns the transactions open
+/// at the end beside the report.
+pub(crate) fn settle_and_report(
+    tally: &mut Tally,
+    at_start: &[TxnCounts],
+    view: &mut Snapshot,
+    bytes_discarded: u64,
+    problem: Option<Problem>,
+    started: Instant,
+) -> Result<(OpenTxns, RecoveryReport)> {
+    let (open, counts) = settle(tally, at_start, view)?;
+    let report = RecoveryReport {
+        segments: view.segs.len(),
+        entries: tally.entries,
+        committed_txns: counts.committed,
+        aborted_txns: counts.aborted,
+        incomplete_txns: counts.replaced + open.len() as u64,
+        first_lsn: view.start,
+        last_lsn: tally.last_lsn,
+        end_lsn: view.end,
+        bytes_discarded,
+        problem,
+        duration: started.elapsed(),
+    };
+    Ok((open, report))
 }
 
 /// The report and run index of a published view (a read-only open beside
@@ -125,19 +154,6 @@ pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
         decoder: snap.decoder,
         dead: Arc::clone(&snap.dead),
     };
-    let (open, counts) = settle(&mut tally, &at_start, &mut view)?;
-    let report = RecoveryReport {
-        segments: snap.segs.len(),
-        entries: tally.entries,
-        committed_txns: counts.committed,
-        aborted_txns: counts.aborted,
-        incomplete_txns: counts.replaced + open.len() as u64,
-        first_lsn: snap.start,
-        last_lsn: tally.last_lsn,
-        end_lsn: snap.end,
-        bytes_discarded: 0,
-        problem: None,
-        duration: started.elapsed(),
-    };
+    let (_, report) = settle_and_report(&mut tally, &at_start, &mut view, 0, None, started)?;
     Ok((report, tally.index))
 }

@@ -695,20 +695,14 @@ impl<'a> Walk<'a> {
             decoder: ctx.decoder,
             dead: tally.truncations.visible(end_lsn),
         };
-        let (open_txns, counts) = settle(&mut tally, &at_start, &mut view)?;
-        let report = RecoveryReport {
-            segments: view.segs.len(),
-            entries: tally.entries,
-            committed_txns: counts.committed,
-            aborted_txns: counts.aborted,
-            incomplete_txns: counts.replaced + open_txns.len() as u64,
-            first_lsn,
-            last_lsn: tally.last_lsn,
-            end_lsn,
-            bytes_discarded: discarded_bytes,
+        let (open_txns, report) = settle_and_report(
+            &mut tally,
+            &at_start,
+            &mut view,
+            discarded_bytes,
             problem,
-            duration: started.elapsed(),
-        };
+            started,
+        )?;
         Ok(Recovered {
             instance: ctx.instance,
             segments: view.segs,
