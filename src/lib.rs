@@ -51,33 +51,53 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-pub mod error;
-pub mod format;
-pub mod log;
-pub mod os;
-pub mod read;
-pub mod recovery;
-pub(crate) mod sync;
+// The log maps files shared and relies on Unix semantics: an unlinked or
+// renamed-over file lives while it is mapped, advisory locks, `msync`.
+// On Windows a mapped file cannot be deleted or replaced and file locks are
+// mandatory, so retention, repair and readers beside a writer cannot work
+// as designed (DESIGN.md §6).
+#[cfg(not(unix))]
+compile_error!(
+    "durability supports Unix systems only (Linux and macOS): on Windows a \
+     mapped file cannot be deleted or renamed over, which the log's \
+     retention and repair rely on; see DESIGN.md §6"
+);
 
-#[cfg(all(test, loom))]
-mod loom_tests;
+/// Keeps every item of the crate off non-Unix targets, so that building
+/// for one stops at the `compile_error!` above alone.
+macro_rules! unix_only {
+    ($($item:item)*) => { $( #[cfg(unix)] $item )* };
+}
 
-pub use error::{Error, Location, ProblemClass, Result};
-pub use format::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
-pub use format::frame::{Decoder, EntryRef, Frame};
-pub use format::Lsn;
-pub use log::commit::Durable;
-pub use log::config::{Config, Stats};
-pub use log::mode::SyncMode;
-pub use log::position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
-pub use log::reader::WalReader;
-pub use log::tail::Tail;
-pub use log::wal::Wal;
-pub use os::faults;
-pub use read::replay::{ReplayStats, Txn};
-pub use read::runs::{KeyDiff, KeyState};
-pub use read::snapshot::{Iter, LogEntry, Snapshot};
-pub use recovery::{Problem, RecoveryMode, RecoveryReport};
+unix_only! {
+    pub mod error;
+    pub mod format;
+    pub mod log;
+    pub mod os;
+    pub mod read;
+    pub mod recovery;
+    pub(crate) mod sync;
+
+    #[cfg(all(test, loom))]
+    mod loom_tests;
+
+    pub use error::{Error, Location, ProblemClass, Result};
+    pub use format::entry::{ArchivedWalEntry, BorrowedEntry, EntryKind, Op, RunId, WalEntry};
+    pub use format::frame::{Decoder, EntryRef, Frame};
+    pub use format::Lsn;
+    pub use log::commit::Durable;
+    pub use log::config::{Config, Stats};
+    pub use log::mode::SyncMode;
+    pub use log::position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
+    pub use log::reader::WalReader;
+    pub use log::tail::Tail;
+    pub use log::wal::Wal;
+    pub use os::faults;
+    pub use read::replay::{ReplayStats, Txn};
+    pub use read::runs::{KeyDiff, KeyState};
+    pub use read::snapshot::{Iter, LogEntry, Snapshot};
+    pub use recovery::{Problem, RecoveryMode, RecoveryReport};
+}
 
 // The README's examples are compiled and run as doctests of
 // `durability-raft` (raft/src/lib.rs), which can name both crates.

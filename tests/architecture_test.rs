@@ -3,7 +3,8 @@
 //! (`error` and `sync` at the bottom, then `format`, `os`, `read`,
 //! `recovery`, `log`), the files of one folder import each other without a
 //! circle, no source file is longer than 800 lines, and no function longer
-//! than 150. Test code (`tests.rs`, `#[cfg(test)]` modules, the loom
+//! than 150, every system call of the library is in `src/os/`, and every
+//! sync in `src/os/durable.rs`. Test code (`tests.rs`, `#[cfg(test)]` modules, the loom
 //! models) and the `walctl` binary are not part of the layers; the binary
 //! is held to the same lengths.
 
@@ -282,4 +283,53 @@ fn no_file_over_800_lines_and_no_function_over_150() {
         }
     }
     assert!(wrong.is_empty(), "too long:\n{}", wrong.join("\n"));
+}
+
+/// Every system call of the library is in `os/` (DESIGN.md §1), so each
+/// system's side of it is in one place; and every sync is
+/// `os::durable`'s, so what "durable" means on each system (`F_FULLFSYNC`
+/// on macOS, DESIGN.md §6) is decided once.
+#[test]
+fn system_calls_live_in_os_and_syncs_in_durable() {
+    const SYSTEM: [&str; 6] = [
+        "rustix::",
+        "libc::",
+        "memmap2::",
+        "std::os::unix",
+        ".sync_all(",
+        ".sync_data(",
+    ];
+    const SYNC: [&str; 5] = [
+        ".sync_all(",
+        ".sync_data(",
+        "fsync(",
+        "fdatasync(",
+        "fcntl_fullfsync(",
+    ];
+    let mut wrong = Vec::new();
+    let mut seen_durable = false;
+    for path in sources() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (folder, file) = place(&path);
+        let durable = folder == "os" && file == "durable";
+        seen_durable |= durable;
+        for (i, line) in code_lines(&text).iter().enumerate() {
+            let banned: &[&str] = if folder != "os" {
+                &SYSTEM
+            } else if !durable {
+                &SYNC
+            } else {
+                &[]
+            };
+            if let Some(b) = banned.iter().find(|b| line.contains(*b)) {
+                wrong.push(format!("{}: code line {}: {b}", path.display(), i + 1));
+            }
+        }
+    }
+    assert!(seen_durable, "src/os/durable.rs was not found");
+    assert!(
+        wrong.is_empty(),
+        "system calls outside os/, or syncs outside os/durable.rs:\n{}",
+        wrong.join("\n")
+    );
 }

@@ -21,6 +21,11 @@
 //! `mkfs.btrfs`, so it runs only when `DURABILITY_DISK_FULL=1` is set (as
 //! `.ci/disk_full.sh` does); then a missing tool or not being root is a
 //! failure. Without the variable it says it was skipped and passes.
+//!
+//! Linux only: loop devices, `mkfs.*` and the filesystems are Linux's. A
+//! macOS counterpart (an APFS image made with `hdiutil`) is not written:
+//! nothing here runs macOS to check it (DESIGN.md §6).
+#![cfg(target_os = "linux")]
 
 use std::fmt::Write as _;
 use std::fs::File;

@@ -223,7 +223,8 @@ fn a_write_open_never_shrinks_a_segment_a_reader_maps() {
 }
 
 /// `(Rss, Private_Dirty + Shared_Dirty)` in KiB of this process's mappings
-/// of `path`.
+/// of `path`. Linux only: it reads `/proc/self/smaps`.
+#[cfg(target_os = "linux")]
 fn mapping_kib(path: &Path) -> (u64, u64) {
     let smaps = fs::read_to_string("/proc/self/smaps").unwrap();
     let name = path.canonicalize().unwrap();
@@ -256,6 +257,9 @@ fn mapping_kib(path: &Path) -> (u64, u64) {
 /// Pre-faulting runs a window ahead of the writer: the pages it faults in
 /// for writing (and so dirties, as zeros) are never more than two windows
 /// past the data, so writeback never writes a whole segment of zeros.
+/// Linux only: only Linux pre-faults (`MADV_POPULATE_WRITE`), and the
+/// measure is `/proc/self/smaps`.
+#[cfg(target_os = "linux")]
 #[test]
 fn prefaulting_dirties_only_a_window_ahead_of_the_data() {
     let dir = tempfile::tempdir().unwrap();
@@ -729,7 +733,8 @@ fn dirty_pages_in(file: &fs::File, off: u64, len: u64) -> Option<u64> {
 /// holding the end: a Strict sync cleaned them all) and right after every
 /// reopen (whose recovery synced the tail), across rotations of 1 MiB
 /// segments (where the first window of a new segment is faulted in while
-/// the writer already fills it).
+/// the writer already fills it). Linux only: the accounting is
+/// `cachestat(2)`, and only Linux pre-faults.
 #[cfg(target_os = "linux")]
 #[test]
 fn synced_pages_stay_clean_while_pages_are_faulted_in_ahead() {
@@ -803,6 +808,8 @@ fn synced_pages_stay_clean_while_pages_are_faulted_in_ahead() {
 /// 240-byte Strict commit). Checked with the page cache's own accounting,
 /// in Async mode with no background sync in the way, after the log's
 /// pages were dropped from the cache so the scan reads them in afresh.
+/// Linux only: the accounting is `cachestat(2)`, and the folios and the
+/// eviction are Linux's page cache.
 #[cfg(target_os = "linux")]
 #[test]
 fn a_store_after_reopen_dirties_only_its_own_pages() {

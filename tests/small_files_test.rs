@@ -16,7 +16,12 @@ fn cfg() -> Config {
 }
 
 fn mkfifo(path: &Path) {
-    rustix::fs::mkfifoat(rustix::fs::CWD, path, rustix::fs::Mode::RUSR).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call, which
+    // only reads it. (rustix has no `mkfifoat` on Apple systems.)
+    let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o400) };
+    assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
 }
 
 /// Runs `f` on another thread and returns what it returns; fails the test if

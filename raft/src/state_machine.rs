@@ -369,8 +369,9 @@ fn snapshot_write_error(meta: &SnapshotMeta<NodeId, Node>, e: &std::io::Error) -
     StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(e)).into()
 }
 
-/// Write the snapshot file atomically: a temporary file, fsync, rename over
-/// the old one, fsync the folder.
+/// Write the snapshot file atomically: a temporary file, synced, renamed
+/// over the old one, the folder synced; each sync as the log's own
+/// (`F_FULLFSYNC` on macOS).
 fn write_snapshot_file(dir: &Path, snapshot: &StoredSnapshot) -> std::io::Result<()> {
     let data = String::from_utf8(snapshot.data.clone()).map_err(std::io::Error::other)?;
     let file = SnapshotFile {
@@ -382,10 +383,10 @@ fn write_snapshot_file(dir: &Path, snapshot: &StoredSnapshot) -> std::io::Result
     {
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
+        durability::os::durable::sync_file(&f)?;
     }
     fs::rename(&tmp, dir.join(SNAPSHOT_FILE))?;
-    File::open(dir)?.sync_all()?;
+    durability::os::durable::sync_file(&File::open(dir)?)?;
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub struct Config {
     /// Fault segment pages in writable in the background, a window
     /// ([`PREFAULT_WINDOW`](crate::os::segment::PREFAULT_WINDOW)) ahead of the writer, so appends take
     /// no page faults, and without dirtying more than that window ahead of
-    /// the data. Default on.
+    /// the data. Default on. Linux only (see [`Config::prefault`]).
     pub prefault: bool,
     /// The id a log created by this open gets (the CRC seeds derive from
     /// it). Default `None`: a random v4 UUID. Fixing it makes a new log's
@@ -94,7 +94,9 @@ impl Config {
         self
     }
 
-    /// Turns pre-faulting of new segments on or off.
+    /// Turns pre-faulting of new segments on or off. Only Linux can fault
+    /// pages in ahead of the writer without writing them
+    /// (`MADV_POPULATE_WRITE`); elsewhere the setting changes nothing.
     pub fn prefault(mut self, on: bool) -> Self {
         self.prefault = on;
         self

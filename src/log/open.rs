@@ -22,7 +22,7 @@ use crate::log::publish::Published;
 use crate::log::registry::{self, DirId, DirState};
 use crate::log::shared::{Shared, Writer};
 use crate::log::wal::{spawn_flusher, spawn_notifier, Wal};
-use crate::os::lock::{create_log_dir, lock_dir, lock_generation, LOCK_FILE};
+use crate::os::lock::{count_write_open, create_log_dir, lock_dir};
 use crate::os::segment::{self, Segment};
 use crate::read::dead::Truncations;
 use crate::read::runs::{OpenTxns, RunIndex};
@@ -36,10 +36,10 @@ fn save_copy(path: &Path) -> Result<()> {
     let keep = recovery::discarded_name(path);
     fs::copy(path, &keep).map_err(|e| Error::io("save damaged segment", &keep, e))?;
     crate::os::files::open_read(&keep)
-        .and_then(|f| f.sync_all())
+        .and_then(|f| crate::os::durable::sync_file(&f))
         .map_err(|e| Error::io("sync saved segment", &keep, e))?;
     if let Some(dir) = keep.parent() {
-        segment::sync_dir(dir)?;
+        crate::os::durable::sync_dir(dir)?;
     }
     Ok(())
 }
@@ -106,7 +106,7 @@ impl Wal {
             other => new_log(&dir, &config, other)?,
         };
         if changed {
-            segment::sync_dir(&dir)?;
+            crate::os::durable::sync_dir(&dir)?;
         }
         // Make whatever the previous process left in the page cache durable
         // before acknowledging anything after it: the last segment and any
@@ -166,12 +166,7 @@ fn recover_for_write(
     // Counted before anything is repaired, so that a read-only scan in
     // another process can tell a writer came (and perhaps went) while it
     // scanned. Not synced: it only matters while both run.
-    {
-        use std::os::unix::fs::FileExt;
-        let generation = lock_generation(lock).wrapping_add(1);
-        lock.write_all_at(&generation.to_le_bytes(), 0)
-            .map_err(|e| Error::io("write lock file", dir.join(LOCK_FILE), e))?;
-    }
+    count_write_open(lock, dir)?;
     if let Some(r) = &recovered {
         for t in &r.temps {
             fs::remove_file(t).map_err(|e| Error::io("remove temporary file", t, e))?;

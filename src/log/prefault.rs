@@ -38,7 +38,7 @@ const CHUNK: usize = 64 << 10;
 
 /// The system's page size: what a sync cleans and a fault dirties.
 fn page() -> usize {
-    rustix::param::page_size()
+    crate::os::segment::page_size()
 }
 
 /// The chunk being faulted in: (segment identity, pages `[lo, hi)`).
@@ -60,7 +60,13 @@ impl Prefault {
     /// lie past the writer, chunk by chunk; `here()` reads the writer's
     /// position (an LSN: where its next byte goes, at least the published
     /// end). Stops once the writer has left the segment.
+    /// Nothing, where the system cannot fault pages in without writing
+    /// them ([`crate::os::segment::CAN_POPULATE`]): no claim, so no sync
+    /// ever waits.
     pub(crate) fn populate(&self, sref: &SegRef, from: usize, to: usize, here: impl Fn() -> Lsn) {
+        if !crate::os::segment::CAN_POPULATE {
+            return;
+        }
         let seg = id(&sref.seg);
         let fault = |lo, hi| sref.seg.populate(lo, hi);
         self.populate_range(seg, sref.first_lsn, sref.seg.len(), (from, to), here, fault);

@@ -39,11 +39,9 @@ pub(crate) struct DirId {
 impl DirId {
     /// The identity of directory `dir`.
     pub(crate) fn of(dir: &Path) -> Result<DirId> {
-        let st = rustix::fs::stat(dir).map_err(|e| Error::io("stat directory", dir, e.into()))?;
-        Ok(DirId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-        })
+        let (dev, ino) =
+            crate::os::files::file_id(dir).map_err(|e| Error::io("stat directory", dir, e))?;
+        Ok(DirId { dev, ino })
     }
 }
 
@@ -98,7 +96,7 @@ impl DirState {
         *self.poisoned.lock() = None;
         let path = dir.join(POISON_FILE);
         match std::fs::remove_file(&path) {
-            Ok(()) => crate::os::segment::sync_dir(dir),
+            Ok(()) => crate::os::durable::sync_dir(dir),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::io("remove poison record", path, e)),
         }

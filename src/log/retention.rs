@@ -22,7 +22,6 @@ use crate::format::entry::{BorrowedEntry, RunId};
 use crate::format::Lsn;
 use crate::log::position::EntryPosition;
 use crate::log::wal::Wal;
-use crate::os::segment;
 
 impl Wal {
     /// Appends a Checkpoint entry; returns where it landed. Pass its LSN
@@ -113,7 +112,7 @@ impl Wal {
         for s in &segs[..remove] {
             fs::remove_file(s.seg.path())
                 .map_err(|e| Error::io("remove segment", s.seg.path(), e))?;
-            segment::sync_dir(&shared.dir)?;
+            crate::os::durable::sync_dir(&shared.dir)?;
         }
         Ok(remove)
     }

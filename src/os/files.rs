@@ -79,6 +79,35 @@ pub(crate) fn read_small(path: &Path, max: usize) -> io::Result<Option<Vec<u8>>>
     Ok(Some(buf))
 }
 
+/// The device and inode of the file at `path` (following symlinks): what
+/// makes two paths the same file.
+pub(crate) fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// Renames `from` to `to` in one step. Over an existing `to` only if
+/// `replace`; otherwise an existing `to` is an error (`AlreadyExists`) and
+/// is left as it was: `renameat2(RENAME_NOREPLACE)` on Linux,
+/// `renameatx_np(RENAME_EXCL)` on Apple systems, and elsewhere a hard link
+/// (which never replaces) then the unlink of `from`.
+pub(crate) fn rename(from: &Path, to: &Path, replace: bool) -> io::Result<()> {
+    if replace {
+        return std::fs::rename(from, to);
+    }
+    #[cfg(any(target_os = "linux", target_vendor = "apple"))]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+    }
+    #[cfg(not(any(target_os = "linux", target_vendor = "apple")))]
+    {
+        std::fs::hard_link(from, to)?;
+        std::fs::remove_file(from)
+    }
+}
+
 fn too_long(len: u64, max: usize) -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidData,
@@ -90,11 +119,20 @@ fn too_long(len: u64, max: usize) -> io::Error {
 mod tests {
     use super::*;
 
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call, which
+        // only reads it. (rustix has no `mkfifoat` on Apple systems.)
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o400) };
+        assert_eq!(rc, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    }
+
     #[test]
     fn refuses_what_is_not_a_regular_file_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::RUSR).unwrap();
+        mkfifo(&fifo);
         let e = open_read(&fifo).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{e}");
         assert!(e.to_string().contains("FIFO"), "{e}");
@@ -103,6 +141,26 @@ mod tests {
         assert!(matches!(e.raw_os_error(), Some(6)) || e.kind() == io::ErrorKind::InvalidInput);
         let e = open_read(dir.path()).unwrap_err();
         assert!(e.to_string().contains("directory"), "{e}");
+    }
+
+    #[test]
+    fn a_rename_replaces_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"new").unwrap();
+        std::fs::write(&b, b"old").unwrap();
+        let e = rename(&a, &b, false).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists, "{e}");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old");
+        assert_eq!(std::fs::read(&a).unwrap(), b"new");
+        rename(&a, &b, true).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"new");
+        assert!(!a.exists());
+        std::fs::write(&a, b"again").unwrap();
+        std::fs::remove_file(&b).unwrap();
+        rename(&a, &b, false).unwrap();
+        assert_eq!(std::fs::read(&b).unwrap(), b"again");
+        assert!(!a.exists());
     }
 
     #[test]

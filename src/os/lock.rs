@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::os::segment;
 
 /// The name of the lock file in a log directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -37,6 +36,15 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(rustix::io::Errno::WOULDBLOCK) => return Err(Error::Locked { lock_file: path }),
+            // Some network filesystems (SMB, NFS without a lock daemon)
+            // have no advisory locks: one writer cannot be ensured there.
+            Err(e) if e == rustix::io::Errno::NOTSUP || e == rustix::io::Errno::OPNOTSUPP => {
+                return Err(Error::io(
+                    "lock (this filesystem has no advisory locks: keep the log on a local disk)",
+                    &path,
+                    e.into(),
+                ))
+            }
             Err(e) => return Err(Error::io("lock", &path, e.into())),
         }
     }
@@ -50,6 +58,16 @@ pub(crate) fn lock_generation(file: &File) -> u64 {
         Ok(8) => u64::from_le_bytes(buf),
         _ => 0,
     }
+}
+
+/// Counts one more write open in `lock`, the lock file of `dir` (see
+/// [`lock_generation`]). Not synced: it only matters while a reader and a
+/// writer both run.
+pub(crate) fn count_write_open(lock: &File, dir: &Path) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let generation = lock_generation(lock).wrapping_add(1);
+    lock.write_all_at(&generation.to_le_bytes(), 0)
+        .map_err(|e| Error::io("write lock file", dir.join(LOCK_FILE), e))
 }
 
 /// Creates `dir` and any missing parents, fsyncing the parent of each
@@ -68,7 +86,7 @@ pub(crate) fn create_log_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     for d in missing.iter().rev() {
         if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
-            segment::sync_dir(parent)?;
+            crate::os::durable::sync_dir(parent)?;
         }
     }
     Ok(())

@@ -15,7 +15,6 @@ use std::io::{ErrorKind, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::os::segment;
 
 /// The metadata file's name in the log directory.
 pub const META_FILE: &str = "META";
@@ -97,10 +96,10 @@ pub(crate) fn write(dir: &Path, data: &[u8]) -> Result<()> {
     f.write_all(&buf)
         .map_err(|e| Error::io("write metadata", &new, e))?;
     crate::os::faults::before_sync()
-        .and_then(|()| f.sync_all())
+        .and_then(|()| crate::os::durable::sync_file(&f))
         .map_err(|e| Error::io("sync metadata", &new, e))?;
     drop(f);
     let path = dir.join(META_FILE);
     fs::rename(&new, &path).map_err(|e| Error::io("replace metadata", &path, e))?;
-    segment::sync_dir(dir)
+    crate::os::durable::sync_dir(dir)
 }

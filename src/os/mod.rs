@@ -4,6 +4,7 @@
 //! files, and the fault-injection seam. Every system call of the crate is
 //! in this folder (DESIGN.md §5, §6).
 
+pub mod durable;
 pub mod faults;
 pub(crate) mod files;
 pub mod lock;

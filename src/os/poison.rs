@@ -78,9 +78,9 @@ pub(crate) fn write_poison_file(dir: &Path, instance: Uuid, synced: u64) -> std:
         std::fs::OpenOptions::new().write(true).create_new(true),
     )?;
     f.write_all(poison_record(instance, synced).as_bytes())?;
-    f.sync_all()?;
+    crate::os::durable::sync_file(&f)?;
     std::fs::rename(&tmp, dir.join(POISON_FILE))?;
-    std::fs::File::open(dir)?.sync_all()
+    crate::os::durable::sync_file(&std::fs::File::open(dir)?)
 }
 
 pub(crate) fn read_poison_file(dir: &Path) -> Result<Option<(Uuid, u64)>> {

@@ -20,14 +20,16 @@ use crate::format::header::{file_name, Header, HeaderState, DATA_START, HEADER_L
 /// faulting a whole segment ahead dirtied all of it).
 pub const PREFAULT_WINDOW: usize = 1 << 20;
 
-/// Fsyncs a directory, so renames and unlinks in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    #[cfg(feature = "fault-injection")]
-    crate::os::faults::dir_syncs::note(dir);
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+/// The system's page size (4 KiB on most Linux machines, 16 KiB on Apple
+/// silicon): the unit a sync cleans, a fault dirties and a map advises.
+pub fn page_size() -> usize {
+    rustix::param::page_size()
 }
+
+/// Whether this system can fault pages in writable without writing them
+/// (`MADV_POPULATE_WRITE`, Linux 5.14+): where it cannot, nothing faults
+/// pages in ahead of the writer, whose stores fault them in instead.
+pub const CAN_POPULATE: bool = cfg!(target_os = "linux");
 
 /// A mapped segment file.
 ///
@@ -38,7 +40,8 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// mapped: the crate never shrinks a segment file (DESIGN.md §8), so every
 /// address in `[0, len)` stays backed. The file descriptor is closed once
 /// the file is mapped: a log of thousands of segments holds no descriptor
-/// per segment.
+/// per segment (on Apple systems a sync opens the file again for its
+/// `F_FULLFSYNC`: see `Segment::sync_range`).
 pub struct Segment {
     seq: u64,
     path: PathBuf,
@@ -55,6 +58,10 @@ pub struct Segment {
     data_end: usize,
     /// True once the segment's header is written and durable.
     sealed: std::sync::atomic::AtomicBool,
+    /// The mapped file's device and inode: a sync that opens the file
+    /// again checks it has the same one.
+    #[cfg(target_vendor = "apple")]
+    file_id: (u64, u64),
 }
 
 impl std::fmt::Debug for Segment {
@@ -93,6 +100,14 @@ fn pread_header(file: &File) -> io::Result<HeaderState> {
         }
     }
     Ok(state)
+}
+
+/// The device and inode of `file`.
+#[cfg(target_vendor = "apple")]
+fn file_id(file: &File) -> io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata()?;
+    Ok((m.dev(), m.ino()))
 }
 
 /// The end of the last data extent of `file` in `[0, len)`, or `len` if
@@ -180,6 +195,8 @@ impl Segment {
             opts.map_raw_read_only(file)
         }
         .map_err(|e| Error::io("map segment", &path, e))?;
+        #[cfg(target_vendor = "apple")]
+        let file_id = file_id(file).map_err(|e| Error::io("stat segment", &path, e))?;
         Ok(Segment {
             seq,
             path,
@@ -189,6 +206,8 @@ impl Segment {
             file_len: len as u64,
             data_end: data_end.min(len),
             sealed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(target_vendor = "apple")]
+            file_id,
         })
     }
 
@@ -305,23 +324,39 @@ impl Segment {
         n
     }
 
-    /// Makes the bytes `[start, end)` durable (`msync(MS_SYNC)`); the
-    /// range is clamped to the map.
+    /// Makes the bytes `[start, end)` durable; the range is clamped to the
+    /// map. `msync(MS_SYNC)` of the pages, which on Linux returns once the
+    /// device has them. On Apple systems `msync` stops at the drive's
+    /// cache, so the file is then opened again (the map kept no
+    /// descriptor), checked to be the mapped one, and flushed with
+    /// `F_FULLFSYNC` (`os::durable`).
     pub(crate) fn sync_range(&self, start: usize, end: usize) -> io::Result<()> {
         let end = end.min(self.len);
         if end <= start {
             return Ok(());
         }
-        self.map.flush_range(start, end - start)
+        self.map.flush_range(start, end - start)?;
+        #[cfg(target_vendor = "apple")]
+        {
+            let file = crate::os::files::open_read(&self.path)?;
+            if file_id(&file)? != self.file_id {
+                return Err(io::Error::other(
+                    "the segment's path names another file than the one mapped",
+                ));
+            }
+            crate::os::durable::sync_file(&file)?;
+        }
+        Ok(())
     }
 
     /// Faults the pages of `[from, to)` (rounded in to whole pages, clamped
     /// to the map) in writable, without changing a byte: a page holding
     /// bytes before `from` is never touched. Advice only: on failure the
-    /// writer's first store to each page faults instead.
+    /// writer's first store to each page faults instead. See
+    /// [`CAN_POPULATE`].
     #[cfg(target_os = "linux")]
     pub(crate) fn populate(&self, from: usize, to: usize) {
-        let page = rustix::param::page_size();
+        let page = page_size();
         let from = from.div_ceil(page) * page;
         let to = to.min(self.len) / page * page;
         if from < to {
@@ -355,7 +390,7 @@ impl Segment {
     /// nothing but what is written twice.
     #[cfg(target_os = "linux")]
     pub(crate) fn evict_from(&self, from: usize) {
-        let page = rustix::param::page_size();
+        let page = page_size();
         let pmd = page * (page / 8);
         let from = from / pmd * pmd;
         if from >= self.len {
@@ -490,26 +525,14 @@ fn build_file(
     crate::os::space::prepare_new_file(&file)
         .map_err(|e| cleanup(Error::io("set no-copy-on-write", &tmp_path, e)))?;
     crate::os::faults::before_allocate()
+        .and_then(|()| crate::os::space::allocate(&file, size))
         .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e)))?;
-    rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, size)
-        .map_err(|e| cleanup(Error::io("fallocate", &tmp_path, e.into())))?;
     fill(&file, &tmp_path).map_err(cleanup)?;
-    file.sync_all()
+    crate::os::durable::sync_file(&file)
         .map_err(|e| cleanup(Error::io("fsync new segment", &tmp_path, e)))?;
-    let flags = if replace {
-        rustix::fs::RenameFlags::empty()
-    } else {
-        rustix::fs::RenameFlags::NOREPLACE
-    };
-    rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        &tmp_path,
-        rustix::fs::CWD,
-        &final_path,
-        flags,
-    )
-    .map_err(|e| cleanup(Error::io("rename new segment", &final_path, e.into())))?;
-    if let Err(e) = sync_dir(dir) {
+    crate::os::files::rename(&tmp_path, &final_path, replace)
+        .map_err(|e| cleanup(Error::io("rename new segment", &final_path, e)))?;
+    if let Err(e) = crate::os::durable::sync_dir(dir) {
         if !replace {
             // Never leave the name behind: a later creation of this number
             // would find it and fail (creation never replaces a file).
@@ -587,8 +610,7 @@ pub(crate) fn zero_past_size(seg: &Segment) -> Result<()> {
     let path = &seg.path;
     let file = crate::os::files::open_regular(path, OpenOptions::new().write(true))
         .map_err(|e| Error::io("open segment", path, e))?;
-    let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-    if rustix::fs::fallocate(&file, flags, from, to - from).is_err() {
+    if !crate::os::space::punch_hole(&file, from, to - from) {
         use std::os::unix::fs::FileExt;
         let zeros = vec![0u8; 64 << 10];
         let mut at = from;
@@ -599,8 +621,7 @@ pub(crate) fn zero_past_size(seg: &Segment) -> Result<()> {
             at += n as u64;
         }
     }
-    file.sync_all()
-        .map_err(|e| Error::io("zero grown segment", path, e))
+    crate::os::durable::sync_file(&file).map_err(|e| Error::io("zero grown segment", path, e))
 }
 
 /// Writes `header` into the first page of `seg` (through the map). Durable
