@@ -10,7 +10,8 @@
 //! | `POST /raft/append`, `/raft/vote`, `/raft/snapshot` | openraft's request | `Result<response, RaftError>` |
 //! | `POST /api/init` | — | initialises the cluster with every peer as a voter |
 //! | `POST /api/write` | a [`RunTxn`] | [`WriteReply`]: applied at `index`, or the leader to ask |
-//! | `POST /api/read` | [`ReadRequest`] | the key's value in the run, or `null` |
+//! | `POST /api/read` | [`ReadRequest`] | [`ReadReply`]: the key's value (linearizable: the leader confirms with a quorum that it still leads, and answers once it has applied every entry committed before the read), or the leader to ask |
+//! | `POST /api/read/local` | [`ReadRequest`] | this node's state machine's value, or `null`: may be stale (a follower behind, a leader cut off); for checks of one node's state |
 //! | `GET /api/replay/{run}` | — | the run's transactions, replayed from this node's log |
 //! | `GET /api/status` | — | [`Status`] |
 
@@ -94,6 +95,28 @@ pub enum WriteReply {
         leader: Option<(NodeId, String)>,
     },
     /// The write failed for another reason.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// What a linearizable read answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ReadReply {
+    /// The key's value (`None`: the run has no such key). It reflects
+    /// every write acknowledged before the read was sent.
+    Value {
+        /// The value.
+        value: Option<Vec<u8>>,
+    },
+    /// This node is not the leader; ask that one (if known).
+    NotLeader {
+        /// The leader's id and address, if this node knows it.
+        leader: Option<(NodeId, String)>,
+    },
+    /// This node could not confirm it still leads (no quorum answered),
+    /// or the read failed for another reason: nothing is answered.
     Failed {
         /// Why.
         error: String,
@@ -254,6 +277,7 @@ pub async fn serve(
         .route("/api/init", post(api_init))
         .route("/api/write", post(api_write))
         .route("/api/read", post(api_read))
+        .route("/api/read/local", post(api_read_local))
         .route("/api/replay/{run}", get(api_replay))
         .route("/api/status", get(api_status))
         .with_state(state);
@@ -310,9 +334,7 @@ async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Json<W
             index: resp.log_id.index,
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => WriteReply::NotLeader {
-            leader: f
-                .leader_id
-                .map(|id| (id, f.leader_node.map(|n| n.addr).unwrap_or_default())),
+            leader: leader_of(f),
         },
         Err(e) => WriteReply::Failed {
             error: e.to_string(),
@@ -320,7 +342,36 @@ async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Json<W
     })
 }
 
-async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Json<Option<Vec<u8>>> {
+/// The leader a `ForwardToLeader` names, as the replies carry it.
+fn leader_of(f: openraft::error::ForwardToLeader<NodeId, Node>) -> Option<(NodeId, String)> {
+    f.leader_id
+        .map(|id| (id, f.leader_node.map(|n| n.addr).unwrap_or_default()))
+}
+
+/// A linearizable read: `ensure_linearizable` has the leader confirm with
+/// a quorum that it still leads (an old leader cut off by a partition, or
+/// paused, cannot) and waits until its state machine has applied the
+/// commit index it read then; only then is the state machine read.
+async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Json<ReadReply> {
+    use openraft::error::CheckIsLeaderError;
+    Json(match s.raft.ensure_linearizable().await {
+        Ok(_) => ReadReply::Value {
+            value: s.sm.get(&r.run, &r.key),
+        },
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => ReadReply::NotLeader {
+            leader: leader_of(f),
+        },
+        Err(e) => ReadReply::Failed {
+            error: e.to_string(),
+        },
+    })
+}
+
+/// This node's state machine, whatever it has applied: may be stale.
+async fn api_read_local(
+    State(s): State<AppState>,
+    Json(r): Json<ReadRequest>,
+) -> Json<Option<Vec<u8>>> {
     Json(s.sm.get(&r.run, &r.key))
 }
 
@@ -448,6 +499,46 @@ impl RaftNetwork<TypeConfig> for HttpConnection {
     }
 }
 
+/// What a node answered a request only the leader serves.
+enum Answer<T> {
+    /// Served.
+    Done(T),
+    /// Not the leader; the one it knows of, if any.
+    Leader(Option<NodeId>),
+    /// Failed for another reason.
+    Failed(String),
+}
+
+/// The answers of requests only the leader serves.
+trait LeaderReply: serde::de::DeserializeOwned {
+    /// What a served request yields.
+    type Out;
+    /// The answer, classified.
+    fn answer(self) -> Answer<Self::Out>;
+}
+
+impl LeaderReply for WriteReply {
+    type Out = u64;
+    fn answer(self) -> Answer<u64> {
+        match self {
+            WriteReply::Applied { index } => Answer::Done(index),
+            WriteReply::NotLeader { leader } => Answer::Leader(leader.map(|l| l.0)),
+            WriteReply::Failed { error } => Answer::Failed(error),
+        }
+    }
+}
+
+impl LeaderReply for ReadReply {
+    type Out = Option<Vec<u8>>;
+    fn answer(self) -> Answer<Option<Vec<u8>>> {
+        match self {
+            ReadReply::Value { value } => Answer::Done(value),
+            ReadReply::NotLeader { leader } => Answer::Leader(leader.map(|l| l.0)),
+            ReadReply::Failed { error } => Answer::Failed(error),
+        }
+    }
+}
+
 /// A client of the cluster's HTTP API: finds the leader and retries.
 /// Clones share the leader they last found, and start there.
 #[derive(Clone)]
@@ -499,6 +590,87 @@ impl HttpClient {
     /// Writes `txn`, asking the leader (found by trying the nodes in
     /// turn), retrying until `timeout`. Returns the index it applied at.
     pub async fn write(&self, txn: &RunTxn, timeout: Duration) -> Result<u64, String> {
+        self.ask_leader::<_, WriteReply>("/api/write", txn, timeout)
+            .await
+    }
+
+    /// The value of `key` in `run`, read linearizably from the leader
+    /// (found as [`HttpClient::write`] finds it), retrying until `timeout`.
+    pub async fn read(
+        &self,
+        run: RunId,
+        key: &[u8],
+        timeout: Duration,
+    ) -> Result<Option<Vec<u8>>, String> {
+        let req = ReadRequest {
+            run,
+            key: key.to_vec(),
+        };
+        self.ask_leader::<_, ReadReply>("/api/read", &req, timeout)
+            .await
+    }
+
+    /// Node `id`'s answer to a linearizable read of `key` in `run`, asked
+    /// once.
+    pub async fn read_at(&self, id: NodeId, run: RunId, key: &[u8]) -> Result<ReadReply, String> {
+        self.post(
+            id,
+            "/api/read",
+            &ReadRequest {
+                run,
+                key: key.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// The value of `key` in `run` in node `id`'s state machine, whatever
+    /// it has applied: may be stale. For checks of one node's state.
+    pub async fn read_local(
+        &self,
+        id: NodeId,
+        run: RunId,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, String> {
+        self.post(
+            id,
+            "/api/read/local",
+            &ReadRequest {
+                run,
+                key: key.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// Posts `body` to `path` of node `id` and decodes the answer.
+    async fn post<B: Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        id: NodeId,
+        path: &str,
+        body: &B,
+    ) -> Result<R, String> {
+        let addr = self.peers.get(&id).ok_or("no such node")?;
+        self.client
+            .post(format!("http://{addr}{path}"))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Posts `body` to `path` of the leader: starts at the leader last
+    /// found, follows a node's hint, tries the nodes in turn, and retries
+    /// until `timeout`.
+    async fn ask_leader<B: Serialize, R: LeaderReply>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<R::Out, String> {
         use std::sync::atomic::Ordering;
         let deadline = tokio::time::Instant::now() + timeout;
         let ids: Vec<NodeId> = self.peers.keys().copied().collect();
@@ -508,31 +680,19 @@ impl HttpClient {
         let mut last = String::from("no node answered");
         while tokio::time::Instant::now() < deadline {
             let id = ids[at % ids.len()];
-            let addr = &self.peers[&id];
-            let reply = self
-                .client
-                .post(format!("http://{addr}/api/write"))
-                .json(txn)
-                .send()
-                .await;
-            match reply {
-                Ok(resp) => match resp.json::<WriteReply>().await {
-                    Ok(WriteReply::Applied { index }) => {
-                        // The next write starts at this leader.
-                        self.leader.store(id, Ordering::Relaxed);
-                        return Ok(index);
-                    }
-                    Ok(WriteReply::NotLeader {
-                        leader: Some((l, _)),
-                    }) if l != id && misses < 2 * ids.len() => {
-                        at = ids.iter().position(|&x| x == l).unwrap_or(at + 1);
-                        misses += 1;
-                        continue;
-                    }
-                    Ok(other) => last = format!("node {id}: {other:?}"),
-                    Err(e) => last = format!("node {id}: {e}"),
-                },
-                Err(e) => last = format!("node {id}: {e}"),
+            match self.post::<B, R>(id, path, body).await.map(R::answer) {
+                Ok(Answer::Done(out)) => {
+                    // The next request starts at this leader.
+                    self.leader.store(id, Ordering::Relaxed);
+                    return Ok(out);
+                }
+                Ok(Answer::Leader(Some(l))) if l != id && misses < 2 * ids.len() => {
+                    at = ids.iter().position(|&x| x == l).unwrap_or(at + 1);
+                    misses += 1;
+                    continue;
+                }
+                Ok(Answer::Leader(_)) => last = format!("node {id}: not the leader"),
+                Ok(Answer::Failed(e)) | Err(e) => last = format!("node {id}: {e}"),
             }
             at += 1;
             misses += 1;
@@ -544,28 +704,6 @@ impl HttpClient {
             }
         }
         Err(last)
-    }
-
-    /// The value of `key` in `run` on node `id`.
-    pub async fn read(
-        &self,
-        id: NodeId,
-        run: RunId,
-        key: &[u8],
-    ) -> Result<Option<Vec<u8>>, String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        self.client
-            .post(format!("http://{addr}/api/read"))
-            .json(&ReadRequest {
-                run,
-                key: key.to_vec(),
-            })
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// Run `run`'s transactions, replayed from node `id`'s log.
@@ -673,6 +811,27 @@ impl ProcCluster {
             .spawn()?;
         self.children.insert(id, child);
         Ok(())
+    }
+
+    /// Pauses node `id` (SIGSTOP): it keeps its sockets but answers
+    /// nothing, as a process stalled longer than an election timeout.
+    pub fn pause(&self, id: NodeId) {
+        self.signal(id, rustix::process::Signal::STOP);
+    }
+
+    /// Resumes a paused node `id` (SIGCONT).
+    pub fn resume(&self, id: NodeId) {
+        self.signal(id, rustix::process::Signal::CONT);
+    }
+
+    fn signal(&self, id: NodeId, sig: rustix::process::Signal) {
+        if let Some(pid) = self
+            .children
+            .get(&id)
+            .and_then(|c| rustix::process::Pid::from_raw(c.id() as i32))
+        {
+            let _ = rustix::process::kill_process(pid, sig);
+        }
     }
 
     /// SIGKILLs node `id` and reaps it.

@@ -1,7 +1,8 @@
 //! `walnode`, run for real: three node processes over loopback HTTP, with
 //! seeded kills of the leader, of a follower, and of all three; every
 //! acknowledged transaction is on every node afterwards and the state
-//! machines are equal. Plus the clear errors: a bad peer list, a port in
+//! machines are equal. A paused old leader never answers a stale read.
+//! Plus the clear errors: a bad peer list, a port in
 //! use, a directory another node holds. Every process the test starts, it
 //! stops (`ProcCluster` kills its children on drop).
 
@@ -13,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use durability::RunId;
-use durability_raft::node::{demo_txn, ProcCluster};
-use durability_raft::types::{NodeId, TxnOp};
+use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply};
+use durability_raft::types::{NodeId, RunTxn, TxnOp};
 
 const EXE: &str = env!("CARGO_BIN_EXE_walnode");
 
@@ -42,7 +43,7 @@ async fn check(procs: &ProcCluster, run: RunId, acked: &[u64], what: &str) {
             let TxnOp::Put { key, value } = &demo_txn(run, i).ops[0] else {
                 unreachable!()
             };
-            let got = client.read(id, run, key).await.unwrap();
+            let got = client.read_local(id, run, key).await.unwrap();
             assert_eq!(
                 got.as_ref(),
                 Some(value),
@@ -114,6 +115,78 @@ async fn nodes_killed_at_seeded_moments_lose_nothing_acknowledged() {
     check(&procs, run, &acked, "after all three restarted").await;
     write(&procs, run, step(10), &mut acked).await;
     check(&procs, run, &acked, "writes after the full restart").await;
+    drop(procs);
+}
+
+/// Waits until every node of `ids` names one leader among them; returns it.
+async fn wait_leader_among(client: &HttpClient, ids: &[NodeId]) -> NodeId {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut leaders = Vec::new();
+        for &id in ids {
+            leaders.push(client.status(id).await.and_then(|s| s.leader));
+        }
+        if let Some(Some(l)) = leaders.first().copied() {
+            if ids.contains(&l) && leaders.iter().all(|x| *x == Some(l)) {
+                return l;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader among {ids:?}: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A read answers every write acknowledged before it, from whichever node
+/// is asked. The leader is paused (SIGSTOP) past an election timeout; the
+/// other two elect a new leader, which acknowledges a newer value of the
+/// key; the old leader resumes still believing it leads, with the old
+/// value in its state machine. Asked at once, it must not answer that
+/// value: it cannot confirm its leadership with a quorum, and once it
+/// learns of the new term it is not the leader. (Before reads were
+/// linearizable, it answered from its state machine: the old value.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_old_leader_never_answers_a_stale_read() {
+    let base = tempfile::tempdir().unwrap();
+    let mut procs = ProcCluster::new(EXE, base.path(), 3).unwrap();
+    for id in 1..=3 {
+        procs.start(id).unwrap();
+    }
+    procs.wait_up(Duration::from_secs(30)).await.unwrap();
+    let client = procs.client();
+    client.init(1).await.unwrap();
+    let run = RunId::from_bytes([0x4b; 16]);
+    let timeout = Duration::from_secs(30);
+    client
+        .write(&RunTxn::put(run, 1, "k", "old"), timeout)
+        .await
+        .unwrap();
+    let old = procs.wait_leader(timeout).await.unwrap();
+    let value = client.read(run, b"k", timeout).await.unwrap();
+    assert_eq!(value.as_deref(), Some(&b"old"[..]));
+
+    procs.pause(old);
+    let others: Vec<NodeId> = (1..=3).filter(|&i| i != old).collect();
+    let new = wait_leader_among(&client, &others).await;
+    client
+        .write(&RunTxn::put(run, 2, "k", "new"), timeout)
+        .await
+        .unwrap();
+    procs.resume(old);
+    for attempt in 0..5 {
+        match client.read_at(old, run, b"k").await {
+            Ok(ReadReply::Value { value }) => assert_eq!(
+                value.as_deref(),
+                Some(&b"new"[..]),
+                "attempt {attempt}: node {old}, the old leader, answered a stale read"
+            ),
+            Ok(ReadReply::NotLeader { .. } | ReadReply::Failed { .. }) | Err(_) => {}
+        }
+    }
+    let value = client.read(run, b"k", timeout).await.unwrap();
+    assert_eq!(value.as_deref(), Some(&b"new"[..]), "leader {new}");
     drop(procs);
 }
 

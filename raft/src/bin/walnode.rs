@@ -196,7 +196,10 @@ async fn check_all(procs: &ProcCluster, acked: &Acked) -> Result<()> {
     for id in procs.running() {
         for &(run, i) in acked {
             let (key, value) = put_of(run, i);
-            let got = client.read(id, run, &key).await.map_err(|e| anyhow!(e))?;
+            let got = client
+                .read_local(id, run, &key)
+                .await
+                .map_err(|e| anyhow!(e))?;
             if got.as_deref() != Some(&value[..]) {
                 bail!("node {id} lost acknowledged write {i} of run {run}: {got:?}");
             }
