@@ -88,6 +88,11 @@ pub enum WriteReply {
     Applied {
         /// The entry's index.
         index: u64,
+        /// True if the run had already applied a transaction of this id
+        /// (a retry of a write that did commit): this entry applied
+        /// nothing. Writes are idempotent by `(run, txn_id)`.
+        #[serde(default)]
+        duplicate: bool,
     },
     /// This node is not the leader; ask that one (if known).
     NotLeader {
@@ -332,6 +337,7 @@ async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Json<W
     Json(match s.raft.client_write(txn).await {
         Ok(resp) => WriteReply::Applied {
             index: resp.log_id.index,
+            duplicate: resp.data.duplicate,
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => WriteReply::NotLeader {
             leader: leader_of(f),
@@ -521,7 +527,7 @@ impl LeaderReply for WriteReply {
     type Out = u64;
     fn answer(self) -> Answer<u64> {
         match self {
-            WriteReply::Applied { index } => Answer::Done(index),
+            WriteReply::Applied { index, .. } => Answer::Done(index),
             WriteReply::NotLeader { leader } => Answer::Leader(leader.map(|l| l.0)),
             WriteReply::Failed { error } => Answer::Failed(error),
         }

@@ -37,6 +37,47 @@ pub const SNAPSHOT_FILE: &str = "snapshot.json";
 /// The keys and values of every run.
 pub type Runs = BTreeMap<RunId, BTreeMap<Vec<u8>, Vec<u8>>>;
 
+/// The transaction ids a run has applied, as disjoint inclusive ranges
+/// (start -> end): a run whose ids come in order holds one range, so
+/// remembering every id costs a few bytes per run, not per transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TxnIds(BTreeMap<u64, u64>);
+
+impl TxnIds {
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: u64) -> bool {
+        self.0
+            .range(..=id)
+            .next_back()
+            .is_some_and(|(_, &end)| end >= id)
+    }
+
+    /// Adds `id`, merging it with the ranges it touches.
+    pub fn insert(&mut self, id: u64) {
+        if self.contains(id) {
+            return;
+        }
+        let mut start = id;
+        let mut end = id;
+        if let Some((&s, &e)) = self.0.range(..id).next_back() {
+            if e.checked_add(1) == Some(id) {
+                start = s;
+            }
+        }
+        if let Some(next) = id.checked_add(1) {
+            if let Some(e) = self.0.remove(&next) {
+                end = e;
+            }
+        }
+        self.0.insert(start, end);
+    }
+
+    /// The ranges, in order.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0.iter().map(|(&s, &e)| (s, e))
+    }
+}
+
 /// The whole state of a state machine, cloneable so tests can compare nodes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StateMachineData {
@@ -46,8 +87,13 @@ pub struct StateMachineData {
     pub last_membership: StoredMembership<NodeId, Node>,
     /// Each run's keys and values.
     pub runs: Runs,
-    /// How many transactions (normal entries) were applied.
+    /// How many transactions (normal entries) were applied; a retry of one
+    /// already applied is not counted.
     pub applied_txns: u64,
+    /// The transaction ids each run has applied: a transaction whose id
+    /// its run already applied is not applied again (a client's retry).
+    /// Kept after a run's keys are all deleted.
+    pub applied_ids: BTreeMap<RunId, TxnIds>,
 }
 
 /// A compact summary of the application state (runs and applied-transaction
@@ -98,6 +144,10 @@ struct SnapshotPayload {
     last_membership: StoredMembership<NodeId, Node>,
     applied_txns: u64,
     runs: Vec<RunPairs>,
+    /// Each run's applied transaction ids, as inclusive ranges (absent in
+    /// snapshots written before writes were idempotent).
+    #[serde(default)]
+    applied_ids: Vec<(RunId, Vec<(u64, u64)>)>,
 }
 
 impl SnapshotPayload {
@@ -116,6 +166,11 @@ impl SnapshotPayload {
                     )
                 })
                 .collect(),
+            applied_ids: data
+                .applied_ids
+                .iter()
+                .map(|(run, ids)| (*run, ids.ranges().collect()))
+                .collect(),
         }
     }
 
@@ -128,6 +183,11 @@ impl SnapshotPayload {
                 .runs
                 .into_iter()
                 .map(|(run, kv)| (run, kv.into_iter().collect()))
+                .collect(),
+            applied_ids: self
+                .applied_ids
+                .into_iter()
+                .map(|(run, ranges)| (run, TxnIds(ranges.into_iter().collect())))
                 .collect(),
         }
     }
@@ -314,9 +374,19 @@ impl StateMachineStore {
     fn apply_entry(state: &mut StateMachineData, entry: Entry) -> TxnResponse {
         let index = entry.log_id.index;
         state.last_applied = Some(entry.log_id);
+        let mut duplicate = false;
         let ops_applied = match entry.payload {
             EntryPayload::Blank => 0,
+            EntryPayload::Normal(txn) if Self::seen(state, &txn) => {
+                duplicate = true;
+                0
+            }
             EntryPayload::Normal(txn) => {
+                state
+                    .applied_ids
+                    .entry(txn.run_id)
+                    .or_default()
+                    .insert(txn.txn_id);
                 let n = txn.ops.len();
                 for op in txn.ops {
                     match op {
@@ -341,7 +411,19 @@ impl StateMachineStore {
                 0
             }
         };
-        TxnResponse { index, ops_applied }
+        TxnResponse {
+            index,
+            ops_applied,
+            duplicate,
+        }
+    }
+
+    /// Whether `txn`'s run already applied a transaction of its id.
+    fn seen(state: &StateMachineData, txn: &crate::types::RunTxn) -> bool {
+        state
+            .applied_ids
+            .get(&txn.run_id)
+            .is_some_and(|ids| ids.contains(txn.txn_id))
     }
 
     /// Make `snapshot` the current one, unless a newer one already is; save

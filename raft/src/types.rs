@@ -83,7 +83,9 @@ impl fmt::Debug for TxnOp {
 pub struct RunTxn {
     /// The run the transaction belongs to.
     pub run_id: RunId,
-    /// The transaction id, chosen by the client.
+    /// The transaction id, chosen by the client, unique within its run:
+    /// a transaction whose id the run already applied is not applied
+    /// again, so a client may resend a write whose answer it did not get.
     pub txn_id: u64,
     /// The ops, applied in order.
     pub ops: Vec<TxnOp>,
@@ -125,6 +127,12 @@ impl fmt::Display for RunTxn {
 pub struct TxnResponse {
     /// The log index of the applied entry.
     pub index: u64,
-    /// How many ops of the entry were applied (0 for blank and membership entries).
+    /// How many ops of the entry were applied (0 for blank and membership
+    /// entries, and for a duplicate).
     pub ops_applied: usize,
+    /// True if the entry's run had already applied a transaction of its
+    /// id (a client's retry of a write that did commit): nothing was
+    /// applied. Writes are idempotent by `(run_id, txn_id)`.
+    #[serde(default)]
+    pub duplicate: bool,
 }

@@ -2,8 +2,8 @@
 //! snapshot a persistent store saves and restores.
 
 use durability_raft::scenarios::{key, seeded_run, txn, value};
-use durability_raft::state_machine::{StateMachineError, StateMachineStore, SNAPSHOT_FILE};
-use durability_raft::types::{Entry, TxnOp, TxnResponse};
+use durability_raft::state_machine::{StateMachineError, StateMachineStore, TxnIds, SNAPSHOT_FILE};
+use durability_raft::types::{Entry, RunTxn, TxnOp, TxnResponse};
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, EntryPayload, LogId, RaftSnapshotBuilder};
 
@@ -45,20 +45,24 @@ async fn applies_puts_and_deletes_per_run() {
         vec![
             TxnResponse {
                 index: 0,
-                ops_applied: 0
+                ops_applied: 0,
+                duplicate: false
             },
             // txn 0 also puts and deletes the scratch key.
             TxnResponse {
                 index: 1,
-                ops_applied: 3
+                ops_applied: 3,
+                duplicate: false
             },
             TxnResponse {
                 index: 2,
-                ops_applied: 1
+                ops_applied: 1,
+                duplicate: false
             },
             TxnResponse {
                 index: 3,
-                ops_applied: 1
+                ops_applied: 1,
+                duplicate: false
             },
         ]
     );
@@ -67,6 +71,64 @@ async fn applies_puts_and_deletes_per_run() {
     assert_eq!(sm.get(&b, &key(1)), Some(value(b, 1)));
     assert_eq!(sm.applied_txns(), 3);
     assert_eq!(sm.last_applied(), Some(log_id(1, 3)));
+}
+
+/// A client that resends a write whose answer it lost must not apply it
+/// twice: a retry that lands after a newer write would undo it.
+#[tokio::test]
+async fn a_retried_transaction_is_applied_once() {
+    let mut sm = StateMachineStore::new();
+    let run = seeded_run(4, 0);
+    let put = |id: u64, v: &str| RunTxn::put(run, id, "k", v);
+    let resp = sm
+        .apply([
+            normal(1, put(1, "a")),
+            normal(2, put(2, "b")),
+            normal(3, put(1, "a")),
+        ])
+        .await
+        .expect("apply");
+    assert_eq!(resp[2].ops_applied, 0);
+    assert!(resp[2].duplicate && !resp[0].duplicate && !resp[1].duplicate);
+    assert_eq!(sm.get(&run, b"k").as_deref(), Some(&b"b"[..]));
+    assert_eq!(sm.applied_txns(), 2);
+    // Ids out of order are each applied once; a run whose keys were all
+    // deleted still knows its ids.
+    let resp = sm
+        .apply([
+            normal(4, put(7, "c")),
+            normal(5, put(5, "d")),
+            normal(6, put(7, "x")),
+            normal(
+                7,
+                RunTxn {
+                    run_id: run,
+                    txn_id: 6,
+                    ops: vec![TxnOp::Delete { key: b"k".to_vec() }],
+                },
+            ),
+            normal(8, put(2, "y")),
+        ])
+        .await
+        .expect("apply");
+    let dup: Vec<bool> = resp.iter().map(|r| r.duplicate).collect();
+    assert_eq!(dup, [false, false, true, false, true]);
+    assert!(sm.run(&run).is_none());
+    assert_eq!(sm.applied_txns(), 5);
+}
+
+#[test]
+fn txn_ids_merge_into_ranges() {
+    let mut ids = TxnIds::default();
+    for id in [5, 3, 4, 9, 0, u64::MAX, 1, 2, u64::MAX - 1] {
+        assert!(!ids.contains(id), "{id}");
+        ids.insert(id);
+        assert!(ids.contains(id), "{id}");
+    }
+    ids.insert(4);
+    let ranges: Vec<(u64, u64)> = ids.ranges().collect();
+    assert_eq!(ranges, [(0, 5), (9, 9), (u64::MAX - 1, u64::MAX)]);
+    assert!(!ids.contains(6) && !ids.contains(8) && !ids.contains(10));
 }
 
 #[tokio::test]
@@ -85,6 +147,9 @@ async fn a_persistent_store_restores_its_last_snapshot() {
         let mut data = sm.data();
         data.runs.get_mut(&run).expect("run").remove(&key(10));
         data.applied_txns -= 1;
+        let mut ids = TxnIds::default();
+        (0..10).for_each(|i| ids.insert(i));
+        data.applied_ids.insert(run, ids);
         data.last_applied = Some(log_id(1, 9));
         data
     };
@@ -126,6 +191,12 @@ async fn an_installed_snapshot_replaces_the_state_and_is_saved() {
         .expect("install");
     assert_eq!(follower.data(), leader.data());
     assert_eq!(follower.digest(), leader.digest());
+    // The snapshot carries the applied ids: a retry is still one.
+    let resp = follower
+        .apply([normal(5, txn(run, 2))])
+        .await
+        .expect("apply");
+    assert!(resp[0].duplicate);
 
     let reopened = StateMachineStore::open(dir.path()).expect("reopen");
     assert_eq!(reopened.data(), leader.data());

@@ -1,7 +1,8 @@
 //! `walnode`, run for real: three node processes over loopback HTTP, with
 //! seeded kills of the leader, of a follower, and of all three; every
 //! acknowledged transaction is on every node afterwards and the state
-//! machines are equal. A paused old leader never answers a stale read.
+//! machines are equal. A paused old leader never answers a stale read, and
+//! a late retry of a write is not applied twice.
 //! Plus the clear errors: a bad peer list, a port in
 //! use, a directory another node holds. Every process the test starts, it
 //! stops (`ProcCluster` kills its children on drop).
@@ -187,6 +188,18 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
     }
     let value = client.read(run, b"k", timeout).await.unwrap();
     assert_eq!(value.as_deref(), Some(&b"new"[..]), "leader {new}");
+    // A late retry of the first write (a client that lost its answer) is
+    // not applied again: it would undo the newer one.
+    client
+        .write(&RunTxn::put(run, 1, "k", "old"), timeout)
+        .await
+        .unwrap();
+    let value = client.read(run, b"k", timeout).await.unwrap();
+    assert_eq!(
+        value.as_deref(),
+        Some(&b"new"[..]),
+        "a retry was applied twice"
+    );
     drop(procs);
 }
 
