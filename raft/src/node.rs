@@ -3,7 +3,10 @@
 //! Raft's RPCs and a small client API over HTTP (axum; peers and clients
 //! use reqwest with JSON bodies). The `walnode` binary runs it.
 //!
-//! Routes (all JSON):
+//! Routes (all JSON). The client API's HTTP status says what the answer
+//! is: 200 served, 421 not the leader (the body names the one to ask), 503
+//! not served now (no quorum or no leader), 409 an `init` refused, 400 a
+//! bad request, 500 a node's own failure.
 //!
 //! | route | body | answer |
 //! |---|---|---|
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use durability::{Config, RunId, SyncMode};
@@ -43,7 +47,24 @@ use crate::types::{Node, NodeId, Raft, RunTxn, TxnOp, TypeConfig};
 /// The cluster's members: node id → `host:port`.
 pub type Peers = BTreeMap<NodeId, String>;
 
-/// Parses `1=127.0.0.1:7001,2=127.0.0.1:7002,...`.
+/// Checks that `addr` is `HOST:PORT`: an IP address and port
+/// (`127.0.0.1:7001`, `[::1]:7001`), or a host name and port
+/// (`localhost:7001`, `node-1.internal:7001`), resolved when used.
+fn check_host_port(addr: &str) -> Result<(), String> {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or("no :PORT")?;
+    port.parse::<u16>()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    let name = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.';
+    if host.is_empty() || !host.chars().all(name) {
+        return Err(format!("{host:?} is not a host name or an IP address"));
+    }
+    Ok(())
+}
+
+/// Parses `1=127.0.0.1:7001,2=localhost:7002,...`.
 pub fn parse_peers(s: &str) -> Result<Peers, String> {
     let mut peers = Peers::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -55,7 +76,7 @@ pub fn parse_peers(s: &str) -> Result<Peers, String> {
             .parse()
             .map_err(|_| format!("peer {part:?}: {id:?} is not a node id (a number)"))?;
         let addr = addr.trim();
-        addr.parse::<SocketAddr>()
+        check_host_port(addr)
             .map_err(|e| format!("peer {part:?}: {addr:?} is not HOST:PORT ({e})"))?;
         if peers.insert(id, addr.to_string()).is_some() {
             return Err(format!("node id {id} appears twice in the peer list"));
@@ -323,18 +344,46 @@ async fn raft_snapshot(
     Json(s.raft.install_snapshot(rpc).await)
 }
 
-async fn api_init(State(s): State<AppState>) -> Json<Result<(), String>> {
+/// An HTTP status that says what an answer is: 200 served, 421 not the
+/// leader (ask the one named), 503 not served now (no quorum, no leader),
+/// 400 a bad request.
+type Reply<T> = (StatusCode, Json<T>);
+
+impl WriteReply {
+    fn status(&self) -> StatusCode {
+        match self {
+            WriteReply::Applied { .. } => StatusCode::OK,
+            WriteReply::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
+            WriteReply::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl ReadReply {
+    fn status(&self) -> StatusCode {
+        match self {
+            ReadReply::Value { .. } => StatusCode::OK,
+            ReadReply::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
+            ReadReply::Failed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+async fn api_init(State(s): State<AppState>) -> Reply<Result<(), String>> {
     let members: BTreeMap<NodeId, Node> = s
         .peers
         .iter()
         .map(|(&id, addr)| (id, BasicNode { addr: addr.clone() }))
         .collect();
-    Json(s.raft.initialize(members).await.map_err(|e| e.to_string()))
+    match s.raft.initialize(members).await {
+        Ok(()) => (StatusCode::OK, Json(Ok(()))),
+        Err(e) => (StatusCode::CONFLICT, Json(Err(e.to_string()))),
+    }
 }
 
-async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Json<WriteReply> {
+async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Reply<WriteReply> {
     use openraft::error::ClientWriteError;
-    Json(match s.raft.client_write(txn).await {
+    let reply = match s.raft.client_write(txn).await {
         Ok(resp) => WriteReply::Applied {
             index: resp.log_id.index,
             duplicate: resp.data.duplicate,
@@ -345,7 +394,8 @@ async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Json<W
         Err(e) => WriteReply::Failed {
             error: e.to_string(),
         },
-    })
+    };
+    (reply.status(), Json(reply))
 }
 
 /// The leader a `ForwardToLeader` names, as the replies carry it.
@@ -358,9 +408,9 @@ fn leader_of(f: openraft::error::ForwardToLeader<NodeId, Node>) -> Option<(NodeI
 /// a quorum that it still leads (an old leader cut off by a partition, or
 /// paused, cannot) and waits until its state machine has applied the
 /// commit index it read then; only then is the state machine read.
-async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Json<ReadReply> {
+async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Reply<ReadReply> {
     use openraft::error::CheckIsLeaderError;
-    Json(match s.raft.ensure_linearizable().await {
+    let reply = match s.raft.ensure_linearizable().await {
         Ok(_) => ReadReply::Value {
             value: s.sm.get(&r.run, &r.key),
         },
@@ -370,7 +420,8 @@ async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Json
         Err(e) => ReadReply::Failed {
             error: e.to_string(),
         },
-    })
+    };
+    (reply.status(), Json(reply))
 }
 
 /// This node's state machine, whatever it has applied: may be stale.
@@ -384,10 +435,13 @@ async fn api_read_local(
 async fn api_replay(
     State(s): State<AppState>,
     UrlPath(run): UrlPath<String>,
-) -> Json<Result<Vec<ReplayedTxn>, String>> {
+) -> Reply<Result<Vec<ReplayedTxn>, String>> {
     let run: RunId = match run.parse() {
         Ok(r) => r,
-        Err(e) => return Json(Err(format!("bad run id {run:?}: {e}"))),
+        Err(e) => {
+            let error = format!("bad run id {run:?}: {e}");
+            return (StatusCode::BAD_REQUEST, Json(Err(error)));
+        }
     };
     let mut out = Vec::new();
     let r = s.log.wal().replay_run(run, |t| {
@@ -405,7 +459,10 @@ async fn api_replay(
                 .collect(),
         })
     });
-    Json(r.map(|_| out).map_err(|e| e.to_string()))
+    match r {
+        Ok(_) => (StatusCode::OK, Json(Ok(out))),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(Err(e.to_string()))),
+    }
 }
 
 async fn api_status(State(s): State<AppState>) -> Json<Status> {
@@ -923,6 +980,29 @@ impl Drop for ProcCluster {
         let ids: Vec<NodeId> = self.running();
         for id in ids {
             self.kill(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_are_ip_addresses_or_host_names() {
+        let p =
+            parse_peers("1=127.0.0.1:7001, 2=localhost:7002,3=[::1]:7003,4=n-4.local:1").unwrap();
+        assert_eq!(p[&2], "localhost:7002");
+        assert_eq!(p.len(), 4);
+        for bad in [
+            "1=localhost",
+            "1=:7001",
+            "1=local host:7001",
+            "1=localhost:70000",
+            "1=::1:7001",
+        ] {
+            let e = parse_peers(bad).unwrap_err();
+            assert!(e.contains("is not HOST:PORT"), "{bad}: {e}");
         }
     }
 }

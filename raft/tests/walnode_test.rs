@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use durability::RunId;
-use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply};
+use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply, ReadRequest};
 use durability_raft::types::{NodeId, RunTxn, TxnOp};
 
 const EXE: &str = env!("CARGO_BIN_EXE_walnode");
@@ -188,6 +188,30 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
     }
     let value = client.read(run, b"k", timeout).await.unwrap();
     assert_eq!(value.as_deref(), Some(&b"new"[..]), "leader {new}");
+    // The HTTP status says what the answer is: a follower is not the
+    // leader (421), a bad run id is a bad request (400).
+    let http = durability_raft::node::http_client();
+    let follower = others.iter().copied().find(|&i| i != new).unwrap();
+    let read = ReadRequest {
+        run,
+        key: b"k".to_vec(),
+    };
+    let resp = http
+        .post(format!("http://{}/api/read", procs.peers()[&follower]))
+        .json(&read)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 421);
+    let resp = http
+        .get(format!(
+            "http://{}/api/replay/not-a-run",
+            procs.peers()[&new]
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
     // A late retry of the first write (a client that lost its answer) is
     // not applied again: it would undo the newer one.
     client
