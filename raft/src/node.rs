@@ -284,10 +284,12 @@ pub async fn serve(
     let raft = openraft::Raft::new(id, config, network, log.clone(), sm.clone())
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
-    eprintln!(
-        "walnode {id}: serving on {addr} (log {}, state machine {})",
-        log_dir.display(),
-        sm_dir.display()
+    tracing::info!(
+        node = id,
+        %addr,
+        log = %log_dir.display(),
+        state_machine = %sm_dir.display(),
+        "serving"
     );
     let state = AppState {
         id,

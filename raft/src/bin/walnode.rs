@@ -23,7 +23,9 @@ use durability_raft::types::NodeId;
 #[command(
     name = "walnode",
     version,
-    about = "A replicated agent-run store node on the durability log"
+    about = "A replicated agent-run store node on the durability log",
+    after_help = "Logs go to standard error; WALNODE_LOG sets what is logged \
+                  (RUST_LOG syntax, e.g. WALNODE_LOG=debug; default: warnings, and the node's own info)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -70,8 +72,23 @@ enum Command {
     },
 }
 
+/// Logs to standard error through `tracing`, openraft's events included:
+/// `WALNODE_LOG` sets the filter (`RUST_LOG` syntax, e.g. `debug` or
+/// `openraft=debug,info`); by default warnings, and this crate's info.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("WALNODE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,durability_raft=info,walnode=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
