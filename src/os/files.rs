@@ -82,9 +82,13 @@ pub(crate) fn read_small(path: &Path, max: usize) -> io::Result<Option<Vec<u8>>>
 /// The device and inode of the file at `path` (following symlinks): what
 /// makes two paths the same file.
 pub(crate) fn file_id(path: &Path) -> io::Result<(u64, u64)> {
+    Ok(id_of(&std::fs::metadata(path)?))
+}
+
+/// The device and inode in `meta` (of a path, or of an open file).
+pub(crate) fn id_of(meta: &std::fs::Metadata) -> (u64, u64) {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path)?;
-    Ok((m.dev(), m.ino()))
+    (meta.dev(), meta.ino())
 }
 
 /// Renames `from` to `to` in one step. Over an existing `to` only if

@@ -102,14 +102,6 @@ fn pread_header(file: &File) -> io::Result<HeaderState> {
     Ok(state)
 }
 
-/// The device and inode of `file`.
-#[cfg(target_vendor = "apple")]
-fn file_id(file: &File) -> io::Result<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = file.metadata()?;
-    Ok((m.dev(), m.ino()))
-}
-
 /// The end of the last data extent of `file` in `[0, len)`, or `len` if
 /// the filesystem cannot say. Bytes past it read as zero.
 fn data_end(file: &File, len: u64) -> u64 {
@@ -196,7 +188,10 @@ impl Segment {
         }
         .map_err(|e| Error::io("map segment", &path, e))?;
         #[cfg(target_vendor = "apple")]
-        let file_id = file_id(file).map_err(|e| Error::io("stat segment", &path, e))?;
+        let file_id = file
+            .metadata()
+            .map(|m| crate::os::files::id_of(&m))
+            .map_err(|e| Error::io("stat segment", &path, e))?;
         Ok(Segment {
             seq,
             path,
@@ -339,7 +334,7 @@ impl Segment {
         #[cfg(target_vendor = "apple")]
         {
             let file = crate::os::files::open_read(&self.path)?;
-            if file_id(&file)? != self.file_id {
+            if crate::os::files::id_of(&file.metadata()?) != self.file_id {
                 return Err(io::Error::other(
                     "the segment's path names another file than the one mapped",
                 ));

@@ -142,14 +142,18 @@ mod sys {
     /// The filesystem names that copy on write: APFS, and OpenZFS.
     pub(super) const COPY_ON_WRITE: [&str; 2] = ["apfs", "zfs"];
 
-    pub(super) fn reservation(_dir: &Path, st: &rustix::fs::StatFs) -> Result<SpaceReservation> {
-        let name: Vec<u8> = st
-            .f_fstypename
+    /// The filesystem's name, from `f_fstypename` (`apfs`, `hfs`, ...).
+    pub(super) fn type_name(st: &rustix::fs::StatFs) -> String {
+        st.f_fstypename
             .iter()
             .take_while(|&&c| c != 0)
-            .map(|&c| c as u8)
-            .collect();
-        Ok(if COPY_ON_WRITE.iter().any(|n| n.as_bytes() == name) {
+            .map(|&c| c as u8 as char)
+            .collect()
+    }
+
+    pub(super) fn reservation(_dir: &Path, st: &rustix::fs::StatFs) -> Result<SpaceReservation> {
+        let name = type_name(st);
+        Ok(if COPY_ON_WRITE.contains(&name.as_str()) {
             SpaceReservation::NotReserved
         } else {
             SpaceReservation::Reserved
@@ -389,13 +393,7 @@ mod tests {
     fn reservation_of_the_local_filesystem() {
         let dir = tempfile::tempdir().unwrap();
         let got = space_reservation(dir.path()).unwrap();
-        let st = rustix::fs::statfs(dir.path()).unwrap();
-        let name: String = st
-            .f_fstypename
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c as u8 as char)
-            .collect();
+        let name = sys::type_name(&rustix::fs::statfs(dir.path()).unwrap());
         let want = if sys::COPY_ON_WRITE.contains(&name.as_str()) {
             SpaceReservation::NotReserved
         } else {
