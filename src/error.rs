@@ -267,6 +267,18 @@ pub enum Error {
         detail: String,
     },
 
+    /// The log's purge mark (`PURGED`: the LSN below which every entry is
+    /// purged, DESIGN.md §9) cannot be read, or belongs to another log.
+    /// Opens refuse rather than take it for "no mark", which would bring
+    /// purged entries back into reads.
+    #[error("{}: damaged purge mark: {detail}; entries below the log's purge point would reappear without it. Restore the file from a backup, or, if reading entries that were purged is acceptable, remove it", .path.display())]
+    BadPurgeMark {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// An LSN that does not name the start of an entry in this log.
     #[error("LSN {lsn} is not the position of an entry in this log ({detail})")]
     BadLsn {

@@ -176,8 +176,13 @@ pub fn encode(entry: &BorrowedEntry<'_>, seed: u32) -> Vec<u8> {
 /// the unit follows), panicking (a harness bug) if it cannot.
 pub fn encode_unit(entry: &BorrowedEntry<'_>, seed: u32, continues: bool) -> Vec<u8> {
     let mut out = vec![0u8; frame::frame_len(entry)];
-    let n = frame::encode_unit_frame(entry, seed, continues, &mut out).expect("encode_unit_frame failed");
-    assert_eq!(n, out.len(), "encode_unit_frame returned a length other than it wrote");
+    let n = frame::encode_unit_frame(entry, seed, continues, &mut out)
+        .expect("encode_unit_frame failed");
+    assert_eq!(
+        n,
+        out.len(),
+        "encode_unit_frame returned a length other than it wrote"
+    );
     out
 }
 
@@ -441,9 +446,21 @@ mod tests {
     fn unit_frames_pass_the_decode_checks() {
         let run = RunId::from_bytes([3; 16]);
         let entries = [
-            BorrowedEntry::BeginTxn { txn_id: 1, run_id: run, timestamp: 9 },
-            BorrowedEntry::Write { run_id: run, key: b"k", value: b"v", version: 1 },
-            BorrowedEntry::CommitTxn { txn_id: 1, run_id: run },
+            BorrowedEntry::BeginTxn {
+                txn_id: 1,
+                run_id: run,
+                timestamp: 9,
+            },
+            BorrowedEntry::Write {
+                run_id: run,
+                key: b"k",
+                value: b"v",
+                version: 1,
+            },
+            BorrowedEntry::CommitTxn {
+                txn_id: 1,
+                run_id: run,
+            },
         ];
         let seed = 0x1234_5678;
         let mut buf = Vec::new();

@@ -133,6 +133,38 @@ pub fn read_all(snap: &Snapshot) -> Vec<Read> {
     out
 }
 
+/// The transactions open just before `at` (run, txn id), by replay's rule,
+/// in a log whose entries `entries` start where `cut` were open.
+pub fn open_at<'a>(
+    cut: &[(RunId, u64)],
+    entries: impl IntoIterator<Item = (u64, &'a WalEntry)>,
+    at: u64,
+) -> Vec<(RunId, u64)> {
+    let mut open = cut.to_vec();
+    for (lsn, e) in entries {
+        if lsn >= at {
+            break;
+        }
+        let Some(run) = e.run_id() else { continue };
+        let i = open.iter().position(|o| o.0 == run);
+        match e.kind() {
+            EntryKind::BeginTxn => {
+                if let Some(i) = i {
+                    open.remove(i);
+                }
+                open.push((run, e.txn_id().unwrap_or(0)));
+            }
+            EntryKind::CommitTxn | EntryKind::AbortTxn => {
+                if let Some(i) = i.filter(|&i| Some(open[i].1) == e.txn_id()) {
+                    open.remove(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    open
+}
+
 /// A committed unit (DESIGN.md §9), borrowing the model's entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unit<'a> {
@@ -186,6 +218,8 @@ fn brief(
 }
 
 struct Open<'a> {
+    /// Begun below the log's start (the purge mark): never delivered.
+    cut: bool,
     run: RunId,
     txn: u64,
     timestamp: u64,
@@ -200,7 +234,29 @@ struct Open<'a> {
 /// own; a new BeginTxn of a run replaces (drops) its open transaction; an
 /// AbortTxn of the open txn id drops it; ends with another id are ignored.
 pub fn units<'a>(entries: impl IntoIterator<Item = (u64, &'a WalEntry)>) -> Vec<Unit<'a>> {
-    let mut open: Vec<Open<'a>> = Vec::new();
+    units_from(&[], entries)
+}
+
+/// [`units`] of a log that starts at a purge mark, where the transactions
+/// `cut` (run, txn id) are open, begun below it: they are never delivered,
+/// and their entries after the mark are neither (DESIGN.md §9). So the
+/// units are those a replay of the whole log delivers that begin at or
+/// after the mark.
+pub fn units_from<'a>(
+    cut: &[(RunId, u64)],
+    entries: impl IntoIterator<Item = (u64, &'a WalEntry)>,
+) -> Vec<Unit<'a>> {
+    let mut open: Vec<Open<'a>> = cut
+        .iter()
+        .map(|&(run, txn)| Open {
+            cut: true,
+            run,
+            txn,
+            timestamp: 0,
+            begin: 0,
+            ops: Vec::new(),
+        })
+        .collect();
     let mut out = Vec::new();
     for (lsn, e) in entries {
         let Some(run) = e.run_id() else { continue };
@@ -228,6 +284,7 @@ pub fn units<'a>(entries: impl IntoIterator<Item = (u64, &'a WalEntry)>) -> Vec<
                     unreachable!()
                 };
                 open.push(Open {
+                    cut: false,
                     run,
                     txn: *txn_id,
                     timestamp: *timestamp,
@@ -238,7 +295,7 @@ pub fn units<'a>(entries: impl IntoIterator<Item = (u64, &'a WalEntry)>) -> Vec<
             EntryKind::CommitTxn | EntryKind::AbortTxn => {
                 if let Some(i) = at.filter(|&i| Some(open[i].txn) == e.txn_id()) {
                     let o = open.remove(i);
-                    if e.kind() == EntryKind::CommitTxn {
+                    if e.kind() == EntryKind::CommitTxn && !o.cut {
                         out.push(Unit {
                             run,
                             txn: Some(o.txn),

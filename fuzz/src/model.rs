@@ -268,8 +268,8 @@ struct Seg {
 /// and commit LSN, the LSNs of its ops (an LSN names one frame for good).
 type UnitKey = (RunId, Option<u64>, Option<u64>, u64, u64, Vec<u64>);
 
-fn unit_keys(live: &[&Entry]) -> Vec<UnitKey> {
-    log::units(live.iter().map(|e| (e.lsn, &e.entry)))
+fn unit_keys(cut: &[(RunId, u64)], live: &[&Entry]) -> Vec<UnitKey> {
+    log::units_from(cut, live.iter().map(|e| (e.lsn, &e.entry)))
         .into_iter()
         .map(|u| {
             let ops = u.ops.iter().map(|o| o.0).collect();
@@ -285,9 +285,13 @@ struct Model {
     /// Every frame of the log, in order: the entries deleted by truncation
     /// records and the records too.
     entries: Vec<Entry>,
-    /// The log's first LSN and its end.
+    /// The log's first LSN (its purge mark, or its first segment's start)
+    /// and its end.
     start: u64,
     end: u64,
+    /// The transactions open at `start`, begun below it (a purge mark cut
+    /// them): replay never delivers them (DESIGN.md §9).
+    cut: Vec<(RunId, u64)>,
     /// The end at the last explicit sync or open: durable for sure.
     synced: u64,
     /// Counts operations: timestamps and versions.
@@ -310,6 +314,7 @@ impl Model {
             entries: Vec::new(),
             start: 0,
             end: 0,
+            cut: Vec::new(),
             synced: 0,
             step: 0,
             opens: 0,
@@ -487,7 +492,7 @@ impl Model {
         if depth == Depth::Entries {
             return;
         }
-        let want = log::units(live.iter().map(|e| (e.lsn, &e.entry)));
+        let want = log::units_from(&self.cut, live.iter().map(|e| (e.lsn, &e.entry)));
         log::check_replay("replay", &want, |f| w.replay(f).map(drop));
         for run in all_runs() {
             let want_run: Vec<_> = want.iter().filter(|u| u.run == run).cloned().collect();
@@ -717,6 +722,12 @@ impl Model {
                     .expect("a segment of the log is missing from the copy")
             })
             .collect();
+        // Where each segment starts, by its header (`layout` knows only
+        // segments holding a frame at or after the log's start).
+        let header_first: Vec<Option<u64>> = index
+            .iter()
+            .map(|&i| log::header_valid(&files[i].1).then(|| log::header_first_lsn(&files[i].1)))
+            .collect();
 
         // Headers are as the copy has them: blank for segments no sync has
         // reached yet. A blank header before a damaged one is then in the
@@ -787,6 +798,15 @@ impl Model {
             let k = f.file as usize % segs.len();
             let i = index[k];
             let o = f.offset as usize % files[i].1.len();
+            // Not modelled: damage to purged bytes a kept segment still
+            // holds (below the purge mark), which ends the log below its
+            // start; `purge_test::a_mark_past_the_recovered_end_is_lowered_to_it`
+            // covers the log that results.
+            if let Some(first) = header_first[k].filter(|&f| f < self.start) {
+                if o < DATA_START || first + ((o - DATA_START) as u64) < self.start {
+                    continue;
+                }
+            }
             flipped.entry((k, o)).or_insert(files[i].1[o]);
             files[i].1[o] ^= 1 << (f.bit % 8);
         }
@@ -889,7 +909,8 @@ impl Model {
                     Some(p) if torn && p.class == ProblemClass::TornTail => {}
                     Some(p) => panic!("after a process crash: {p}"),
                 }
-                if let (true, Some(first), Some(last)) = (batch, inflight.first(), inflight.last()) {
+                if let (true, Some(first), Some(last)) = (batch, inflight.first(), inflight.last())
+                {
                     self.batches.push((first.lsn, last.end));
                 }
                 for e in inflight {
@@ -1139,7 +1160,11 @@ impl Model {
             .truncate_from(from)
             .unwrap_or_else(|e| panic!("truncate_from({from}), a live entry: {e}"));
         if from == self.end {
-            assert_eq!((pos.lsn, pos.end), (self.end, self.end), "truncate_from(end) wrote something");
+            assert_eq!(
+                (pos.lsn, pos.end),
+                (self.end, self.end),
+                "truncate_from(end) wrote something"
+            );
             return;
         }
         let at = self.end;
@@ -1188,26 +1213,34 @@ impl Model {
         let before = self.wal().stats().segments;
         let removed = self.wal().purge_before(lsn).expect("purge_before");
         self.retained("purge_before", lsn, before, removed, &[]);
+        // The mark is durable, so the entries below it are.
+        self.synced = self.synced.max(self.start);
     }
 
     /// Retention (`what`, at `lsn`, with the checkpoint's `active` runs)
     /// removed `removed` of `before` segments: the new start lies at or
-    /// below `lsn` on a frame boundary, only frames below it went, none of
-    /// an active run (deleted ones excepted: a truncation already removed
-    /// them from every reader), and what replay delivers from the rest of
-    /// the log is what it delivered before, less the units wholly below the
-    /// new start: no transaction open across the cut.
+    /// below `lsn` on a frame boundary (for `purge_before`, exactly at
+    /// `lsn`, the purge mark, unless the log started past it), only frames
+    /// below it went, none of an active run (deleted ones excepted: a
+    /// truncation already removed them from every reader), and what replay
+    /// delivers from the rest of the log is what it delivered before, less
+    /// the units that begin below the new start: a checkpoint's retention
+    /// cuts where no transaction is open, and a purge mark hides a
+    /// transaction begun below it whole (DESIGN.md §9).
     fn retained(&mut self, what: &str, lsn: u64, before: usize, removed: usize, active: &[RunId]) {
+        let purge = what == "purge_before";
         let after = self.wal().stats().segments;
         assert_eq!(before - after, removed, "{what} miscounts");
         assert!(after >= 1, "{what} removed the last segment");
         let start = self.wal().start_lsn();
         assert!(
-            start <= lsn,
+            start <= lsn.max(self.start),
             "{what}({lsn}) moved the start past it, to {start}"
         );
         assert!(start >= self.start, "{what} moved the start back");
-        if removed == 0 {
+        if purge {
+            assert_eq!(start, lsn.max(self.start), "{what}({lsn}): the mark");
+        } else if removed == 0 {
             assert_eq!(
                 start, self.start,
                 "{what} removed nothing but moved the start"
@@ -1230,11 +1263,22 @@ impl Model {
                 );
             }
         }
-        let units_before = unit_keys(&self.live());
+        let old_start = self.start;
+        let live = self.live();
+        let units_before = unit_keys(&self.cut, &live);
+        let new_cut = log::open_at(&self.cut, live.iter().map(|e| (e.lsn, &e.entry)), start);
+        drop(live);
         self.entries.drain(..cut);
         self.start = start;
-        let units_after = unit_keys(&self.live());
-        for u in &units_before {
+        if !purge && start > old_start {
+            assert!(
+                new_cut.is_empty(),
+                "{what} cut at {start} where {new_cut:?} were open"
+            );
+        }
+        self.cut = new_cut;
+        let units_after = unit_keys(&self.cut, &self.live());
+        for u in units_before.iter().filter(|_| !purge) {
             assert!(
                 !(u.3 < start && start <= u.4),
                 "{what} cut at {start} through the committed unit {u:?}"
@@ -1810,11 +1854,15 @@ mod tests {
             let run = m.step as u8;
             step(&mut m, txn_of(run, 1, 4));
         }
-        // Below the log's first entry and inside the first segment: nothing.
+        // Below the log's first entry: nothing. Below the second, inside
+        // the first segment: the log starts there (the purge mark), and
+        // the segment stays.
         step(&mut m, ModelOp::Purge { at: 0 });
         assert_eq!(m.start, 0);
+        let second = m.live()[1].lsn;
         step(&mut m, ModelOp::Purge { at: 1 });
-        assert_eq!(m.start, 0);
+        assert_eq!(m.start, second);
+        assert_eq!(m.wal().stats().segments, 4);
         // Below an entry of the third segment: the first two go.
         let snap = m.wal().snapshot();
         let target = snap
@@ -1848,8 +1896,10 @@ mod tests {
         m.finish();
     }
 
-    /// Purge never cuts a transaction open across a segment boundary; a
-    /// truncation's range may straddle the new start.
+    /// Purge never deletes a segment where a transaction is open across
+    /// its boundary; its mark may lie inside the transaction, which is then
+    /// never delivered (DESIGN.md §9); a truncation's range may straddle
+    /// the new start.
     #[test]
     fn purge_keeps_open_transactions_and_straddled_truncations() {
         let mut m = Model::new();
@@ -1872,8 +1922,15 @@ mod tests {
             },
         );
         let end = m.end;
+        let segments = m.wal().stats().segments;
         purge_at(&mut m, end);
-        assert_eq!(m.start, 0, "cut through the open transaction");
+        assert_eq!(
+            m.wal().stats().segments,
+            segments,
+            "cut through the open transaction"
+        );
+        assert_eq!(m.start, end);
+        assert_eq!(m.cut, vec![(run_id(0), 1)]);
         step(
             &mut m,
             ModelOp::End {

@@ -98,6 +98,11 @@ impl Wal {
         // of this process never scans bytes this recovery repairs.
         let mut gate = dir_state.gate.write();
         let recovered = recover_for_write(&dir, &config, &dir_state, &lock)?;
+        // Read before anything is repaired: a damaged mark refuses the open.
+        let mark = match &recovered {
+            Some(r) if !r.segments.is_empty() => crate::os::purge::read(&dir, r.instance)?,
+            _ => no_mark_without_a_log(&dir)?,
+        };
         let mut changed = false;
         let start = match recovered {
             Some(r) if !r.segments.is_empty() => {
@@ -114,6 +119,9 @@ impl Wal {
         let resync_from = start.segments[start.segments.len() - 1 - start.adopted].first_lsn;
         let (shared, prep, report) = start_writer(dir, config, &dir_state, start)?;
         resync(&shared, &dir_state, resync_from)?;
+        if let Some(mark) = mark {
+            crate::log::retention::restore_mark(&shared, mark)?;
+        }
         settle_tail_pages(&shared);
         // On disk now: the trusted prefix, and zeros (or nothing) after it.
         dir_state.clear_poison(&shared.dir)?;
@@ -140,6 +148,22 @@ impl Wal {
             _lock: lock,
         })
     }
+}
+
+/// A directory with no log (or only blank segments) must hold no purge
+/// mark: a mark is written only while a segment with a durable header
+/// exists, and purging never deletes the last segment. One found there
+/// belonged to a log whose segments went some other way; making a new log
+/// beside it would leave a mark of another log in its directory.
+fn no_mark_without_a_log(dir: &Path) -> Result<Option<u64>> {
+    if crate::os::purge::exists(dir) {
+        let path = dir.join(crate::os::purge::PURGE_FILE);
+        return Err(Error::BadPurgeMark {
+            path,
+            detail: "a purge mark, but no segment of a log".into(),
+        });
+    }
+    Ok(None)
 }
 
 /// Recovery for a write open: the scan (under the poisoned-log limit, if a

@@ -20,8 +20,9 @@
 //!   before, and the clone contains the segment. Loading `end` *after*
 //!   releasing the read lock would break this: a rotation could push a
 //!   segment and publish bytes in it in between.
-//! - `start`: it changes only together with the segment list, under the
-//!   write lock, so the `start` read under the read lock matches the list.
+//! - `start`: it changes only together with the segment list or the purge
+//!   point, under the write lock, so the `start` read under the read lock
+//!   matches the list and the purge point of the same view.
 //! - the truncation records: a record is added under the write lock before
 //!   the publish that makes it visible (the same argument as `end` above:
 //!   a view that sees the record's LSN sees the record), and retention
@@ -35,10 +36,13 @@
 use std::sync::Arc;
 
 use crate::read::dead::{Dead, Truncations};
+use crate::read::purge::PurgePoint;
 use crate::sync::{AtomicU64, Ordering, RwLock};
 
-/// The segments of the log, the published range [start, end), and the
-/// truncation records (DESIGN.md §10) that delete parts of it.
+/// The segments of the log, the published range [start, end), the
+/// truncation records (DESIGN.md §10) that delete parts of it, and the purge
+/// point (§9). `start` is the logical start: the first segment's first LSN
+/// or the purge mark, whichever is later.
 pub(crate) struct Published<T> {
     listed: RwLock<Listed<T>>,
     start: AtomicU64,
@@ -51,6 +55,7 @@ pub(crate) struct Published<T> {
 struct Listed<T> {
     segs: Vec<T>,
     truncations: Truncations,
+    purge: Arc<PurgePoint>,
 }
 
 /// A consistent view of the log ([`Published::view`]).
@@ -64,6 +69,8 @@ pub(crate) struct View<T> {
     pub end: u64,
     /// The ranges deleted by the truncation records published below `end`.
     pub dead: Arc<Dead>,
+    /// The purge point.
+    pub purge: Arc<PurgePoint>,
 }
 
 impl<T: Clone> Published<T> {
@@ -72,7 +79,11 @@ impl<T: Clone> Published<T> {
     pub(crate) fn new(segs: Vec<T>, start: u64, end: u64, truncations: Truncations) -> Self {
         debug_assert!(start <= end);
         Published {
-            listed: RwLock::new(Listed { segs, truncations }),
+            listed: RwLock::new(Listed {
+                segs,
+                truncations,
+                purge: Arc::default(),
+            }),
             start: AtomicU64::new(start),
             end: AtomicU64::new(end),
         }
@@ -84,7 +95,8 @@ impl<T: Clone> Published<T> {
         self.end.load(Ordering::Acquire)
     }
 
-    /// The first LSN still in the log (Acquire). Alone it says nothing
+    /// The log's logical start (Acquire): the first LSN a read may return.
+    /// Alone it says nothing
     /// about the segment list: use [`Published::view`] for a consistent
     /// pair.
     pub(crate) fn start(&self) -> u64 {
@@ -114,20 +126,39 @@ impl<T: Clone> Published<T> {
         self.listed.write().truncations.add(from, at);
     }
 
-    /// Retention: forget the first `n` segments and move start to
-    /// `new_start` (<= the published end), and forget the truncation
-    /// records below it, atomically with respect to [`Published::view`].
-    /// Returns the segments removed, oldest first. Readers that already
-    /// hold a view keep their clones.
+    /// Retention: forget the first `n` segments, whose successor starts at
+    /// `new_start` (<= the published end), and the truncation records below
+    /// it, and move start there unless the purge mark lies beyond,
+    /// atomically with respect to [`Published::view`]. Returns the segments
+    /// removed, oldest first. Readers that already hold a view keep their
+    /// clones.
     pub(crate) fn remove_first(&self, n: usize, new_start: u64) -> Vec<T> {
         let mut listed = self.listed.write();
         debug_assert!(n <= listed.segs.len());
         debug_assert!(new_start <= self.end.load(Ordering::Relaxed));
-        debug_assert!(new_start >= self.start.load(Ordering::Relaxed));
         let removed: Vec<T> = listed.segs.drain(..n).collect();
         listed.truncations.truncate_before(new_start);
-        self.start.store(new_start, Ordering::Release);
+        let mark = listed.purge.mark;
+        if new_start >= mark && !listed.purge.cut.is_empty() {
+            // No transaction is open at a cut retention makes (§9).
+            listed.purge = Arc::new(PurgePoint::new(mark, Vec::new()));
+        }
+        let start = new_start.max(mark);
+        debug_assert!(start >= self.start.load(Ordering::Relaxed));
+        self.start.store(start, Ordering::Release);
         removed
+    }
+
+    /// Purging: everything below `purge.mark` (<= the published end, and
+    /// above the current start) is purged. Atomic with respect to
+    /// [`Published::view`]: a view has the new start with the transactions
+    /// it cuts, or neither.
+    pub(crate) fn set_purge(&self, purge: PurgePoint) {
+        let mut listed = self.listed.write();
+        debug_assert!(purge.mark <= self.end.load(Ordering::Relaxed));
+        let start = self.start.load(Ordering::Relaxed).max(purge.mark);
+        listed.purge = Arc::new(purge);
+        self.start.store(start, Ordering::Release);
     }
 
     /// A consistent view: every LSN in `[start, end)` lies in one of its
@@ -146,6 +177,7 @@ impl<T: Clone> Published<T> {
             segs: listed.segs.clone(),
             end,
             dead: listed.truncations.visible(end),
+            purge: Arc::clone(&listed.purge),
         }
     }
 

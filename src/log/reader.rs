@@ -105,19 +105,25 @@ impl WalReader {
                 continue;
             }
             recovery::enforce(config.recovery_mode, &r.report)?;
+            let mark = crate::os::purge::read(&dir, r.instance)?;
             let start = r.segments.first().map_or(0, |s| s.first_lsn);
-            let snapshot = Snapshot {
+            let mut snapshot = Snapshot {
                 segs: r.segments,
                 start,
                 end: r.end_lsn,
                 salt: header::salt(&r.instance),
                 decoder: READ_DECODER,
                 dead: r.truncations.visible(r.end_lsn),
+                purge: Default::default(),
             };
+            let mut index = r.index;
+            if let Some(mark) = mark {
+                apply_mark(&mut snapshot, &mut index, mark)?;
+            }
             return Ok(WalReader {
                 dir,
                 snapshot,
-                index: r.index,
+                index,
                 report: r.report,
                 instance: r.instance,
             });
@@ -128,7 +134,10 @@ impl WalReader {
     /// view, surveyed for the report and the run index.
     fn beside(dir: PathBuf, shared: &dyn Live, config: &Config) -> Result<WalReader> {
         let snapshot = shared.snapshot();
-        let (report, index) = recovery::survey(&snapshot)?;
+        let (report, mut index) = recovery::survey(&snapshot)?;
+        // The survey indexes every frame the segments hold; reads start at
+        // the purge mark.
+        index.truncate_before(snapshot.start_lsn());
         recovery::enforce(config.recovery_mode, &report)?;
         Ok(WalReader {
             dir,
@@ -186,4 +195,19 @@ impl WalReader {
     pub fn runs(&self) -> Vec<RunId> {
         self.index.runs().copied().collect()
     }
+}
+
+/// Takes up the purge mark `mark` of a scanned log: reads start there (at
+/// the end, if the log ends before it: what lay below was lost to damage),
+/// and the run index forgets what lies below.
+fn apply_mark(snapshot: &mut Snapshot, index: &mut RunIndex, mark: u64) -> Result<()> {
+    let at = mark.min(snapshot.end);
+    if at <= snapshot.start {
+        return Ok(());
+    }
+    let point = crate::read::runs::purge_point(snapshot, at)?;
+    snapshot.start = at;
+    snapshot.purge = std::sync::Arc::new(point);
+    index.truncate_before(at);
+    Ok(())
 }

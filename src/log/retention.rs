@@ -12,6 +12,11 @@
 //!
 //! Readers holding a [`Snapshot`](crate::Snapshot) keep their mappings of
 //! deleted segments (an unlinked file stays readable while mapped).
+//!
+//! [`Wal::purge_before`] first moves the purge mark (DESIGN.md §9): the
+//! log's logical start, durable in `PURGED` before any segment goes, so
+//! that entries below it stay unreadable in the segment it keeps, and
+//! after a crash at any point.
 
 use std::fs;
 
@@ -21,7 +26,9 @@ use crate::error::{Error, Result};
 use crate::format::entry::{BorrowedEntry, RunId};
 use crate::format::Lsn;
 use crate::log::position::EntryPosition;
+use crate::log::shared::Shared;
 use crate::log::wal::Wal;
+use crate::read::runs::purge_point;
 
 impl Wal {
     /// Appends a Checkpoint entry; returns where it landed. Pass its LSN
@@ -58,27 +65,83 @@ impl Wal {
         }
         let active: Vec<RunId> = at.entry.active_runs().to_vec();
         drop(snap);
-        self.remove_below(checkpoint_lsn, &active)
-    }
-
-    /// Deletes the oldest segments whose entries all lie below `lsn`, under
-    /// the same rules as [`Wal::truncate_before`] (never where a
-    /// transaction is open, never past what a [`Tail`](crate::Tail) has yet
-    /// to read, never the last segment) but with no checkpoint: for a
-    /// caller that keeps its own record of what it no longer needs (a
-    /// replication layer purging applied entries). Entries below `lsn` in
-    /// a segment that is kept stay readable. Returns the number of
-    /// segments deleted.
-    pub fn purge_before(&self, lsn: Lsn) -> Result<usize> {
-        self.check_open()?;
-        self.remove_below(lsn, &[])
-    }
-
-    fn remove_below(&self, limit: Lsn, active: &[RunId]) -> Result<usize> {
-        let shared = &self.shared;
         // One retention at a time, unlinks included: two interleaved would
         // unlink out of order, and a crash could leave a gap.
         let _one = shared.retention.lock();
+        self.remove_below(checkpoint_lsn, &active)
+    }
+
+    /// Purges every entry below `lsn`: for a caller that keeps its own
+    /// record of what it no longer needs (a replication layer purging
+    /// entries a snapshot covers).
+    ///
+    /// First the log's start moves to `lsn` (the purge mark), durably
+    /// before this returns and before any file is deleted: from then on no
+    /// read returns an entry below it, in this process or another, before
+    /// or after a crash or reopen ([`Wal::start_lsn`], replays, which say
+    /// so in [`ReplayStats`](crate::ReplayStats), iteration, `read_at`,
+    /// tails, `truncate_from`). A transaction begun below `lsn` is never
+    /// delivered by a replay (DESIGN.md §9). `lsn` must be a live entry's
+    /// start, or lie in a range a truncation deleted, or be at or past the
+    /// end (then everything is purged); at or below the start it changes
+    /// nothing. The mark never moves back.
+    ///
+    /// Then the oldest segments whose entries all lie below `lsn` are
+    /// deleted, under the same rules as [`Wal::truncate_before`] (never
+    /// where a transaction is open, never past what a
+    /// [`Tail`](crate::Tail) has yet to read, never the last segment).
+    /// Returns the number of segments deleted.
+    pub fn purge_before(&self, lsn: Lsn) -> Result<usize> {
+        self.check_open()?;
+        // One retention at a time: marks are written in order, and unlinks
+        // never interleave.
+        let _one = self.shared.retention.lock();
+        self.mark_purged(lsn)?;
+        self.remove_below(lsn, &[])
+    }
+
+    /// Moves the purge mark to `lsn` (see [`Wal::purge_before`]): in memory,
+    /// under the writer lock (so no truncation or append interleaves with
+    /// the count of the transactions it cuts), then on disk once the
+    /// entries below it are durable. Called under the retention lock.
+    fn mark_purged(&self, lsn: Lsn) -> Result<()> {
+        let shared = &self.shared;
+        let mark = {
+            let mut w = shared.writer.lock();
+            // Under the writer lock the published log is the whole log.
+            let snap = shared.snapshot();
+            if lsn <= snap.start {
+                return Ok(());
+            }
+            let mark = if lsn >= snap.end {
+                snap.end
+            } else {
+                // A deleted entry is purged with the rest of its range: the
+                // mark goes to the record that ends it, a live entry.
+                let m = snap.skip_truncated(lsn);
+                if m < snap.end {
+                    snap.read_at(m)?;
+                }
+                m
+            };
+            if mark <= snap.start {
+                return Ok(());
+            }
+            let point = purge_point(&snap, mark)?;
+            drop(snap);
+            shared.log.set_purge(point);
+            w.index.truncate_before(mark);
+            mark
+        };
+        // The mark never lies past the durable end: after a power cut the
+        // log still reaches it (DESIGN.md §7).
+        shared.sync_to(mark)?;
+        crate::os::purge::write(&shared.dir, shared.instance, mark)
+    }
+
+    /// Called under the retention lock.
+    fn remove_below(&self, limit: Lsn, active: &[RunId]) -> Result<usize> {
+        let shared = &self.shared;
         // The first segment kept must have a durable header before anything
         // before it disappears: recovery identifies the log by it. Syncing
         // past the limit seals every segment up to it (A).
@@ -116,4 +179,26 @@ impl Wal {
         }
         Ok(remove)
     }
+}
+
+/// Takes up the purge mark `mark` found on disk at a write open: the log's
+/// start moves there, and the run index forgets what lies below. A mark
+/// past the recovered end (the log lost entries to damage it could not
+/// recover from) is lowered to the end, on disk too, before anything is
+/// appended: appends would otherwise land below it (DESIGN.md §7).
+pub(super) fn restore_mark(shared: &Shared, mark: Lsn) -> Result<()> {
+    let mut w = shared.writer.lock();
+    let snap = shared.snapshot();
+    let at = mark.min(snap.end);
+    if at < mark {
+        crate::os::purge::write(&shared.dir, shared.instance, at)?;
+    }
+    if at <= snap.start {
+        return Ok(());
+    }
+    let point = purge_point(&snap, at)?;
+    drop(snap);
+    shared.log.set_purge(point);
+    w.index.truncate_before(at);
+    Ok(())
 }

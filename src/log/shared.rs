@@ -69,6 +69,7 @@ impl Shared {
             salt: self.salt,
             decoder: self.decoder,
             dead: v.dead,
+            purge: v.purge,
         }
     }
 

@@ -35,13 +35,19 @@ impl std::fmt::Debug for Tail {
 }
 
 impl Tail {
-    /// A tail of `shared` from `lsn`; pins `lsn` against retention.
+    /// A tail of `shared` from `lsn` (0: from the log's start); pins its
+    /// position against retention. A `lsn` below the start (purged, or
+    /// deleted by retention) is reported once by the first
+    /// [`poll`](Tail::poll), which then goes on from the start.
     pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn) -> Tail {
         // Under the writer lock, which retention holds while it picks its
-        // cut: a tail created before `truncate_before` chooses is seen.
-        let id = {
+        // cut (and a purge while it moves the mark): a tail created before
+        // `truncate_before` chooses is seen.
+        let (id, lsn) = {
             let _w = shared.writer.lock();
-            shared.pins.pin(lsn)
+            let start = shared.log.start();
+            let lsn = if lsn == 0 { start } else { lsn };
+            (shared.pins.pin(lsn.max(start)), lsn)
         };
         Tail {
             shared,
@@ -64,9 +70,13 @@ impl Tail {
     /// earlier records deleted when this one truncated them, so a follower
     /// that applies the records it is given holds exactly the live log.
     ///
-    /// Errors only if the position is not an entry of this log (a `lsn`
-    /// given to [`Wal::tail`](crate::Wal::tail) that is not an entry's
-    /// start, or lies before the log's start).
+    /// Errors if the position is not an entry of this log (a `lsn` given
+    /// to [`Wal::tail`](crate::Wal::tail) that is not an entry's start), or
+    /// once, with [`Error::BadLsn`] saying "purged", if the tail's position
+    /// lies below the log's start (given so, or purged by
+    /// [`Wal::purge_before`](crate::Wal::purge_before) before the tail
+    /// delivered it): the tail then goes on from the start, so its reader
+    /// learns of the hole instead of reading past it.
     pub fn poll(&mut self) -> Result<Option<(Lsn, WalEntry)>> {
         if self.next >= self.shared.log.end() {
             return Ok(None);
@@ -79,6 +89,11 @@ impl Tail {
             self.snap = Some(self.shared.snapshot());
         }
         let snap = self.snap.as_ref().expect("just set");
+        if self.next < snap.start_lsn() {
+            let e = snap.purged(self.next);
+            self.next = snap.start_lsn();
+            return Err(e);
+        }
         // Entries a truncation deleted are never delivered: go on from its
         // record, which tells the reader what was deleted.
         self.next = snap.skip_truncated(self.next);

@@ -16,7 +16,10 @@ impl Wal {
     /// every snapshot, replay, tail and reopen after it skips the deleted
     /// entries, in this and any other process. `lsn` must be the start of
     /// a live entry, or the end (then nothing is deleted and no record is
-    /// written). Returns the record's position (when nothing was deleted,
+    /// written); an `lsn` below the log's start
+    /// ([`Wal::purge_before`](crate::Wal::purge_before)) is refused
+    /// ([`Error::BadLsn`](crate::Error::BadLsn), "purged"): a suffix
+    /// truncation never reaches into purged history. Returns the record's position (when nothing was deleted,
     /// an empty one at the end: `lsn == end`).
     pub fn truncate_from(&self, lsn: Lsn) -> Result<EntryPosition> {
         let (at, (end, sync_now, wake)) = {

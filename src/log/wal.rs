@@ -187,8 +187,10 @@ impl Wal {
         (snap, stretches)
     }
 
-    /// A reader that follows the log from `lsn` as entries are appended.
-    /// It holds back retention at its position while it lives.
+    /// A reader that follows the log from `lsn` as entries are appended
+    /// (0: from the log's start). It holds back the deletion of segments at
+    /// its position while it lives; a position below the start is reported
+    /// once by [`Tail::poll`].
     pub fn tail(&self, lsn: Lsn) -> Tail {
         Tail::new(Arc::clone(&self.shared), lsn)
     }

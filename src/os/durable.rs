@@ -13,8 +13,8 @@
 //!   `F_BARRIERFSYNC` (ordering without a flush) gives no loss bound, so it
 //!   is never used.
 
-use std::fs::File;
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -53,6 +53,54 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| sync_file(&d))
         .map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// What [`replace_file`] is replacing, for its error messages: the
+/// operation names of each step.
+pub(crate) struct Replace {
+    /// Removing a stale temporary file.
+    pub remove: &'static str,
+    /// Creating the temporary file.
+    pub create: &'static str,
+    /// Writing it.
+    pub write: &'static str,
+    /// Syncing it.
+    pub sync: &'static str,
+    /// Renaming it over the file.
+    pub rename: &'static str,
+}
+
+/// Replaces `dir/name` with `bytes`, atomically and durably before it
+/// returns: the bytes go to `dir/tmp` (whatever a crashed write, or anyone
+/// else, left there is removed first, so the create makes a new regular
+/// file), which is synced, renamed over `name`, and the directory synced.
+/// After a crash the file holds its old contents or the new ones, never a
+/// mix. The caller serialises writes that share `tmp`.
+pub(crate) fn replace_file(
+    dir: &Path,
+    tmp: &str,
+    name: &str,
+    bytes: &[u8],
+    ops: &Replace,
+) -> Result<()> {
+    let new = dir.join(tmp);
+    match fs::remove_file(&new) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(ops.remove, &new, e)),
+    }
+    let mut f =
+        crate::os::files::open_regular(&new, OpenOptions::new().write(true).create_new(true))
+            .map_err(|e| Error::io(ops.create, &new, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io(ops.write, &new, e))?;
+    crate::os::faults::before_sync()
+        .and_then(|()| sync_file(&f))
+        .map_err(|e| Error::io(ops.sync, &new, e))?;
+    drop(f);
+    let path = dir.join(name);
+    fs::rename(&new, &path).map_err(|e| Error::io(ops.rename, &path, e))?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -10,8 +10,7 @@
 //! not check out is reported ([`Error::BadMeta`]), never ignored: the blob
 //! may be a vote, and forgetting a vote allows a double vote.
 
-use std::fs::{self, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -76,30 +75,18 @@ pub(crate) fn write(dir: &Path, data: &[u8]) -> Result<()> {
             detail: format!("metadata of {} bytes; at most {MAX_META}", data.len()),
         });
     }
-    let new = dir.join(NEW_FILE);
     let len = data.len() as u32;
     let mut buf = Vec::with_capacity(HEADER + data.len());
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&len.to_le_bytes());
     buf.extend_from_slice(&checksum(len, data).to_le_bytes());
     buf.extend_from_slice(data);
-    // `META.new` is ours: whatever a crashed write (or anyone else) left
-    // there goes, so the create below makes a new regular file.
-    match fs::remove_file(&new) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io("remove stale metadata", &new, e)),
-    }
-    let mut f =
-        crate::os::files::open_regular(&new, OpenOptions::new().write(true).create_new(true))
-            .map_err(|e| Error::io("create metadata", &new, e))?;
-    f.write_all(&buf)
-        .map_err(|e| Error::io("write metadata", &new, e))?;
-    crate::os::faults::before_sync()
-        .and_then(|()| crate::os::durable::sync_file(&f))
-        .map_err(|e| Error::io("sync metadata", &new, e))?;
-    drop(f);
-    let path = dir.join(META_FILE);
-    fs::rename(&new, &path).map_err(|e| Error::io("replace metadata", &path, e))?;
-    crate::os::durable::sync_dir(dir)
+    let ops = crate::os::durable::Replace {
+        remove: "remove stale metadata",
+        create: "create metadata",
+        write: "write metadata",
+        sync: "sync metadata",
+        rename: "replace metadata",
+    };
+    crate::os::durable::replace_file(dir, NEW_FILE, META_FILE, &buf, &ops)
 }

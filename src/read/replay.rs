@@ -12,8 +12,17 @@ use crate::read::snapshot::{LogEntry, Snapshot};
 impl Snapshot {
     /// Calls `f` with every committed transaction in commit order; see
     /// [`Txn`] for what counts as one.
+    ///
+    /// The replay starts at [`Snapshot::start_lsn`] (the returned stats say
+    /// where, and whether entries before it were purged). A transaction
+    /// whose BeginTxn lies below the purge mark is not delivered: its
+    /// entries after the mark are skipped (counted in
+    /// [`ReplayStats::begun_before_start`]).
     pub fn replay<'s>(&'s self, mut f: impl FnMut(&Txn<'_, 's>)) -> Result<ReplayStats> {
-        let mut asm = Assembler::default();
+        let mut asm = Assembler::new(self);
+        for &(run, txn_id) in &self.purge.cut {
+            asm.cut(run, txn_id);
+        }
         for e in self.iter() {
             asm.feed(e?, &mut f);
         }
@@ -27,7 +36,10 @@ impl Snapshot {
         stretches: &[Lsn],
         mut f: impl FnMut(&Txn<'_, 's>),
     ) -> Result<ReplayStats> {
-        let mut asm = Assembler::default();
+        let mut asm = Assembler::new(self);
+        if let Some(txn_id) = self.purge.cut_txn(&run) {
+            asm.cut(run, txn_id);
+        }
         for &start in stretches {
             if start < self.start || start >= self.end {
                 continue;
@@ -88,9 +100,23 @@ pub struct Txn<'t, 's> {
     pub ops: &'t [LogEntry<'s>],
 }
 
-/// Counts from one replay.
+/// Counts from one replay, and where it started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayStats {
+    /// The LSN the replay started at: the log's start
+    /// ([`Snapshot::start_lsn`]).
+    pub start_lsn: Lsn,
+    /// Entries before `start_lsn` were deleted ([`Wal::purge_before`],
+    /// or retention): this history does not begin with the log's first
+    /// entry, and whatever those entries held (a snapshot the caller keeps,
+    /// say) is not in it.
+    ///
+    /// [`Wal::purge_before`]: crate::Wal::purge_before
+    pub purged: bool,
+    /// Transactions begun before `start_lsn` (their BeginTxn purged) whose
+    /// later entries were skipped: never delivered, neither whole nor in
+    /// part.
+    pub begun_before_start: u64,
     /// Entries read.
     pub entries: u64,
     /// Transactions delivered.
@@ -107,6 +133,8 @@ pub struct ReplayStats {
 }
 
 struct Open<'a> {
+    /// Begun below the purge mark: never delivered (DESIGN.md §9).
+    cut: bool,
     txn_id: u64,
     timestamp: u64,
     begin: Lsn,
@@ -117,7 +145,6 @@ struct Open<'a> {
 /// replay allocates only while transactions grow past sizes seen before.
 /// Open transactions are found by run in a hash map: many runs left open by
 /// crashes cost nothing per entry.
-#[derive(Default)]
 struct Assembler<'a> {
     open: RunMap<Open<'a>>,
     pool: Vec<Vec<LogEntry<'a>>>,
@@ -125,6 +152,44 @@ struct Assembler<'a> {
 }
 
 impl<'a> Assembler<'a> {
+    /// An assembler for a replay of `snap`, from its start.
+    fn new(snap: &Snapshot) -> Self {
+        Assembler {
+            open: RunMap::default(),
+            pool: Vec::new(),
+            stats: ReplayStats {
+                start_lsn: snap.start,
+                purged: snap.start > 0,
+                ..ReplayStats::default()
+            },
+        }
+    }
+
+    /// Transaction `txn_id` of `run` is open at the start, its BeginTxn
+    /// purged: its entries are skipped until it ends or is replaced.
+    fn cut(&mut self, run: RunId, txn_id: u64) {
+        self.open.insert(
+            run,
+            Open {
+                cut: true,
+                txn_id,
+                timestamp: 0,
+                begin: self.stats.start_lsn,
+                ops: Vec::new(),
+            },
+        );
+    }
+
+    /// Counts a transaction that ended, or was replaced, unfinished.
+    fn dropped(&mut self, o: Open<'a>) {
+        if o.cut {
+            self.stats.begun_before_start += 1;
+        } else {
+            self.stats.incomplete += 1;
+        }
+        self.recycle(o);
+    }
+
     fn recycle(&mut self, o: Open<'a>) {
         let mut ops = o.ops;
         ops.clear();
@@ -146,7 +211,9 @@ impl<'a> Assembler<'a> {
         match entry.kind() {
             EntryKind::Write | EntryKind::Delete => {
                 if let Some(o) = self.open.get_mut(&run) {
-                    o.ops.push(e);
+                    if !o.cut {
+                        o.ops.push(e);
+                    }
                 } else {
                     self.stats.standalone += 1;
                     f(&Txn {
@@ -162,14 +229,14 @@ impl<'a> Assembler<'a> {
             EntryKind::BeginTxn => {
                 let ops = self.pool.pop().unwrap_or_default();
                 let new = Open {
+                    cut: false,
                     txn_id: entry.txn_id().unwrap_or(0),
                     timestamp: entry.timestamp().unwrap_or(0),
                     begin: e.lsn,
                     ops,
                 };
                 if let Some(old) = self.open.insert(run, new) {
-                    self.stats.incomplete += 1;
-                    self.recycle(old);
+                    self.dropped(old);
                 }
             }
             EntryKind::CommitTxn | EntryKind::AbortTxn => {
@@ -183,7 +250,9 @@ impl<'a> Assembler<'a> {
                 let Some(o) = self.open.remove(&run) else {
                     return;
                 };
-                if entry.kind() == EntryKind::CommitTxn {
+                if o.cut {
+                    self.stats.begun_before_start += 1;
+                } else if entry.kind() == EntryKind::CommitTxn {
                     self.stats.committed += 1;
                     f(&Txn {
                         run_id: run,
@@ -203,7 +272,13 @@ impl<'a> Assembler<'a> {
     }
 
     fn finish(mut self) -> ReplayStats {
-        self.stats.incomplete += self.open.len() as u64;
+        for o in self.open.values() {
+            if o.cut {
+                self.stats.begun_before_start += 1;
+            } else {
+                self.stats.incomplete += 1;
+            }
+        }
         self.stats
     }
 }

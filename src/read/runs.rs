@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::error::Result;
 use crate::format::entry::{EntryKind, RunId};
 use crate::format::Lsn;
+use crate::read::purge::PurgePoint;
 use crate::read::snapshot::Snapshot;
 
 /// A hasher for [`RunId`]s: they are random UUIDs, so folding their bytes
@@ -214,6 +215,11 @@ impl OpenTxns {
         v
     }
 
+    /// Each open transaction: its run and txn id.
+    pub fn txns(&self) -> impl Iterator<Item = (RunId, u64)> + '_ {
+        self.open.iter().map(|(r, &(t, _))| (*r, t))
+    }
+
     /// True if no transaction is open.
     pub fn is_empty(&self) -> bool {
         self.open.is_empty()
@@ -358,10 +364,13 @@ pub(crate) fn reopened_txns(snap: &Snapshot, from: Lsn) -> Result<Reopened> {
     let mut counts = TxnCounts::default();
     let mut flags = Vec::new();
     let mut next = i0 + 1;
+    // From the first LSN the segments hold, the purge mark
+    // notwithstanding: a transaction begun below the mark is open above it
+    // by replay's rule, and retention must not cut through it.
     let begin = segs
         .get(i0)
-        .map_or(snap.start, |s| s.first_lsn.max(snap.start));
-    for e in snap.iter_from(begin)? {
+        .map_or(snap.base(), |s| s.first_lsn.max(snap.base()));
+    for e in snap.iter_beyond_start(begin)? {
         let e = e?;
         while next < segs.len() && segs[next].first_lsn <= e.lsn {
             flags.push((segs[next].first_lsn, !open.is_empty()));
@@ -380,4 +389,31 @@ pub(crate) fn reopened_txns(snap: &Snapshot, from: Lsn) -> Result<Reopened> {
         first_seg: i0,
         counts,
     })
+}
+
+/// The purge point at `mark` of `snap`'s log (`mark` a live entry's start,
+/// or the end, within the segments of `snap`): the transactions open
+/// there, counted from the last segment boundary at or before it where
+/// none was open (usually less than a segment is read).
+pub(crate) fn purge_point(snap: &Snapshot, mark: Lsn) -> Result<PurgePoint> {
+    let segs = &snap.segs;
+    let base = snap.base();
+    if mark <= base {
+        return Ok(PurgePoint::new(mark, Vec::new()));
+    }
+    let begin = (0..segs.len())
+        .rev()
+        .find(|&i| segs[i].first_lsn <= mark && !segs[i].txn_open)
+        .map_or(base, |i| segs[i].first_lsn.max(base));
+    let mut open = OpenTxns::default();
+    for e in snap.iter_beyond_start(begin)? {
+        let e = e?;
+        if e.lsn >= mark {
+            break;
+        }
+        if let Some(run) = e.entry.run_id() {
+            open.note(e.entry.kind(), run, e.entry.txn_id(), e.lsn);
+        }
+    }
+    Ok(PurgePoint::new(mark, open.txns().collect()))
 }

@@ -9,6 +9,7 @@ use crate::format::header::{self, DATA_START};
 use crate::format::Lsn;
 use crate::os::segment::Segment;
 use crate::read::dead::Dead;
+use crate::read::purge::PurgePoint;
 
 /// A mapped segment of the log with the LSN of its first frame.
 #[derive(Clone, Debug)]
@@ -55,14 +56,22 @@ pub struct LogEntry<'a> {
 /// and the end of the published entries. Entries borrow from the snapshot;
 /// the segments stay mapped while it lives, even if retention deletes their
 /// files meanwhile.
+///
+/// Every read starts at [`Snapshot::start_lsn`], the log's logical start:
+/// the purge mark ([`Wal::purge_before`](crate::Wal::purge_before)) or the
+/// first LSN the segments hold, whichever is later. Entries below it are
+/// never returned, even where a segment still holds them.
 pub struct Snapshot {
     pub(crate) segs: Vec<SegRef>,
+    /// The logical start: `max(first LSN of segs[0], purge.mark)`.
     pub(crate) start: Lsn,
     pub(crate) end: Lsn,
     pub(crate) salt: u32,
     pub(crate) decoder: Decoder,
     /// Ranges deleted by truncation records below `end`: never read.
     pub(crate) dead: Arc<Dead>,
+    /// The purge point: `start` and the transactions it cuts.
+    pub(crate) purge: Arc<PurgePoint>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -76,9 +85,21 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
-    /// The LSN of the first entry in the view.
+    /// The LSN of the first entry in the view: the purge mark, or the
+    /// first LSN the log's segments still hold, whichever is later. A
+    /// log that starts above 0 had entries before this one, deleted by
+    /// [`Wal::purge_before`](crate::Wal::purge_before) or retention.
     pub fn start_lsn(&self) -> Lsn {
         self.start
+    }
+
+    /// The first LSN the view's segments hold: the logical start, or below
+    /// it where a segment still holds purged entries.
+    pub(crate) fn base(&self) -> Lsn {
+        self.segs
+            .first()
+            .map_or(self.start, |s| s.first_lsn)
+            .min(self.start)
     }
 
     /// The LSN just past the last entry in the view.
@@ -106,16 +127,17 @@ impl Snapshot {
     /// inspection tools. Replay and every other read skip them.
     pub fn iter_all(&self) -> Iter<'_> {
         let mut it = Iter::new(self, 0, self.start);
-        it.next_dead = Lsn::MAX;
-        it.all = true;
+        it.include_deleted();
         it
     }
 
     /// The LSN ranges deleted by truncation records in this view
     /// ([`Wal::truncate_from`](crate::Wal::truncate_from)): iteration and
-    /// replay skip them.
+    /// replay skip them. Ranges ended by a record below the log's start
+    /// are not listed (that record is purged).
     pub fn truncated(&self) -> &[(Lsn, Lsn)] {
-        self.dead.ranges()
+        let r = self.dead.ranges();
+        &r[r.partition_point(|&(_, at)| at < self.start)..]
     }
 
     /// True if the entry at `lsn` was deleted by a truncation in this view.
@@ -134,10 +156,37 @@ impl Snapshot {
     /// Entries deleted by a truncation are skipped, so from a deleted `lsn`
     /// the first entry is the truncation record.
     pub fn iter_from(&self, lsn: Lsn) -> Result<Iter<'_>> {
+        if lsn < self.start && lsn < self.purge.mark {
+            return Err(self.purged(lsn));
+        }
         if lsn < self.start || lsn > self.end {
             return Err(Error::BadLsn {
                 lsn,
                 detail: format!("outside the log's range {}..{}", self.start, self.end),
+            });
+        }
+        self.iter_beyond_start(lsn)
+    }
+
+    /// The error for `lsn`, below the purge mark.
+    pub(crate) fn purged(&self, lsn: Lsn) -> Error {
+        Error::BadLsn {
+            lsn,
+            detail: format!(
+                "purged: every entry below LSN {} was purged; the log starts there",
+                self.start
+            ),
+        }
+    }
+
+    /// [`Snapshot::iter_from`], for `lsn` anywhere in the segments, below
+    /// the purge mark too: for the log's own bookkeeping (the transactions
+    /// open at the mark, or across a truncation), never for a caller's read.
+    pub(crate) fn iter_beyond_start(&self, lsn: Lsn) -> Result<Iter<'_>> {
+        if lsn < self.base() || lsn > self.end {
+            return Err(Error::BadLsn {
+                lsn,
+                detail: format!("outside the log's range {}..{}", self.base(), self.end),
             });
         }
         let seg = self
@@ -189,6 +238,9 @@ impl Snapshot {
 
     /// The entry at `lsn`. An entry deleted by a truncation is not there.
     pub fn read_at(&self, lsn: Lsn) -> Result<LogEntry<'_>> {
+        if lsn < self.start && lsn < self.purge.mark {
+            return Err(self.purged(lsn));
+        }
         if self.dead.covers(lsn) {
             return Err(Error::BadLsn {
                 lsn,
@@ -230,6 +282,12 @@ pub struct Iter<'a> {
 }
 
 impl<'a> Iter<'a> {
+    /// Yields entries deleted by truncations too.
+    pub(crate) fn include_deleted(&mut self) {
+        self.next_dead = Lsn::MAX;
+        self.all = true;
+    }
+
     fn new(snap: &'a Snapshot, seg: usize, lsn: Lsn) -> Self {
         Iter {
             snap,

@@ -137,8 +137,11 @@ pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
     let mut tally = Tally::new();
     let mut at_start = Vec::with_capacity(snap.segs.len());
     // Every frame, deleted ones included, as a scan of the files visits
-    // them: the report counts the same either way.
-    for e in snap.iter_all() {
+    // them (purged ones too, from the first LSN the segments hold): the
+    // report counts the same either way.
+    let mut all = snap.iter_beyond_start(snap.base())?;
+    all.include_deleted();
+    for e in all {
         let e = e?;
         while at_start.len() < snap.segs.len() && snap.segs[at_start.len()].first_lsn <= e.lsn {
             at_start.push(tally.counts);
@@ -148,11 +151,12 @@ pub(crate) fn survey(snap: &Snapshot) -> Result<(RecoveryReport, RunIndex)> {
     at_start.resize(snap.segs.len(), tally.counts);
     let mut view = Snapshot {
         segs: snap.segs.clone(),
-        start: snap.start,
+        start: snap.base(),
         end: snap.end,
         salt: snap.salt,
         decoder: snap.decoder,
         dead: Arc::clone(&snap.dead),
+        purge: Arc::default(),
     };
     let (_, report) = settle_and_report(&mut tally, &at_start, &mut view, 0, None, started)?;
     Ok((report, tally.index))

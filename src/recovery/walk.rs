@@ -694,6 +694,7 @@ impl<'a> Walk<'a> {
             salt: ctx.salt,
             decoder: ctx.decoder,
             dead: tally.truncations.visible(end_lsn),
+            purge: Default::default(),
         };
         let (open_txns, report) = settle_and_report(
             &mut tally,

@@ -1,6 +1,8 @@
 //! `walctl replay DIR --run UUID [--json]`: the committed transactions of one
 //! run, in commit order, read-only. Aborted and unfinished transactions are
-//! not shown (they are counted at the end, in text mode).
+//! not shown (they are counted at the end, in text mode). A log whose start
+//! is above 0 (entries purged, or removed by retention) says so first, so
+//! the history shown is never taken for the whole one.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -24,6 +26,15 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The first line of `--json` output when the log does not start at 0.
+#[derive(Serialize)]
+struct StartJson {
+    /// The LSN the log (and so the replay) starts at.
+    start_lsn: u64,
+    /// Always true: entries before `start_lsn` were purged.
+    purged: bool,
+}
+
 #[derive(Serialize)]
 struct TxnJson {
     run_id: RunId,
@@ -44,6 +55,24 @@ pub fn run(a: Args) -> Result<u8> {
     }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let start = reader.snapshot().start_lsn();
+    if start > 0 {
+        if a.json {
+            serde_json::to_writer(
+                &mut out,
+                &StartJson {
+                    start_lsn: start,
+                    purged: true,
+                },
+            )?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "log starts at LSN {start}: earlier entries were purged; what they held is not shown"
+            )?;
+        }
+    }
     let mut failed: Option<io::Error> = None;
     let stats = reader.replay_run(run, |txn: &Txn<'_, '_>| {
         if failed.is_some() {
@@ -64,7 +93,7 @@ pub fn run(a: Args) -> Result<u8> {
     if !a.json {
         writeln!(
             out,
-            "{} committed transactions{} of run {run}; not shown: {} aborted, {} incomplete",
+            "{} committed transactions{} of run {run}; not shown: {} aborted, {} incomplete{}",
             fmt_int(stats.committed),
             if stats.standalone > 0 {
                 format!(" and {} standalone writes", fmt_int(stats.standalone))
@@ -72,7 +101,15 @@ pub fn run(a: Args) -> Result<u8> {
                 String::new()
             },
             fmt_int(stats.aborted),
-            fmt_int(stats.incomplete)
+            fmt_int(stats.incomplete),
+            if stats.begun_before_start > 0 {
+                format!(
+                    ", {} begun before the start",
+                    fmt_int(stats.begun_before_start)
+                )
+            } else {
+                String::new()
+            }
         )?;
     }
     out.flush()?;
