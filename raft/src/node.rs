@@ -6,7 +6,14 @@
 //! Routes (all JSON). The client API's HTTP status says what the answer
 //! is: 200 served, 421 not the leader (the body names the one to ask), 503
 //! not served now (no quorum or no leader), 409 an `init` refused, 400 a
-//! bad request, 500 a node's own failure.
+//! bad request, 500 a node's own failure, 401 a request without the
+//! cluster's token.
+//!
+//! Every request, between nodes and from clients, carries the cluster's
+//! shared secret as `Authorization: Bearer <token>` ([`Token`]); a node
+//! started with a token refuses (401) any request that does not. Node to
+//! node requests also name their sender (`X-Walnode-From: <id>`), for the
+//! logs.
 //!
 //! | route | body | answer |
 //! |---|---|---|
@@ -24,8 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use durability::{Config, RunId, SyncMode};
@@ -98,6 +107,9 @@ pub fn raft_config() -> openraft::Config {
         install_snapshot_timeout: 2000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(2000),
         max_in_snapshot_log_to_keep: 500,
+        // A chunk travels as JSON (bytes as numbers, up to 4 characters
+        // each): 1 MiB of snapshot stays well under `MAX_BODY`.
+        snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
     }
 }
@@ -163,8 +175,13 @@ pub struct ReadRequest {
 pub struct Status {
     /// This node.
     pub id: NodeId,
-    /// The leader it knows of.
+    /// The leader it knows of. A leader that could not confirm with a
+    /// quorum that it still leads names none.
     pub leader: Option<NodeId>,
+    /// For a leader: whether a quorum confirmed, just now, that it still
+    /// leads (a leader cut off by a partition cannot). `None` for others.
+    #[serde(default)]
+    pub quorum: Option<bool>,
     /// Its current term.
     pub term: u64,
     /// `Leader`, `Follower`, `Candidate` or `Learner`.
@@ -197,6 +214,101 @@ struct AppState {
     log: LogStore<TypeConfig>,
     sm: StateMachineStore,
     peers: Arc<Peers>,
+    token: Option<Token>,
+}
+
+/// The largest request body a node accepts (a snapshot chunk is the
+/// largest: see [`raft_config`]).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// The header that names the node an RPC comes from.
+pub const FROM_HEADER: &str = "x-walnode-from";
+
+/// The cluster's shared secret: every request carries it as a bearer
+/// token. Its `Debug` does not show it.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// The shortest token accepted.
+    pub const MIN_LEN: usize = 16;
+    /// The longest token accepted (and read from a file).
+    pub const MAX_LEN: usize = 1024;
+
+    /// `s` as a token: 16 to 1,024 visible ASCII characters (it travels
+    /// in an HTTP header).
+    pub fn new(s: &str) -> Result<Token, String> {
+        if s.len() < Self::MIN_LEN || s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "a token is {} to {} characters; this one has {}",
+                Self::MIN_LEN,
+                Self::MAX_LEN,
+                s.len()
+            ));
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token is visible ASCII characters only (no spaces)".into());
+        }
+        Ok(Token(s.into()))
+    }
+
+    /// The token in the file at `path` (its first line), read with a bound.
+    pub fn from_file(path: &Path) -> Result<Token, String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot open token file {}: {e}", path.display()))?;
+        let mut text = String::new();
+        file.take(Self::MAX_LEN as u64 + 2)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or("").trim_end();
+        Token::new(line).map_err(|e| format!("token file {}: {e}", path.display()))
+    }
+
+    /// A random token (two v4 UUIDs: 244 random bits).
+    pub fn random() -> Token {
+        let s = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Token(s.into())
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `given` is this token, in time that does not depend on
+    /// where they differ.
+    fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This node's id (a key of `peers`).
+    pub id: NodeId,
+    /// Its directory (the log in `log/`, snapshots in `sm/`).
+    pub dir: PathBuf,
+    /// Every member and its address.
+    pub peers: Peers,
+    /// Where to listen, if not its own address in `peers` (e.g.
+    /// `0.0.0.0:7001` behind a name, or a port a proxy forwards to).
+    pub listen: Option<String>,
+    /// The shared secret every request must carry; `None`: none (only on
+    /// a network where everyone who can connect may write).
+    pub token: Option<Token>,
 }
 
 /// Why a node could not start.
@@ -239,14 +351,20 @@ pub enum NodeError {
     Serve(std::io::Error),
 }
 
-/// Runs node `id` of `peers` on its directory until `shutdown` resolves.
+/// Runs a node until `shutdown` resolves.
 pub async fn serve(
-    id: NodeId,
-    dir: &Path,
-    peers: Peers,
+    opts: NodeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let addr = peers.get(&id).cloned().ok_or(NodeError::NotAPeer(id))?;
+    let NodeOptions {
+        id,
+        dir,
+        peers,
+        listen,
+        token,
+    } = opts;
+    let advertised = peers.get(&id).cloned().ok_or(NodeError::NotAPeer(id))?;
+    let addr = listen.unwrap_or_else(|| advertised.clone());
     // Bind first: a port in use is reported before anything is opened.
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -275,6 +393,8 @@ pub async fn serve(
     let peers = Arc::new(peers);
     let network = HttpNetwork {
         client: http_client(),
+        from: id,
+        token: token.clone(),
     };
     let config = Arc::new(
         raft_config()
@@ -287,6 +407,8 @@ pub async fn serve(
     tracing::info!(
         node = id,
         %addr,
+        %advertised,
+        authenticated = token.is_some(),
         log = %log_dir.display(),
         state_machine = %sm_dir.display(),
         "serving"
@@ -297,6 +419,7 @@ pub async fn serve(
         log,
         sm,
         peers,
+        token,
     };
     let app = Router::new()
         .route("/raft/append", post(raft_append))
@@ -308,6 +431,8 @@ pub async fn serve(
         .route("/api/read/local", post(api_read_local))
         .route("/api/replay/{run}", get(api_replay))
         .route("/api/status", get(api_status))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -323,6 +448,23 @@ pub fn http_client() -> reqwest::Client {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("an HTTP client with no TLS builds")
+}
+
+/// Refuses (401) a request without the cluster's token, when it has one.
+async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| token.matches(g)) {
+            let error = "no valid token: every request carries the cluster's token \
+                         as `Authorization: Bearer <token>`";
+            return (StatusCode::UNAUTHORIZED, Json(Err::<(), _>(error))).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn raft_append(
@@ -467,12 +609,26 @@ async fn api_replay(
     }
 }
 
+/// How long a leader's status waits for a quorum to confirm it leads.
+const QUORUM_CHECK: Duration = Duration::from_millis(500);
+
 async fn api_status(State(s): State<AppState>) -> Json<Status> {
     let m = s.raft.metrics().borrow().clone();
     let stats = s.log.wal().stats();
+    let mut leader = m.current_leader;
+    let mut quorum = None;
+    if m.state == openraft::ServerState::Leader {
+        let confirmed = tokio::time::timeout(QUORUM_CHECK, s.raft.get_read_log_id()).await;
+        let ok = matches!(confirmed, Ok(Ok(_)));
+        quorum = Some(ok);
+        if !ok {
+            leader = None;
+        }
+    }
     Json(Status {
         id: s.id,
-        leader: m.current_leader,
+        leader,
+        quorum,
         term: m.current_term,
         state: format!("{:?}", m.state),
         last_log_index: m.last_log_index,
@@ -487,11 +643,15 @@ async fn api_status(State(s): State<AppState>) -> Json<Status> {
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    from: NodeId,
+    token: Option<Token>,
 }
 
 /// A connection to one peer.
 pub struct HttpConnection {
     client: reqwest::Client,
+    from: NodeId,
+    token: Option<Token>,
     target: NodeId,
     addr: String,
 }
@@ -502,6 +662,8 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
         HttpConnection {
             client: self.client.clone(),
+            from: self.from,
+            token: self.token.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -520,13 +682,25 @@ impl HttpConnection {
         E: std::error::Error + serde::de::DeserializeOwned,
     {
         let url = format!("http://{}/raft/{route}", self.addr);
-        let resp = self
+        let mut post = self
             .client
             .post(&url)
+            .header(FROM_HEADER, self.from.to_string());
+        if let Some(t) = &self.token {
+            post = post.bearer_auth(t.as_str());
+        }
+        let resp = post
             .json(req)
             .send()
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let e = std::io::Error::other(format!(
+                "node {} refused the request: this node's token is not the cluster's",
+                self.target
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         let body: Result<Resp, RaftError<NodeId, E>> = resp
             .json()
             .await
@@ -611,6 +785,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     peers: Arc<Peers>,
     leader: Arc<std::sync::atomic::AtomicU64>,
+    token: Option<Token>,
 }
 
 impl HttpClient {
@@ -621,35 +796,52 @@ impl HttpClient {
             client: http_client(),
             peers: Arc::new(peers),
             leader: Arc::new(std::sync::atomic::AtomicU64::new(first)),
+            token: None,
         }
+    }
+
+    /// The same client, sending `token` with every request.
+    pub fn with_token(mut self, token: Option<Token>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A request to `path` of node `id`, with the token.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        id: NodeId,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let addr = self.peers.get(&id).ok_or_else(|| format!("no node {id}"))?;
+        let r = self.client.request(method, format!("http://{addr}{path}"));
+        Ok(match &self.token {
+            Some(t) => r.bearer_auth(t.as_str()),
+            None => r,
+        })
+    }
+
+    /// Sends `req` and decodes its JSON answer, whatever its status.
+    async fn answer<R: serde::de::DeserializeOwned>(
+        req: reqwest::RequestBuilder,
+    ) -> Result<R, String> {
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err("refused: the request's token is not the cluster's".into());
+        }
+        resp.json().await.map_err(|e| e.to_string())
     }
 
     /// The status of node `id`, if it answers.
     pub async fn status(&self, id: NodeId) -> Option<Status> {
-        let addr = self.peers.get(&id)?;
-        let resp = self
-            .client
-            .get(format!("http://{addr}/api/status"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
+        let req = self.request(reqwest::Method::GET, id, "/api/status").ok()?;
+        Self::answer(req.timeout(Duration::from_secs(2))).await.ok()
     }
 
     /// Initialises the cluster through node `id`.
     pub async fn init(&self, id: NodeId) -> Result<(), String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        let r: Result<(), String> = self
-            .client
-            .post(format!("http://{addr}/api/init"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        r
+        let req = self.request(reqwest::Method::POST, id, "/api/init")?;
+        Self::answer::<Result<(), String>>(req).await?
     }
 
     /// Writes `txn`, asking the leader (found by trying the nodes in
@@ -715,16 +907,8 @@ impl HttpClient {
         path: &str,
         body: &B,
     ) -> Result<R, String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        self.client
-            .post(format!("http://{addr}{path}"))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())
+        let req = self.request(reqwest::Method::POST, id, path)?;
+        Self::answer(req.json(body)).await
     }
 
     /// Posts `body` to `path` of the leader: starts at the leader last
@@ -773,17 +957,8 @@ impl HttpClient {
 
     /// Run `run`'s transactions, replayed from node `id`'s log.
     pub async fn replay(&self, id: NodeId, run: RunId) -> Result<Vec<ReplayedTxn>, String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        let r: Result<Vec<ReplayedTxn>, String> = self
-            .client
-            .get(format!("http://{addr}/api/replay/{run}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        r
+        let req = self.request(reqwest::Method::GET, id, &format!("/api/replay/{run}"))?;
+        Self::answer::<Result<Vec<ReplayedTxn>, String>>(req).await?
     }
 }
 
@@ -807,8 +982,14 @@ pub struct ProcCluster {
     exe: PathBuf,
     base: PathBuf,
     peers: Peers,
+    listen: BTreeMap<NodeId, String>,
+    token: Token,
     children: BTreeMap<NodeId, std::process::Child>,
 }
+
+/// The environment variable `walnode run` reads the cluster's token from
+/// (when no `--token-file` is given).
+pub const TOKEN_ENV: &str = "WALNODE_TOKEN";
 
 /// `n` free ports on 127.0.0.1 (bound, then released).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
@@ -822,7 +1003,8 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
 }
 
 impl ProcCluster {
-    /// Plans `n` nodes under `base` (`node-{id}`), on free ports; starts none.
+    /// Plans `n` nodes under `base` (`node-{id}`), on free ports, with a
+    /// random token; starts none.
     pub fn new(exe: impl Into<PathBuf>, base: impl Into<PathBuf>, n: u64) -> std::io::Result<Self> {
         let ports = free_ports(n as usize)?;
         let peers = (1..=n)
@@ -833,8 +1015,21 @@ impl ProcCluster {
             exe: exe.into(),
             base: base.into(),
             peers,
+            listen: BTreeMap::new(),
+            token: Token::random(),
             children: BTreeMap::new(),
         })
+    }
+
+    /// Node `id` listens on `addr` (a proxy forwards its own address
+    /// there) from its next start on.
+    pub fn listen_at(&mut self, id: NodeId, addr: String) {
+        self.listen.insert(id, addr);
+    }
+
+    /// The cluster's token.
+    pub fn token(&self) -> &Token {
+        &self.token
     }
 
     /// The members.
@@ -862,14 +1057,19 @@ impl ProcCluster {
             .create(true)
             .append(true)
             .open(self.base.join(format!("node-{id}.log")))?;
-        let child = std::process::Command::new(&self.exe)
-            .arg("run")
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("run")
             .arg("--id")
             .arg(id.to_string())
             .arg("--dir")
             .arg(self.dir(id))
             .arg("--peers")
-            .arg(self.peer_arg())
+            .arg(self.peer_arg());
+        if let Some(addr) = self.listen.get(&id) {
+            cmd.arg("--listen").arg(addr);
+        }
+        let child = cmd
+            .env(TOKEN_ENV, self.token.as_str())
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -912,9 +1112,9 @@ impl ProcCluster {
         self.children.keys().copied().collect()
     }
 
-    /// A client of every node.
+    /// A client of every node, with the cluster's token.
     pub fn client(&self) -> HttpClient {
-        HttpClient::new(self.peers.clone())
+        HttpClient::new(self.peers.clone()).with_token(Some(self.token.clone()))
     }
 
     /// Waits until every running node answers and one leader is known to

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use durability::RunId;
-use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply, ReadRequest};
+use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply, ReadRequest, TOKEN_ENV};
 use durability_raft::types::{NodeId, RunTxn, TxnOp};
 
 const EXE: &str = env!("CARGO_BIN_EXE_walnode");
@@ -198,6 +198,7 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
     };
     let resp = http
         .post(format!("http://{}/api/read", procs.peers()[&follower]))
+        .bearer_auth(procs.token().as_str())
         .json(&read)
         .send()
         .await
@@ -208,6 +209,7 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
             "http://{}/api/replay/not-a-run",
             procs.peers()[&new]
         ))
+        .bearer_auth(procs.token().as_str())
         .send()
         .await
         .unwrap();
@@ -228,7 +230,12 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
 }
 
 fn run_node(args: &[&str]) -> (i32, String) {
-    let out = Command::new(EXE).arg("run").args(args).output().unwrap();
+    let out = Command::new(EXE)
+        .arg("run")
+        .args(args)
+        .env(TOKEN_ENV, "a-token-of-the-tests-0123")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -252,6 +259,38 @@ fn bad_inputs_are_one_clear_error() {
         assert!(err.contains(says), "{peers}: {err}");
         assert_eq!(err.lines().count(), 1, "{peers}: {err}");
     }
+    // No token, a short one, an unreadable token file.
+    let peers = "1=127.0.0.1:7001";
+    let none = Command::new(EXE)
+        .args(["run", "--id", "1", "--dir", d, "--peers", peers])
+        .env_remove(TOKEN_ENV)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(2), "{err}");
+    assert!(err.contains("no token: give --token-file"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let short = Command::new(EXE)
+        .args(["run", "--id", "1", "--dir", d, "--peers", peers])
+        .env(TOKEN_ENV, "short")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(2), "{err}");
+    assert!(err.contains("16 to 1024 characters"), "{err}");
+    let missing = dir.path().join("no-such-token");
+    let (code, err) = run_node(&[
+        "--id",
+        "1",
+        "--dir",
+        d,
+        "--peers",
+        peers,
+        "--token-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot open token file"), "{err}");
     // A port in use.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap();

@@ -43,9 +43,22 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Every member: ID=HOST:PORT, comma-separated (this node's own
-        /// address is where it listens).
+        /// address is where it listens, unless --listen says otherwise).
         #[arg(long)]
         peers: String,
+        /// Listen here instead of at this node's address in --peers (e.g.
+        /// 0.0.0.0:7001).
+        #[arg(long)]
+        listen: Option<String>,
+        /// A file whose first line is the cluster's token, the shared
+        /// secret every request must carry (16 to 1,024 visible ASCII
+        /// characters). Without it, WALNODE_TOKEN holds the token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Accept requests without a token: only on a network where
+        /// everyone who can connect may write and replace the cluster.
+        #[arg(long, conflicts_with = "token_file")]
+        no_auth: bool,
     },
     /// Start three nodes, write from several clients, SIGKILL the leader,
     /// restart it, and check every acknowledged write is on all three.
@@ -102,7 +115,24 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Run { id, dir, peers } => run(id, dir, peers).await,
+            Command::Run {
+                id,
+                dir,
+                peers,
+                listen,
+                token_file,
+                no_auth,
+            } => {
+                let token = token_of(token_file, no_auth)?;
+                let opts = node::NodeOptions {
+                    id,
+                    dir,
+                    peers: node::parse_peers(&peers).map_err(|e| anyhow!("bad --peers: {e}"))?,
+                    listen,
+                    token,
+                };
+                run(opts).await
+            }
             Command::Demo {
                 dir,
                 writes,
@@ -120,8 +150,30 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(id: NodeId, dir: PathBuf, peers: String) -> Result<()> {
-    let peers = node::parse_peers(&peers).map_err(|e| anyhow!("bad --peers: {e}"))?;
+/// The token `run` requires: from `--token-file`, else `WALNODE_TOKEN`;
+/// none only with `--no-auth`.
+fn token_of(file: Option<PathBuf>, no_auth: bool) -> Result<Option<node::Token>> {
+    if no_auth {
+        return Ok(None);
+    }
+    if let Some(path) = file {
+        return node::Token::from_file(&path)
+            .map(Some)
+            .map_err(|e| anyhow!(e));
+    }
+    match std::env::var(node::TOKEN_ENV) {
+        Ok(t) => node::Token::new(&t)
+            .map(Some)
+            .map_err(|e| anyhow!("{}: {e}", node::TOKEN_ENV)),
+        Err(_) => bail!(
+            "no token: give --token-file FILE or set {} (the cluster's shared secret), \
+             or --no-auth on a trusted network",
+            node::TOKEN_ENV
+        ),
+    }
+}
+
+async fn run(opts: node::NodeOptions) -> Result<()> {
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler installs");
@@ -130,7 +182,7 @@ async fn run(id: NodeId, dir: PathBuf, peers: String) -> Result<()> {
             _ = term.recv() => {}
         }
     };
-    node::serve(id, &dir, peers, shutdown).await?;
+    node::serve(opts, shutdown).await?;
     Ok(())
 }
 
