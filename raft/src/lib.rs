@@ -12,10 +12,16 @@
 //! in-memory log store, the no-durability reference), `router` (an
 //! in-memory network between nodes, with partitions), `cluster` (an
 //! in-process cluster harness generic over the log store) and `scenarios`
-//! (the cluster scenarios the tests run against each log store).
+//! (the cluster scenarios the tests run against each log store),
+//! `history` (a recorded client history and its linearizability check) and,
+//! with `node` too, `faults` (partitions between `walnode` processes).
 
 #[cfg(feature = "test-support")]
 pub mod cluster;
+#[cfg(all(feature = "test-support", feature = "node"))]
+pub mod faults;
+#[cfg(feature = "test-support")]
+pub mod history;
 pub mod log_store;
 #[cfg(feature = "test-support")]
 pub mod mem_log;

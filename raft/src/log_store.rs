@@ -372,6 +372,11 @@ where
         })
     }
 
+    /// The index openraft last told this store is committed, if any.
+    pub fn committed(&self) -> Option<u64> {
+        self.shared.state.read().committed.as_ref().map(|c| c.index)
+    }
+
     /// The log underneath (to replay its runs, take snapshots, read stats).
     pub fn wal(&self) -> &Wal {
         &self.shared.wal

@@ -6,7 +6,14 @@
 //! Routes (all JSON). The client API's HTTP status says what the answer
 //! is: 200 served, 421 not the leader (the body names the one to ask), 503
 //! not served now (no quorum or no leader), 409 an `init` refused, 400 a
-//! bad request, 500 a node's own failure.
+//! bad request, 500 a node's own failure, 401 a request without the
+//! cluster's token.
+//!
+//! Every request, between nodes and from clients, carries the cluster's
+//! shared secret as `Authorization: Bearer <token>` ([`Token`]); a node
+//! started with a token refuses (401) any request that does not. Node to
+//! node requests also name their sender (`X-Walnode-From: <id>`), for the
+//! logs.
 //!
 //! | route | body | answer |
 //! |---|---|---|
@@ -24,8 +31,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use durability::{Config, RunId, SyncMode};
@@ -42,7 +51,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::log_store::LogStore;
 use crate::state_machine::{StateDigest, StateMachineStore};
-use crate::types::{Node, NodeId, Raft, RunTxn, TxnOp, TypeConfig};
+use crate::types::{bytes_json, Node, NodeId, Raft, RunTxn, TxnOp, TypeConfig};
 
 /// The cluster's members: node id → `host:port`.
 pub type Peers = BTreeMap<NodeId, String>;
@@ -98,6 +107,9 @@ pub fn raft_config() -> openraft::Config {
         install_snapshot_timeout: 2000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(2000),
         max_in_snapshot_log_to_keep: 500,
+        // A chunk travels as JSON (bytes as numbers, up to 4 characters
+        // each): 1 MiB of snapshot stays well under `MAX_BODY`.
+        snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
     }
 }
@@ -134,6 +146,7 @@ pub enum ReadReply {
     /// every write acknowledged before the read was sent.
     Value {
         /// The value.
+        #[serde(with = "bytes_json::option")]
         value: Option<Vec<u8>>,
     },
     /// This node is not the leader; ask that one (if known).
@@ -155,6 +168,7 @@ pub struct ReadRequest {
     /// The run.
     pub run: RunId,
     /// The key.
+    #[serde(with = "bytes_json")]
     pub key: Vec<u8>,
 }
 
@@ -163,16 +177,34 @@ pub struct ReadRequest {
 pub struct Status {
     /// This node.
     pub id: NodeId,
-    /// The leader it knows of.
+    /// The leader it knows of. A leader that could not confirm with a
+    /// quorum that it still leads names none.
     pub leader: Option<NodeId>,
+    /// For a leader: whether a quorum confirmed, just now, that it still
+    /// leads (a leader cut off by a partition cannot). `None` for others.
+    #[serde(default)]
+    pub quorum: Option<bool>,
     /// Its current term.
     pub term: u64,
     /// `Leader`, `Follower`, `Candidate` or `Learner`.
     pub state: String,
     /// The last index in its log.
     pub last_log_index: Option<u64>,
+    /// The last index it knows is committed.
+    #[serde(default)]
+    pub committed: Option<u64>,
     /// The last index applied to its state machine.
     pub last_applied: Option<u64>,
+    /// The cluster's members as this node knows them (empty: not
+    /// initialised, or not yet told).
+    #[serde(default)]
+    pub members: Vec<Member>,
+    /// For a leader: the last index each member is known to hold.
+    #[serde(default)]
+    pub matched: BTreeMap<NodeId, Option<u64>>,
+    /// The peer list it was started with (`--peers`).
+    #[serde(default)]
+    pub peers: Peers,
     /// Its state machine's digest.
     pub digest: StateDigest,
     /// Its log's durable end and end (LSNs).
@@ -181,13 +213,64 @@ pub struct Status {
     pub end_lsn: u64,
 }
 
+/// A member of the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Member {
+    /// Its id.
+    pub id: NodeId,
+    /// Its address.
+    pub addr: String,
+    /// A voter (else a learner: it receives the log but does not vote).
+    pub voter: bool,
+}
+
+/// A change of the cluster's membership, made by the leader.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipChange {
+    /// Add a learner at `addr`; answered once it has caught up.
+    AddLearner {
+        /// Its id.
+        id: NodeId,
+        /// Its address.
+        addr: String,
+    },
+    /// Make learners voters.
+    Promote {
+        /// Their ids.
+        ids: Vec<NodeId>,
+    },
+    /// Remove members (voters or learners) from the cluster.
+    Remove {
+        /// Their ids.
+        ids: Vec<NodeId>,
+    },
+    /// Make exactly these members the voters (every one a member already);
+    /// voters not listed leave the cluster.
+    Voters {
+        /// Their ids.
+        ids: Vec<NodeId>,
+    },
+}
+
 /// A replayed transaction of a run, from a node's log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ReplayedTxn {
     /// The transaction id.
     pub txn_id: Option<u64>,
-    /// The ops: `(key, Some(value))` for a put, `(key, None)` for a delete.
-    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// The ops, in order.
+    pub ops: Vec<ReplayedOp>,
+}
+
+/// One op of a replayed transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReplayedOp {
+    /// The key.
+    #[serde(with = "bytes_json")]
+    pub key: Vec<u8>,
+    /// The value it was set to; `None`: it was deleted.
+    #[serde(with = "bytes_json::option")]
+    pub value: Option<Vec<u8>>,
 }
 
 #[derive(Clone)]
@@ -197,6 +280,101 @@ struct AppState {
     log: LogStore<TypeConfig>,
     sm: StateMachineStore,
     peers: Arc<Peers>,
+    token: Option<Token>,
+}
+
+/// The largest request body a node accepts (a snapshot chunk is the
+/// largest: see [`raft_config`]).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// The header that names the node an RPC comes from.
+pub const FROM_HEADER: &str = "x-walnode-from";
+
+/// The cluster's shared secret: every request carries it as a bearer
+/// token. Its `Debug` does not show it.
+#[derive(Clone)]
+pub struct Token(Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+impl Token {
+    /// The shortest token accepted.
+    pub const MIN_LEN: usize = 16;
+    /// The longest token accepted (and read from a file).
+    pub const MAX_LEN: usize = 1024;
+
+    /// `s` as a token: 16 to 1,024 visible ASCII characters (it travels
+    /// in an HTTP header).
+    pub fn new(s: &str) -> Result<Token, String> {
+        if s.len() < Self::MIN_LEN || s.len() > Self::MAX_LEN {
+            return Err(format!(
+                "a token is {} to {} characters; this one has {}",
+                Self::MIN_LEN,
+                Self::MAX_LEN,
+                s.len()
+            ));
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("a token is visible ASCII characters only (no spaces)".into());
+        }
+        Ok(Token(s.into()))
+    }
+
+    /// The token in the file at `path` (its first line), read with a bound.
+    pub fn from_file(path: &Path) -> Result<Token, String> {
+        use std::io::Read;
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("cannot open token file {}: {e}", path.display()))?;
+        let mut text = String::new();
+        file.take(Self::MAX_LEN as u64 + 2)
+            .read_to_string(&mut text)
+            .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+        let line = text.lines().next().unwrap_or("").trim_end();
+        Token::new(line).map_err(|e| format!("token file {}: {e}", path.display()))
+    }
+
+    /// A random token (two v4 UUIDs: 244 random bits).
+    pub fn random() -> Token {
+        let s = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        Token(s.into())
+    }
+
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `given` is this token, in time that does not depend on
+    /// where they differ.
+    fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// How a node runs.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    /// This node's id (a key of `peers`).
+    pub id: NodeId,
+    /// Its directory (the log in `log/`, snapshots in `sm/`).
+    pub dir: PathBuf,
+    /// Every member and its address.
+    pub peers: Peers,
+    /// Where to listen, if not its own address in `peers` (e.g.
+    /// `0.0.0.0:7001` behind a name, or a port a proxy forwards to).
+    pub listen: Option<String>,
+    /// The shared secret every request must carry; `None`: none (only on
+    /// a network where everyone who can connect may write).
+    pub token: Option<Token>,
 }
 
 /// Why a node could not start.
@@ -231,6 +409,21 @@ pub enum NodeError {
         /// Why.
         source: crate::state_machine::StateMachineError,
     },
+    /// The node's address in the cluster's membership is not the one its
+    /// peer list gives.
+    #[error(
+        "node {id} is a member at {known}, but --peers gives {given}: a member's address \
+         changes only through the membership (walnode remove, then add-learner and promote \
+         at the new address)"
+    )]
+    Moved {
+        /// The node.
+        id: NodeId,
+        /// Its address in the membership.
+        known: String,
+        /// The one given.
+        given: String,
+    },
     /// openraft refused to start.
     #[error("raft: {0}")]
     Raft(String),
@@ -239,14 +432,20 @@ pub enum NodeError {
     Serve(std::io::Error),
 }
 
-/// Runs node `id` of `peers` on its directory until `shutdown` resolves.
+/// Runs a node until `shutdown` resolves.
 pub async fn serve(
-    id: NodeId,
-    dir: &Path,
-    peers: Peers,
+    opts: NodeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let addr = peers.get(&id).cloned().ok_or(NodeError::NotAPeer(id))?;
+    let NodeOptions {
+        id,
+        dir,
+        peers,
+        listen,
+        token,
+    } = opts;
+    let advertised = peers.get(&id).cloned().ok_or(NodeError::NotAPeer(id))?;
+    let addr = listen.unwrap_or_else(|| advertised.clone());
     // Bind first: a port in use is reported before anything is opened.
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -275,6 +474,8 @@ pub async fn serve(
     let peers = Arc::new(peers);
     let network = HttpNetwork {
         client: http_client(),
+        from: id,
+        token: token.clone(),
     };
     let config = Arc::new(
         raft_config()
@@ -284,34 +485,70 @@ pub async fn serve(
     let raft = openraft::Raft::new(id, config, network, log.clone(), sm.clone())
         .await
         .map_err(|e| NodeError::Raft(e.to_string()))?;
+    // A member's address is the cluster's, not this command line's: a node
+    // restarted elsewhere would win elections and send every client to an
+    // address where nothing listens.
+    let known = raft
+        .with_raft_state(move |st| {
+            st.membership_state
+                .effective()
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        })
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if let Some(known) = known.filter(|k| *k != advertised) {
+        let _ = raft.shutdown().await;
+        return Err(NodeError::Moved {
+            id,
+            known,
+            given: advertised,
+        });
+    }
     tracing::info!(
         node = id,
         %addr,
+        %advertised,
+        authenticated = token.is_some(),
         log = %log_dir.display(),
         state_machine = %sm_dir.display(),
         "serving"
     );
+    let token_for_guard = token.clone();
     let state = AppState {
         id,
         raft: raft.clone(),
         log,
         sm,
         peers,
+        token,
     };
     let app = Router::new()
         .route("/raft/append", post(raft_append))
         .route("/raft/vote", post(raft_vote))
         .route("/raft/snapshot", post(raft_snapshot))
         .route("/api/init", post(api_init))
+        .route("/api/membership", post(api_membership))
         .route("/api/write", post(api_write))
         .route("/api/read", post(api_read))
         .route("/api/read/local", post(api_read_local))
         .route("/api/replay/{run}", get(api_replay))
         .route("/api/status", get(api_status))
+        .route("/api/ping", get(api_ping))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
+    let guard = tokio::spawn(guard_elections(
+        raft.clone(),
+        id,
+        http_client(),
+        token_for_guard,
+    ));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+    guard.abort();
     let _ = raft.shutdown().await;
     served.map_err(NodeError::Serve)
 }
@@ -323,6 +560,23 @@ pub fn http_client() -> reqwest::Client {
         .timeout(Duration::from_secs(5))
         .build()
         .expect("an HTTP client with no TLS builds")
+}
+
+/// Refuses (401) a request without the cluster's token, when it has one.
+async fn authorize(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(token) = &s.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| token.matches(g)) {
+            let error = "no valid token: every request carries the cluster's token \
+                         as `Authorization: Bearer <token>`";
+            return (StatusCode::UNAUTHORIZED, Json(Err::<(), _>(error))).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn raft_append(
@@ -371,7 +625,43 @@ impl ReadReply {
     }
 }
 
+/// Initialises the cluster with this node's peer list as its voters, once
+/// every peer has answered that it has the same list and is not part of a
+/// cluster yet: a node started with a wrong list (or a typo'd address)
+/// refuses rather than found a cluster of its own.
 async fn api_init(State(s): State<AppState>) -> Reply<Result<(), String>> {
+    let refuse = |e: String| (StatusCode::CONFLICT, Json(Err(e)));
+    if s.raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .nodes()
+        .next()
+        .is_some()
+    {
+        return refuse(format!("node {} is already part of a cluster", s.id));
+    }
+    let client = HttpClient::new((*s.peers).clone()).with_token(s.token.clone());
+    for (&id, addr) in s.peers.iter().filter(|(&id, _)| id != s.id) {
+        let Some(status) = client.status(id).await else {
+            return refuse(format!(
+                "node {id} at {addr} does not answer: start every node of the peer list \
+                 (with the cluster's token) before init"
+            ));
+        };
+        if status.id != id {
+            return refuse(format!("{addr} is node {}, not node {id}", status.id));
+        }
+        if status.peers != *s.peers {
+            return refuse(format!(
+                "node {id} was started with another peer list ({}); every node needs the same",
+                peer_list(&status.peers)
+            ));
+        }
+        if !status.members.is_empty() {
+            return refuse(format!("node {id} is already part of a cluster"));
+        }
+    }
     let members: BTreeMap<NodeId, Node> = s
         .peers
         .iter()
@@ -379,8 +669,108 @@ async fn api_init(State(s): State<AppState>) -> Reply<Result<(), String>> {
         .collect();
     match s.raft.initialize(members).await {
         Ok(()) => (StatusCode::OK, Json(Ok(()))),
-        Err(e) => (StatusCode::CONFLICT, Json(Err(e.to_string()))),
+        Err(e) => refuse(e.to_string()),
     }
+}
+
+/// A peer list as `--peers` takes it.
+pub fn peer_list(peers: &Peers) -> String {
+    peers
+        .iter()
+        .map(|(id, a)| format!("{id}={a}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A membership change, by the leader: learners added once caught up,
+/// voters changed through openraft's joint consensus.
+async fn api_membership(
+    State(s): State<AppState>,
+    Json(change): Json<MembershipChange>,
+) -> Reply<WriteReply> {
+    use openraft::error::ClientWriteError;
+    use openraft::ChangeMembers;
+    let ids = |v: &[NodeId]| v.iter().copied().collect::<std::collections::BTreeSet<_>>();
+    let result = match &change {
+        MembershipChange::AddLearner { id, addr } => {
+            if let Err(e) = check_host_port(addr) {
+                let reply = WriteReply::Failed {
+                    error: format!("{addr:?} is not HOST:PORT ({e})"),
+                };
+                return (StatusCode::BAD_REQUEST, Json(reply));
+            }
+            let node = BasicNode { addr: addr.clone() };
+            s.raft.add_learner(*id, node, true).await
+        }
+        MembershipChange::Promote { ids: v } => {
+            s.raft
+                .change_membership(ChangeMembers::AddVoterIds(ids(v)), false)
+                .await
+        }
+        MembershipChange::Remove { ids: v } => {
+            let m = s.raft.metrics().borrow().membership_config.clone();
+            if let Some(x) = v.iter().find(|x| !m.nodes().any(|(n, _)| n == *x)) {
+                let reply = WriteReply::Failed {
+                    error: format!("node {x} is not a member"),
+                };
+                return (StatusCode::BAD_REQUEST, Json(reply));
+            }
+            // Voters leave through a membership change; learners (and
+            // the voters just removed) are then dropped as nodes.
+            let m = s.raft.metrics().borrow().membership_config.clone();
+            let voters: Vec<NodeId> = m.voter_ids().filter(|x| v.contains(x)).collect();
+            let first = if voters.is_empty() {
+                None
+            } else {
+                Some(
+                    s.raft
+                        .change_membership(ChangeMembers::RemoveVoters(ids(&voters)), false)
+                        .await,
+                )
+            };
+            match first {
+                Some(Err(e)) => Err(e),
+                _ => {
+                    let m = s.raft.metrics().borrow().membership_config.clone();
+                    let left: Vec<NodeId> = v
+                        .iter()
+                        .copied()
+                        .filter(|x| m.nodes().any(|(n, _)| n == x))
+                        .collect();
+                    match (left.is_empty(), first) {
+                        (true, Some(done)) => done,
+                        _ => {
+                            s.raft
+                                .change_membership(ChangeMembers::RemoveNodes(ids(&left)), false)
+                                .await
+                        }
+                    }
+                }
+            }
+        }
+        MembershipChange::Voters { ids: v } => {
+            s.raft
+                .change_membership(ChangeMembers::ReplaceAllVoters(ids(v)), false)
+                .await
+        }
+    };
+    let reply = match result {
+        Ok(resp) => WriteReply::Applied {
+            index: resp.log_id.index,
+            duplicate: false,
+        },
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => WriteReply::NotLeader {
+            leader: leader_of(f),
+        },
+        Err(e) => WriteReply::Failed {
+            error: e.to_string(),
+        },
+    };
+    let status = match &reply {
+        WriteReply::Failed { .. } => StatusCode::CONFLICT,
+        r => r.status(),
+    };
+    (status, Json(reply))
 }
 
 async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Reply<WriteReply> {
@@ -427,11 +817,18 @@ async fn api_read(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Repl
 }
 
 /// This node's state machine, whatever it has applied: may be stale.
-async fn api_read_local(
-    State(s): State<AppState>,
-    Json(r): Json<ReadRequest>,
-) -> Json<Option<Vec<u8>>> {
-    Json(s.sm.get(&r.run, &r.key))
+async fn api_read_local(State(s): State<AppState>, Json(r): Json<ReadRequest>) -> Json<LocalValue> {
+    Json(LocalValue {
+        value: s.sm.get(&r.run, &r.key),
+    })
+}
+
+/// What a local (possibly stale) read answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LocalValue {
+    /// The key's value in this node's state machine (`None`: no such key).
+    #[serde(with = "bytes_json::option")]
+    pub value: Option<Vec<u8>>,
 }
 
 async fn api_replay(
@@ -452,11 +849,9 @@ async fn api_replay(
             ops: t
                 .ops
                 .iter()
-                .map(|op| {
-                    (
-                        op.entry.key().unwrap_or_default().to_vec(),
-                        op.entry.value().map(<[u8]>::to_vec),
-                    )
+                .map(|op| ReplayedOp {
+                    key: op.entry.key().unwrap_or_default().to_vec(),
+                    value: op.entry.value().map(<[u8]>::to_vec),
                 })
                 .collect(),
         })
@@ -467,16 +862,119 @@ async fn api_replay(
     }
 }
 
+/// Answers that this node is up (the election guard's probe).
+async fn api_ping() -> StatusCode {
+    StatusCode::OK
+}
+
+/// How often the election guard probes the other voters, and how long it
+/// waits for each.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
+const PROBE_WAIT: Duration = Duration::from_millis(200);
+
+/// Lets this node campaign only while it reaches a quorum of the voters
+/// (itself included), a pre-vote done outside openraft 0.9, which has
+/// none. A node cut off could not win an election anyway; without the
+/// guard, each of its election timeouts raises its term, and when it
+/// returns the leader learns of that term and steps down: about 1.2 s
+/// without writes (DESIGN.md §10). Elections are enabled again at the
+/// first probe that reaches a quorum.
+async fn guard_elections(raft: Raft, id: NodeId, client: reqwest::Client, token: Option<Token>) {
+    let mut enabled = true;
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let membership = raft.metrics().borrow().membership_config.clone();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if !voters.contains(&id) {
+            continue;
+        }
+        let mut probes = tokio::task::JoinSet::new();
+        for (&peer, node) in membership
+            .nodes()
+            .filter(|(p, _)| **p != id && voters.contains(p))
+        {
+            let mut req = client
+                .get(format!("http://{}/api/ping", node.addr))
+                .header(FROM_HEADER, id.to_string())
+                .timeout(PROBE_WAIT);
+            if let Some(t) = &token {
+                req = req.bearer_auth(t.as_str());
+            }
+            probes.spawn(async move {
+                let ok = req.send().await.is_ok_and(|r| r.status().is_success());
+                (peer, ok)
+            });
+        }
+        let mut reached = 1;
+        while let Some(r) = probes.join_next().await {
+            reached += usize::from(matches!(r, Ok((_, true))));
+        }
+        let quorum = voters.len() / 2 + 1;
+        let elect = reached >= quorum;
+        if elect != enabled {
+            raft.runtime_config().elect(elect);
+            enabled = elect;
+            if elect {
+                tracing::info!(
+                    node = id,
+                    reached,
+                    voters = voters.len(),
+                    "elections resumed"
+                );
+            } else {
+                tracing::info!(
+                    node = id,
+                    reached,
+                    voters = voters.len(),
+                    "elections paused: this node reaches no quorum"
+                );
+            }
+        }
+    }
+}
+
+/// How long a leader's status waits for a quorum to confirm it leads.
+const QUORUM_CHECK: Duration = Duration::from_millis(500);
+
 async fn api_status(State(s): State<AppState>) -> Json<Status> {
     let m = s.raft.metrics().borrow().clone();
     let stats = s.log.wal().stats();
+    let mut leader = m.current_leader;
+    let mut quorum = None;
+    let membership = m.membership_config.membership();
+    let members = membership
+        .nodes()
+        .map(|(&id, node)| Member {
+            id,
+            addr: node.addr.clone(),
+            voter: membership.voter_ids().any(|v| v == id),
+        })
+        .collect();
+    let matched = m
+        .replication
+        .as_ref()
+        .map(|r| r.iter().map(|(&id, l)| (id, l.map(|l| l.index))).collect())
+        .unwrap_or_default();
+    if m.state == openraft::ServerState::Leader {
+        let confirmed = tokio::time::timeout(QUORUM_CHECK, s.raft.get_read_log_id()).await;
+        let ok = matches!(confirmed, Ok(Ok(_)));
+        quorum = Some(ok);
+        if !ok {
+            leader = None;
+        }
+    }
     Json(Status {
         id: s.id,
-        leader: m.current_leader,
+        leader,
+        quorum,
         term: m.current_term,
         state: format!("{:?}", m.state),
         last_log_index: m.last_log_index,
+        committed: s.log.committed(),
         last_applied: m.last_applied.map(|l| l.index),
+        members,
+        matched,
+        peers: (*s.peers).clone(),
         digest: s.sm.digest(),
         durable_lsn: stats.synced_lsn,
         end_lsn: stats.end_lsn,
@@ -487,11 +985,15 @@ async fn api_status(State(s): State<AppState>) -> Json<Status> {
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    from: NodeId,
+    token: Option<Token>,
 }
 
 /// A connection to one peer.
 pub struct HttpConnection {
     client: reqwest::Client,
+    from: NodeId,
+    token: Option<Token>,
     target: NodeId,
     addr: String,
 }
@@ -502,6 +1004,8 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
         HttpConnection {
             client: self.client.clone(),
+            from: self.from,
+            token: self.token.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -520,13 +1024,25 @@ impl HttpConnection {
         E: std::error::Error + serde::de::DeserializeOwned,
     {
         let url = format!("http://{}/raft/{route}", self.addr);
-        let resp = self
+        let mut post = self
             .client
             .post(&url)
+            .header(FROM_HEADER, self.from.to_string());
+        if let Some(t) = &self.token {
+            post = post.bearer_auth(t.as_str());
+        }
+        let resp = post
             .json(req)
             .send()
             .await
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let e = std::io::Error::other(format!(
+                "node {} refused the request: this node's token is not the cluster's",
+                self.target
+            ));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         let body: Result<Resp, RaftError<NodeId, E>> = resp
             .json()
             .await
@@ -604,6 +1120,12 @@ impl LeaderReply for ReadReply {
     }
 }
 
+/// How an answer that refuses the request's token begins.
+const REFUSED: &str = "refused";
+
+/// How long a client waits for one node's answer before it asks another.
+const TRY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A client of the cluster's HTTP API: finds the leader and retries.
 /// Clones share the leader they last found, and start there.
 #[derive(Clone)]
@@ -611,6 +1133,7 @@ pub struct HttpClient {
     client: reqwest::Client,
     peers: Arc<Peers>,
     leader: Arc<std::sync::atomic::AtomicU64>,
+    token: Option<Token>,
 }
 
 impl HttpClient {
@@ -621,41 +1144,86 @@ impl HttpClient {
             client: http_client(),
             peers: Arc::new(peers),
             leader: Arc::new(std::sync::atomic::AtomicU64::new(first)),
+            token: None,
         }
+    }
+
+    /// The token it sends, if any.
+    pub fn token(&self) -> Option<&Token> {
+        self.token.as_ref()
+    }
+
+    /// The same client, sending `token` with every request.
+    pub fn with_token(mut self, token: Option<Token>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// A request to `path` of node `id`, with the token.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        id: NodeId,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let addr = self.peers.get(&id).ok_or_else(|| format!("no node {id}"))?;
+        let r = self.client.request(method, format!("http://{addr}{path}"));
+        Ok(match &self.token {
+            Some(t) => r.bearer_auth(t.as_str()),
+            None => r,
+        })
+    }
+
+    /// Sends `req` and decodes its JSON answer, whatever its status.
+    async fn answer<R: serde::de::DeserializeOwned>(
+        req: reqwest::RequestBuilder,
+    ) -> Result<R, String> {
+        Self::answer_with_status(req).await.map(|(_, r)| r)
+    }
+
+    /// Sends `req`; its status and decoded JSON answer.
+    async fn answer_with_status<R: serde::de::DeserializeOwned>(
+        req: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, R), String> {
+        let resp = req.send().await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(format!(
+                "{REFUSED}: the request's token is not the cluster's"
+            ));
+        }
+        let r = resp.json().await.map_err(|e| e.to_string())?;
+        Ok((status, r))
     }
 
     /// The status of node `id`, if it answers.
     pub async fn status(&self, id: NodeId) -> Option<Status> {
-        let addr = self.peers.get(&id)?;
-        let resp = self
-            .client
-            .get(format!("http://{addr}/api/status"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
+        let req = self.request(reqwest::Method::GET, id, "/api/status").ok()?;
+        Self::answer(req.timeout(Duration::from_secs(2))).await.ok()
     }
 
     /// Initialises the cluster through node `id`.
     pub async fn init(&self, id: NodeId) -> Result<(), String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        let r: Result<(), String> = self
-            .client
-            .post(format!("http://{addr}/api/init"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        r
+        let req = self.request(reqwest::Method::POST, id, "/api/init")?;
+        Self::answer::<Result<(), String>>(req).await?
     }
 
     /// Writes `txn`, asking the leader (found by trying the nodes in
     /// turn), retrying until `timeout`. Returns the index it applied at.
     pub async fn write(&self, txn: &RunTxn, timeout: Duration) -> Result<u64, String> {
-        self.ask_leader::<_, WriteReply>("/api/write", txn, timeout)
+        self.ask_leader::<_, WriteReply>("/api/write", txn, timeout, TRY_TIMEOUT)
+            .await
+    }
+
+    /// Has the leader make `change` to the membership (found and retried
+    /// as [`HttpClient::write`] does); returns the index it applied at.
+    /// Adding a learner waits until it has caught up.
+    pub async fn change_membership(
+        &self,
+        change: &MembershipChange,
+        timeout: Duration,
+    ) -> Result<u64, String> {
+        self.ask_leader::<_, WriteReply>("/api/membership", change, timeout, timeout)
             .await
     }
 
@@ -671,7 +1239,7 @@ impl HttpClient {
             run,
             key: key.to_vec(),
         };
-        self.ask_leader::<_, ReadReply>("/api/read", &req, timeout)
+        self.ask_leader::<_, ReadReply>("/api/read", &req, timeout, TRY_TIMEOUT)
             .await
     }
 
@@ -697,15 +1265,17 @@ impl HttpClient {
         run: RunId,
         key: &[u8],
     ) -> Result<Option<Vec<u8>>, String> {
-        self.post(
-            id,
-            "/api/read/local",
-            &ReadRequest {
-                run,
-                key: key.to_vec(),
-            },
-        )
-        .await
+        let local: LocalValue = self
+            .post(
+                id,
+                "/api/read/local",
+                &ReadRequest {
+                    run,
+                    key: key.to_vec(),
+                },
+            )
+            .await?;
+        Ok(local.value)
     }
 
     /// Posts `body` to `path` of node `id` and decodes the answer.
@@ -715,16 +1285,8 @@ impl HttpClient {
         path: &str,
         body: &B,
     ) -> Result<R, String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        self.client
-            .post(format!("http://{addr}{path}"))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())
+        let req = self.request(reqwest::Method::POST, id, path)?;
+        Self::answer(req.json(body)).await
     }
 
     /// Posts `body` to `path` of the leader: starts at the leader last
@@ -735,6 +1297,7 @@ impl HttpClient {
         path: &str,
         body: &B,
         timeout: Duration,
+        per_try: Duration,
     ) -> Result<R::Out, String> {
         use std::sync::atomic::Ordering;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -745,19 +1308,35 @@ impl HttpClient {
         let mut last = String::from("no node answered");
         while tokio::time::Instant::now() < deadline {
             let id = ids[at % ids.len()];
-            match self.post::<B, R>(id, path, body).await.map(R::answer) {
-                Ok(Answer::Done(out)) => {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let req = self.request(reqwest::Method::POST, id, path).map(|r| {
+                r.timeout(left.min(per_try).max(Duration::from_millis(100)))
+                    .json(body)
+            });
+            let answer = match req {
+                Ok(req) => Self::answer_with_status::<R>(req).await,
+                Err(e) => Err(e),
+            };
+            match answer.map(|(status, r)| (status, r.answer())) {
+                // A refusal no other node or later try would change.
+                Ok((status, Answer::Failed(e)))
+                    if status == StatusCode::BAD_REQUEST || status == StatusCode::CONFLICT =>
+                {
+                    return Err(e)
+                }
+                Err(e) if e.starts_with(REFUSED) => return Err(e),
+                Ok((_, Answer::Done(out))) => {
                     // The next request starts at this leader.
                     self.leader.store(id, Ordering::Relaxed);
                     return Ok(out);
                 }
-                Ok(Answer::Leader(Some(l))) if l != id && misses < 2 * ids.len() => {
+                Ok((_, Answer::Leader(Some(l)))) if l != id && misses < 2 * ids.len() => {
                     at = ids.iter().position(|&x| x == l).unwrap_or(at + 1);
                     misses += 1;
                     continue;
                 }
-                Ok(Answer::Leader(_)) => last = format!("node {id}: not the leader"),
-                Ok(Answer::Failed(e)) | Err(e) => last = format!("node {id}: {e}"),
+                Ok((_, Answer::Leader(_))) => last = format!("node {id}: not the leader"),
+                Ok((_, Answer::Failed(e))) | Err(e) => last = format!("node {id}: {e}"),
             }
             at += 1;
             misses += 1;
@@ -773,17 +1352,8 @@ impl HttpClient {
 
     /// Run `run`'s transactions, replayed from node `id`'s log.
     pub async fn replay(&self, id: NodeId, run: RunId) -> Result<Vec<ReplayedTxn>, String> {
-        let addr = self.peers.get(&id).ok_or("no such node")?;
-        let r: Result<Vec<ReplayedTxn>, String> = self
-            .client
-            .get(format!("http://{addr}/api/replay/{run}"))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        r
+        let req = self.request(reqwest::Method::GET, id, &format!("/api/replay/{run}"))?;
+        Self::answer::<Result<Vec<ReplayedTxn>, String>>(req).await?
     }
 }
 
@@ -807,8 +1377,14 @@ pub struct ProcCluster {
     exe: PathBuf,
     base: PathBuf,
     peers: Peers,
+    listen: BTreeMap<NodeId, String>,
+    token: Token,
     children: BTreeMap<NodeId, std::process::Child>,
 }
+
+/// The environment variable `walnode run` reads the cluster's token from
+/// (when no `--token-file` is given).
+pub const TOKEN_ENV: &str = "WALNODE_TOKEN";
 
 /// `n` free ports on 127.0.0.1 (bound, then released).
 pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
@@ -822,7 +1398,8 @@ pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
 }
 
 impl ProcCluster {
-    /// Plans `n` nodes under `base` (`node-{id}`), on free ports; starts none.
+    /// Plans `n` nodes under `base` (`node-{id}`), on free ports, with a
+    /// random token; starts none.
     pub fn new(exe: impl Into<PathBuf>, base: impl Into<PathBuf>, n: u64) -> std::io::Result<Self> {
         let ports = free_ports(n as usize)?;
         let peers = (1..=n)
@@ -833,8 +1410,21 @@ impl ProcCluster {
             exe: exe.into(),
             base: base.into(),
             peers,
+            listen: BTreeMap::new(),
+            token: Token::random(),
             children: BTreeMap::new(),
         })
+    }
+
+    /// Node `id` listens on `addr` (a proxy forwards its own address
+    /// there) from its next start on.
+    pub fn listen_at(&mut self, id: NodeId, addr: String) {
+        self.listen.insert(id, addr);
+    }
+
+    /// The cluster's token.
+    pub fn token(&self) -> &Token {
+        &self.token
     }
 
     /// The members.
@@ -862,14 +1452,19 @@ impl ProcCluster {
             .create(true)
             .append(true)
             .open(self.base.join(format!("node-{id}.log")))?;
-        let child = std::process::Command::new(&self.exe)
-            .arg("run")
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg("run")
             .arg("--id")
             .arg(id.to_string())
             .arg("--dir")
             .arg(self.dir(id))
             .arg("--peers")
-            .arg(self.peer_arg())
+            .arg(self.peer_arg());
+        if let Some(addr) = self.listen.get(&id) {
+            cmd.arg("--listen").arg(addr);
+        }
+        let child = cmd
+            .env(TOKEN_ENV, self.token.as_str())
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -912,9 +1507,9 @@ impl ProcCluster {
         self.children.keys().copied().collect()
     }
 
-    /// A client of every node.
+    /// A client of every node, with the cluster's token.
     pub fn client(&self) -> HttpClient {
-        HttpClient::new(self.peers.clone())
+        HttpClient::new(self.peers.clone()).with_token(Some(self.token.clone()))
     }
 
     /// Waits until every running node answers and one leader is known to

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use durability::RunId;
-use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply, ReadRequest};
+use durability_raft::node::{demo_txn, HttpClient, ProcCluster, ReadReply, ReadRequest, TOKEN_ENV};
 use durability_raft::types::{NodeId, RunTxn, TxnOp};
 
 const EXE: &str = env!("CARGO_BIN_EXE_walnode");
@@ -198,6 +198,7 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
     };
     let resp = http
         .post(format!("http://{}/api/read", procs.peers()[&follower]))
+        .bearer_auth(procs.token().as_str())
         .json(&read)
         .send()
         .await
@@ -208,6 +209,7 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
             "http://{}/api/replay/not-a-run",
             procs.peers()[&new]
         ))
+        .bearer_auth(procs.token().as_str())
         .send()
         .await
         .unwrap();
@@ -228,7 +230,12 @@ async fn a_paused_old_leader_never_answers_a_stale_read() {
 }
 
 fn run_node(args: &[&str]) -> (i32, String) {
-    let out = Command::new(EXE).arg("run").args(args).output().unwrap();
+    let out = Command::new(EXE)
+        .arg("run")
+        .args(args)
+        .env(TOKEN_ENV, "a-token-of-the-tests-0123")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -252,6 +259,38 @@ fn bad_inputs_are_one_clear_error() {
         assert!(err.contains(says), "{peers}: {err}");
         assert_eq!(err.lines().count(), 1, "{peers}: {err}");
     }
+    // No token, a short one, an unreadable token file.
+    let peers = "1=127.0.0.1:7001";
+    let none = Command::new(EXE)
+        .args(["run", "--id", "1", "--dir", d, "--peers", peers])
+        .env_remove(TOKEN_ENV)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert_eq!(none.status.code(), Some(2), "{err}");
+    assert!(err.contains("no token: give --token-file"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let short = Command::new(EXE)
+        .args(["run", "--id", "1", "--dir", d, "--peers", peers])
+        .env(TOKEN_ENV, "short")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&short.stderr);
+    assert_eq!(short.status.code(), Some(2), "{err}");
+    assert!(err.contains("16 to 1024 characters"), "{err}");
+    let missing = dir.path().join("no-such-token");
+    let (code, err) = run_node(&[
+        "--id",
+        "1",
+        "--dir",
+        d,
+        "--peers",
+        peers,
+        "--token-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot open token file"), "{err}");
     // A port in use.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap();
@@ -274,4 +313,174 @@ fn bad_inputs_are_one_clear_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("locked"), "{err}");
     drop(holder);
+}
+
+/// A child process killed on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn walnode(args: &[&str], token: &str) -> (i32, String, String) {
+    let out = Command::new(EXE)
+        .args(args)
+        .env(TOKEN_ENV, token)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The operator's commands, run as an operator runs them: a wrong peer
+/// list is refused at init, a fourth node joins as a learner and is
+/// promoted, a voter is removed, and a member restarted at another address
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_initialises_grows_and_shrinks_the_cluster() {
+    let base = tempfile::tempdir().unwrap();
+    let mut procs = ProcCluster::new(EXE, base.path(), 3).unwrap();
+    for id in 1..=3 {
+        procs.start(id).unwrap();
+    }
+    procs.wait_up(Duration::from_secs(30)).await.unwrap();
+    let token = procs.token().as_str().to_string();
+    let peers = procs.peer_arg();
+    let port4 = durability_raft::node::free_ports(1).unwrap()[0];
+    let addr4 = format!("127.0.0.1:{port4}");
+    let dir4 = base.path().join("node-4");
+    let start4 = |peer_list: &str| {
+        Child(
+            Command::new(EXE)
+                .args(["run", "--id", "4", "--peers", peer_list, "--dir"])
+                .arg(&dir4)
+                .env(TOKEN_ENV, &token)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    // Node 4, started with a wrong peer list (nodes 1 and 4), cannot found
+    // a cluster of its own.
+    let wrong = format!("{}={},4={addr4}", 1, procs.peers()[&1]);
+    let node4 = start4(&wrong);
+    let mut all = procs.peers().clone();
+    all.insert(4, addr4.clone());
+    let client4 = HttpClient::new(all).with_token(Some(procs.token().clone()));
+    while client4.status(4).await.is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = client4.init(4).await.unwrap_err();
+    assert!(e.contains("another peer list"), "{e}");
+    drop(node4);
+    // The right list initialises the three.
+    let (code, out, err) = walnode(&["init", "--peers", &peers], &token);
+    assert_eq!(code, 0, "{out}{err}");
+    procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    let (code, _, err) = walnode(&["init", "--peers", &peers], &token);
+    assert_eq!(code, 2, "a second init: {err}");
+    assert!(err.contains("already part of a cluster"), "{err}");
+    let run = RunId::from_bytes([0x4d; 16]);
+    let mut acked = Vec::new();
+    write(&procs, run, 0..20, &mut acked).await;
+
+    // Node 4 joins: started alone (uninitialised, it never campaigns),
+    // added as a learner, promoted.
+    let _node4 = start4(&format!("4={addr4}"));
+    while client4.status(4).await.is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = walnode(
+        &[
+            "add-learner",
+            "--peers",
+            &peers,
+            "--id",
+            "4",
+            "--addr",
+            &addr4,
+        ],
+        &token,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = walnode(&["promote", "--peers", &peers, "--id", "4"], &token);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = walnode(&["status", "--peers", &peers], &token);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches(" voter ").count(), 4, "{out}");
+    assert!(out.contains(&addr4), "{out}");
+    assert!(out.contains("(a quorum confirms it)"), "{out}");
+    // Node 4 has every acknowledged write.
+    let s = client4.status(1).await.unwrap();
+    let target = s.last_applied.unwrap();
+    while client4.status(4).await.and_then(|s| s.last_applied) < Some(target) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for &i in &acked {
+        let TxnOp::Put { key, value } = &demo_txn(run, i).ops[0] else {
+            unreachable!()
+        };
+        assert_eq!(
+            client4.read_local(4, run, key).await.unwrap().as_ref(),
+            Some(value)
+        );
+    }
+
+    // Node 3 leaves; the cluster of 1, 2, 4 writes on without it.
+    let (code, out, err) = walnode(&["remove", "--peers", &peers, "--id", "3"], &token);
+    assert_eq!(code, 0, "{out}{err}");
+    procs.kill(3);
+    let client =
+        HttpClient::new(client4_peers(&procs, &addr4)).with_token(Some(procs.token().clone()));
+    client
+        .write(&demo_txn(run, 100), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let (code, out, err) = walnode(&["status", "--peers", &peers], &token);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches(" voter ").count(), 3, "{out}");
+    let (code, _, err) = walnode(&["remove", "--peers", &peers, "--id", "9"], &token);
+    assert_eq!(code, 2);
+    assert!(err.contains("node 9 is not a member"), "{err}");
+
+    // A member restarted at another address is refused: clients would be
+    // sent to the old one.
+    procs.kill(2);
+    let moved = procs.peer_arg().replace(
+        &procs.peers()[&2],
+        &format!(
+            "127.0.0.1:{}",
+            durability_raft::node::free_ports(1).unwrap()[0]
+        ),
+    );
+    let (code, _, err) = walnode(
+        &[
+            "run",
+            "--id",
+            "2",
+            "--dir",
+            procs.dir(2).to_str().unwrap(),
+            "--peers",
+            &moved,
+        ],
+        &token,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("node 2 is a member at"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    drop(procs);
+}
+
+fn client4_peers(procs: &ProcCluster, addr4: &str) -> durability_raft::node::Peers {
+    let mut p = procs.peers().clone();
+    p.remove(&3);
+    p.insert(4, addr4.to_string());
+    p
 }

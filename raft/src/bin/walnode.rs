@@ -3,6 +3,11 @@
 //!
 //! ```text
 //! walnode run --id 1 --dir /var/lib/walnode/1 --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//! walnode init   --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//! walnode status --peers 1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003
+//! walnode add-learner --peers ... --id 4 --addr 127.0.0.1:7004
+//! walnode promote --peers ... --id 4
+//! walnode remove  --peers ... --id 3
 //! walnode demo      # three node processes; kill the leader; nothing acknowledged is lost
 //! walnode bench     # replicated commits/s and latency, beside a single node's Strict rate
 //! ```
@@ -43,9 +48,70 @@ enum Command {
         #[arg(long)]
         dir: PathBuf,
         /// Every member: ID=HOST:PORT, comma-separated (this node's own
-        /// address is where it listens).
+        /// address is where it listens, unless --listen says otherwise).
         #[arg(long)]
         peers: String,
+        /// Listen here instead of at this node's address in --peers (e.g.
+        /// 0.0.0.0:7001).
+        #[arg(long)]
+        listen: Option<String>,
+        /// A file whose first line is the cluster's token, the shared
+        /// secret every request must carry (16 to 1,024 visible ASCII
+        /// characters). Without it, WALNODE_TOKEN holds the token.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// Accept requests without a token: only on a network where
+        /// everyone who can connect may write and replace the cluster.
+        #[arg(long, conflicts_with = "token_file")]
+        no_auth: bool,
+    },
+    /// Initialise a new cluster: every node of the list must be running
+    /// with this same list (and the same token) and part of no cluster.
+    Init(ClusterArgs),
+    /// Each node's view: members, leader, term, log, commit and apply
+    /// indexes, and how far it lags the leader.
+    Status {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Print the nodes' answers as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a learner (a node that receives the log but does not vote);
+    /// returns once it has caught up. Start it first with `walnode run`.
+    AddLearner {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The new node's id.
+        #[arg(long)]
+        id: NodeId,
+        /// Its address, HOST:PORT.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Make learners voters.
+    Promote {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Their ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<NodeId>,
+    },
+    /// Remove members (voters or learners) from the cluster.
+    Remove {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// Their ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        id: Vec<NodeId>,
+    },
+    /// Make exactly these members the voters; voters not listed leave.
+    ChangeMembership {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The voters' ids, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<NodeId>,
     },
     /// Start three nodes, write from several clients, SIGKILL the leader,
     /// restart it, and check every acknowledged write is on all three.
@@ -70,6 +136,42 @@ enum Command {
         #[arg(long, default_value_t = 4000)]
         writes: u64,
     },
+}
+
+/// How an operator command reaches the cluster.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// The nodes to ask: ID=HOST:PORT, comma-separated (for `init`, every
+    /// member, exactly as the nodes were started with).
+    #[arg(long)]
+    peers: String,
+    /// A file whose first line is the cluster's token (default:
+    /// WALNODE_TOKEN; none if neither is set).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// How long to keep trying, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+}
+
+impl ClusterArgs {
+    fn client(&self) -> Result<(HttpClient, node::Peers)> {
+        let peers = node::parse_peers(&self.peers).map_err(|e| anyhow!("bad --peers: {e}"))?;
+        let token = match &self.token_file {
+            Some(path) => Some(node::Token::from_file(path).map_err(|e| anyhow!(e))?),
+            None => match std::env::var(node::TOKEN_ENV) {
+                Ok(t) => {
+                    Some(node::Token::new(&t).map_err(|e| anyhow!("{}: {e}", node::TOKEN_ENV))?)
+                }
+                Err(_) => None,
+            },
+        };
+        Ok((HttpClient::new(peers.clone()).with_token(token), peers))
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout)
+    }
 }
 
 /// Logs to standard error through `tracing`, openraft's events included:
@@ -102,7 +204,38 @@ fn main() -> ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
-            Command::Run { id, dir, peers } => run(id, dir, peers).await,
+            Command::Run {
+                id,
+                dir,
+                peers,
+                listen,
+                token_file,
+                no_auth,
+            } => {
+                let token = token_of(token_file, no_auth)?;
+                let opts = node::NodeOptions {
+                    id,
+                    dir,
+                    peers: node::parse_peers(&peers).map_err(|e| anyhow!("bad --peers: {e}"))?,
+                    listen,
+                    token,
+                };
+                run(opts).await
+            }
+            Command::Init(c) => init(c).await,
+            Command::Status { cluster, json } => status(cluster, json).await,
+            Command::AddLearner { cluster, id, addr } => {
+                membership(cluster, node::MembershipChange::AddLearner { id, addr }).await
+            }
+            Command::Promote { cluster, id } => {
+                membership(cluster, node::MembershipChange::Promote { ids: id }).await
+            }
+            Command::Remove { cluster, id } => {
+                membership(cluster, node::MembershipChange::Remove { ids: id }).await
+            }
+            Command::ChangeMembership { cluster, voters } => {
+                membership(cluster, node::MembershipChange::Voters { ids: voters }).await
+            }
             Command::Demo {
                 dir,
                 writes,
@@ -120,8 +253,30 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(id: NodeId, dir: PathBuf, peers: String) -> Result<()> {
-    let peers = node::parse_peers(&peers).map_err(|e| anyhow!("bad --peers: {e}"))?;
+/// The token `run` requires: from `--token-file`, else `WALNODE_TOKEN`;
+/// none only with `--no-auth`.
+fn token_of(file: Option<PathBuf>, no_auth: bool) -> Result<Option<node::Token>> {
+    if no_auth {
+        return Ok(None);
+    }
+    if let Some(path) = file {
+        return node::Token::from_file(&path)
+            .map(Some)
+            .map_err(|e| anyhow!(e));
+    }
+    match std::env::var(node::TOKEN_ENV) {
+        Ok(t) => node::Token::new(&t)
+            .map(Some)
+            .map_err(|e| anyhow!("{}: {e}", node::TOKEN_ENV)),
+        Err(_) => bail!(
+            "no token: give --token-file FILE or set {} (the cluster's shared secret), \
+             or --no-auth on a trusted network",
+            node::TOKEN_ENV
+        ),
+    }
+}
+
+async fn run(opts: node::NodeOptions) -> Result<()> {
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("a SIGTERM handler installs");
@@ -130,7 +285,128 @@ async fn run(id: NodeId, dir: PathBuf, peers: String) -> Result<()> {
             _ = term.recv() => {}
         }
     };
-    node::serve(id, &dir, peers, shutdown).await?;
+    node::serve(opts, shutdown).await?;
+    Ok(())
+}
+
+async fn init(c: ClusterArgs) -> Result<()> {
+    let (client, peers) = c.client()?;
+    let first = *peers
+        .keys()
+        .next()
+        .expect("a parsed peer list is not empty");
+    client
+        .init(first)
+        .await
+        .map_err(|e| anyhow!("init through node {first}: {e}"))?;
+    println!("initialised: voters {}", node::peer_list(&peers));
+    Ok(())
+}
+
+async fn membership(c: ClusterArgs, change: node::MembershipChange) -> Result<()> {
+    let (client, _) = c.client()?;
+    let index = client
+        .change_membership(&change, c.timeout())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    println!("done: the membership changed at log index {index}");
+    Ok(())
+}
+
+async fn status(c: ClusterArgs, json: bool) -> Result<()> {
+    let (client, peers) = c.client()?;
+    // Every node of the list, and every member any of them knows of.
+    let mut addrs = peers.clone();
+    let mut answers = std::collections::BTreeMap::new();
+    let mut asked = std::collections::BTreeSet::new();
+    while let Some((&id, _)) = addrs.iter().find(|(id, _)| !asked.contains(*id)) {
+        asked.insert(id);
+        let one = HttpClient::new(addrs.clone()).with_token(client.token().cloned());
+        if let Some(s) = one.status(id).await {
+            for m in &s.members {
+                addrs.entry(m.id).or_insert_with(|| m.addr.clone());
+            }
+            answers.insert(id, s);
+        }
+    }
+    if answers.is_empty() {
+        bail!("no node answers (check --peers and the token)");
+    }
+    if json {
+        let all: Vec<_> = answers.values().collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    let leader = answers
+        .values()
+        .find(|s| s.quorum == Some(true))
+        .map(|s| s.id);
+    let leader_last = leader.and_then(|l| answers[&l].last_log_index);
+    let members: std::collections::BTreeMap<NodeId, bool> = leader
+        .or_else(|| answers.keys().next().copied())
+        .map(|l| {
+            answers[&l]
+                .members
+                .iter()
+                .map(|m| (m.id, m.voter))
+                .collect()
+        })
+        .unwrap_or_default();
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    println!(
+        "{:<5} {:<22} {:<8} {:<10} {:>5} {:>6} {:>9} {:>9} {:>9} {:>6}",
+        "node",
+        "address",
+        "member",
+        "state",
+        "term",
+        "leader",
+        "last log",
+        "committed",
+        "applied",
+        "lag"
+    );
+    for (id, addr) in &addrs {
+        let member = match members.get(id) {
+            Some(true) => "voter",
+            Some(false) => "learner",
+            None => "-",
+        };
+        match answers.get(id) {
+            Some(s) => {
+                let state = if s.quorum == Some(false) {
+                    "Leader?".to_string()
+                } else {
+                    s.state.clone()
+                };
+                let lag = match (leader_last, s.last_applied) {
+                    (Some(l), a) => (l.saturating_sub(a.unwrap_or(0))).to_string(),
+                    _ => "-".into(),
+                };
+                println!(
+                    "{:<5} {:<22} {:<8} {:<10} {:>5} {:>6} {:>9} {:>9} {:>9} {:>6}",
+                    id,
+                    addr,
+                    member,
+                    state,
+                    s.term,
+                    opt(s.leader),
+                    opt(s.last_log_index),
+                    opt(s.committed),
+                    opt(s.last_applied),
+                    lag
+                );
+            }
+            None => println!("{id:<5} {addr:<22} {member:<8} {:<10}", "down"),
+        }
+    }
+    match leader {
+        Some(l) => println!("leader: node {l} (a quorum confirms it)"),
+        None => println!("leader: none confirmed by a quorum"),
+    }
+    if answers.values().any(|s| s.quorum == Some(false)) {
+        println!("Leader?: a node that still calls itself leader but could not reach a quorum");
+    }
     Ok(())
 }
 
