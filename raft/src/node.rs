@@ -22,7 +22,9 @@
 //! | `POST /api/write` | a [`RunTxn`] | [`WriteReply`]: applied at `index`, or the leader to ask |
 //! | `POST /api/read` | [`ReadRequest`] | [`ReadReply`]: the key's value (linearizable: the leader confirms with a quorum that it still leads, and answers once it has applied every entry committed before the read), or the leader to ask |
 //! | `POST /api/read/local` | [`ReadRequest`] | this node's state machine's value, or `null`: may be stale (a follower behind, a leader cut off); for checks of one node's state |
-//! | `GET /api/replay/{run}` | — | the run's transactions, replayed from this node's log |
+//! | `GET /api/replay/{run}` | — | [`RunReplay`]: the run's transactions, replayed from this node's log, and whether the log was purged (then they begin at the purge point; the rest is in the snapshot) |
+//! | `POST /api/membership` | a [`MembershipChange`] | [`WriteReply`]: applied at `index`, or the leader to ask |
+//! | `GET /api/ping` | — | 200: the node is up (the election guard's probe) |
 //! | `GET /api/status` | — | [`Status`] |
 
 use std::collections::BTreeMap;
@@ -251,6 +253,22 @@ pub enum MembershipChange {
         /// Their ids.
         ids: Vec<NodeId>,
     },
+}
+
+/// A run replayed from a node's log: where the log's history begins, and
+/// the run's transactions from there.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RunReplay {
+    /// True if the log was purged (its entries up to `purged_through` are
+    /// only in the state machine's snapshot): the transactions below begin
+    /// at the purge point, not at the run's first transaction.
+    pub purged: bool,
+    /// The last Raft index purged from this node's log, if any.
+    pub purged_through: Option<u64>,
+    /// The LSN the log's history begins at.
+    pub start_lsn: u64,
+    /// The run's transactions, in commit order.
+    pub txns: Vec<ReplayedTxn>,
 }
 
 /// A replayed transaction of a run, from a node's log.
@@ -834,7 +852,7 @@ pub struct LocalValue {
 async fn api_replay(
     State(s): State<AppState>,
     UrlPath(run): UrlPath<String>,
-) -> Reply<Result<Vec<ReplayedTxn>, String>> {
+) -> Reply<Result<RunReplay, String>> {
     let run: RunId = match run.parse() {
         Ok(r) => r,
         Err(e) => {
@@ -857,7 +875,16 @@ async fn api_replay(
         })
     });
     match r {
-        Ok(_) => (StatusCode::OK, Json(Ok(out))),
+        Ok(stats) => {
+            let purged_through = s.raft.metrics().borrow().purged.map(|l| l.index);
+            let replay = RunReplay {
+                purged: stats.purged,
+                purged_through,
+                start_lsn: stats.start_lsn,
+                txns: out,
+            };
+            (StatusCode::OK, Json(Ok(replay)))
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, Json(Err(e.to_string()))),
     }
 }
@@ -1123,8 +1150,11 @@ impl LeaderReply for ReadReply {
 /// How an answer that refuses the request's token begins.
 const REFUSED: &str = "refused";
 
-/// How long a client waits for one node's answer before it asks another.
-const TRY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client waits for one node's answer before it asks another:
+/// a hint may name a leader that died or is paused (a follower names the
+/// leader it last heard of), and the request is safe to resend (writes
+/// are idempotent).
+const TRY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A client of the cluster's HTTP API: finds the leader and retries.
 /// Clones share the leader they last found, and start there.
@@ -1351,9 +1381,9 @@ impl HttpClient {
     }
 
     /// Run `run`'s transactions, replayed from node `id`'s log.
-    pub async fn replay(&self, id: NodeId, run: RunId) -> Result<Vec<ReplayedTxn>, String> {
+    pub async fn replay(&self, id: NodeId, run: RunId) -> Result<RunReplay, String> {
         let req = self.request(reqwest::Method::GET, id, &format!("/api/replay/{run}"))?;
-        Self::answer::<Result<Vec<ReplayedTxn>, String>>(req).await?
+        Self::answer::<Result<RunReplay, String>>(req).await?
     }
 }
 

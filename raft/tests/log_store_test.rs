@@ -366,3 +366,44 @@ fn an_append_larger_than_a_segment_goes_in_whole_entries() {
         "part of a refused entry was written"
     );
 }
+
+/// A node that installs a snapshot purges its whole log and goes on from
+/// the snapshot's index: a replay of a run from its log starts at the
+/// purge point and says so, never 1..806 then 2003.. with the middle only
+/// in the snapshot. Also after a reopen, and through a read-only reader.
+#[test]
+fn a_replay_after_a_snapshot_install_starts_at_the_purge_point() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let run = RunId::from_bytes([9; 16]);
+    let txn = |i: u64| Entry {
+        log_id: log_id(1, i),
+        payload: EntryPayload::Normal(RunTxn::put(run, i, format!("k{i}"), "v")),
+    };
+    let mut s = Store::open(&path, cfg()).unwrap();
+    rt.block_on(s.blocking_append((1..=806).map(txn))).unwrap();
+    // The snapshot covers up to 2002; the log is purged through it.
+    rt.block_on(s.purge(log_id(1, 2002))).unwrap();
+    rt.block_on(s.blocking_append((2003..=2100).map(txn)))
+        .unwrap();
+    let ids = |wal: &durability::Wal| {
+        let mut ids = Vec::new();
+        let stats = wal
+            .replay_run(run, |t| ids.push(t.txn_id.unwrap()))
+            .unwrap();
+        (ids, stats.purged)
+    };
+    let want: Vec<u64> = (2003..=2100).collect();
+    assert_eq!(ids(s.wal()), (want.clone(), true), "live");
+    drop(s);
+    let s = Store::open(&path, cfg()).unwrap();
+    assert_eq!(ids(s.wal()), (want.clone(), true), "after a reopen");
+    drop(s);
+    let reader = durability::WalReader::open(&path, &cfg()).unwrap();
+    let mut seen = Vec::new();
+    let stats = reader
+        .replay_run(run, |t| seen.push(t.txn_id.unwrap()))
+        .unwrap();
+    assert_eq!((seen, stats.purged), (want, true), "read-only");
+}

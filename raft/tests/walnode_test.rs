@@ -52,11 +52,27 @@ async fn check(procs: &ProcCluster, run: RunId, acked: &[u64], what: &str) {
             );
         }
         let replayed = client.replay(id, run).await.unwrap();
+        if !replayed.purged {
+            assert!(
+                replayed.txns.len() >= acked.len(),
+                "{what}: node {id}'s log replays {} txns",
+                replayed.txns.len()
+            );
+        }
+        // Never a silent hole: the ids replayed are one stretch, from
+        // the purge point if the log was purged.
+        let ids: Vec<u64> = replayed.txns.iter().filter_map(|t| t.txn_id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
         assert!(
-            replayed.len() >= acked.len(),
-            "{what}: node {id}'s log replays {} txns",
-            replayed.len()
+            sorted.windows(2).all(|w| w[1] == w[0] + 1),
+            "{what}: node {id}'s log replays run {run} with a hole: {sorted:?}"
         );
+        if let (Some(&last), false) = (sorted.last(), replayed.purged) {
+            assert_eq!(sorted[0], 0, "{what}: node {id} replays from {}", sorted[0]);
+            assert!(last >= *acked.iter().max().unwrap());
+        }
     }
     let mut digests = Vec::new();
     for id in procs.running() {

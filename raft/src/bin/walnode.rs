@@ -587,9 +587,15 @@ async fn demo(dir: Option<PathBuf>, writes: u64, clients: u64) -> Result<()> {
         .await
         .map_err(|e| anyhow!(e))?;
     say(format!(
-        "node {leader}'s own log replays run {} as {} transactions",
+        "node {leader}'s own log replays run {} as {} transactions{}",
         runs[0],
-        replayed.len()
+        replayed.txns.len(),
+        match replayed.purged_through {
+            Some(i) if replayed.purged => {
+                format!(" (from the purge point: entries up to index {i} are in its snapshot)")
+            }
+            _ => String::new(),
+        }
     ));
     let digest = client.status(1).await.map(|s| s.digest);
     println!();
