@@ -299,6 +299,8 @@ struct AppState {
     sm: StateMachineStore,
     peers: Arc<Peers>,
     token: Option<Token>,
+    /// A client of the peers (`init` asks them), over TLS if this node is.
+    peer_client: HttpClient,
 }
 
 /// The largest request body a node accepts (a snapshot chunk is the
@@ -393,6 +395,72 @@ pub struct NodeOptions {
     /// The shared secret every request must carry; `None`: none (only on
     /// a network where everyone who can connect may write).
     pub token: Option<Token>,
+    /// Serve and call HTTPS with these files; `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// A node's TLS files, all PEM: its certificate chain (valid for the host
+/// of its address: an IP address or a DNS name), its private key, and the
+/// certificate authority that signed every node's certificate (peers and
+/// clients are trusted through it alone, not the system's roots).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The node's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The cluster's certificate authority.
+    pub ca: PathBuf,
+}
+
+/// The largest PEM file a node reads.
+const MAX_PEM: u64 = 1 << 20;
+
+/// The bytes of the PEM file at `path`, read with a bound.
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("cannot open the {what} {}: {e}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PEM + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
+    if bytes.len() as u64 > MAX_PEM {
+        return Err(format!(
+            "the {what} {} is over {MAX_PEM} bytes: not a PEM file",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
+/// An HTTP(S) client for peers or clients: HTTPS trusting only the
+/// certificate authority in `ca` (PEM) when given, plain HTTP otherwise.
+fn client_for(ca: Option<&Path>) -> Result<(reqwest::Client, &'static str), String> {
+    let mut b = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5));
+    let scheme = match ca {
+        None => "http",
+        Some(ca) => {
+            let pem = read_pem(ca, "certificate authority")?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("the certificate authority {}: {e}", ca.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "the certificate authority {} holds no certificate",
+                    ca.display()
+                ));
+            }
+            b = b.tls_built_in_root_certs(false).https_only(true);
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+            "https"
+        }
+    };
+    let client = b.build().map_err(|e| format!("an HTTP client: {e}"))?;
+    Ok((client, scheme))
 }
 
 /// Why a node could not start.
@@ -442,6 +510,9 @@ pub enum NodeError {
         /// The one given.
         given: String,
     },
+    /// A TLS file is missing, unreadable or not what it should be.
+    #[error("tls: {0}")]
+    Tls(String),
     /// openraft refused to start.
     #[error("raft: {0}")]
     Raft(String),
@@ -461,7 +532,27 @@ pub async fn serve(
         peers,
         listen,
         token,
+        tls,
     } = opts;
+    let (client, scheme) =
+        client_for(tls.as_ref().map(|t| t.ca.as_path())).map_err(NodeError::Tls)?;
+    let server_tls = match &tls {
+        None => None,
+        Some(t) => {
+            let cert = read_pem(&t.cert, "certificate").map_err(NodeError::Tls)?;
+            let key = read_pem(&t.key, "private key").map_err(NodeError::Tls)?;
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert, key)
+                .await
+                .map_err(|e| {
+                    NodeError::Tls(format!(
+                        "the certificate {} and key {}: {e}",
+                        t.cert.display(),
+                        t.key.display()
+                    ))
+                })?;
+            Some(config)
+        }
+    };
     let advertised = peers.get(&id).cloned().ok_or(NodeError::NotAPeer(id))?;
     let addr = listen.unwrap_or_else(|| advertised.clone());
     // Bind first: a port in use is reported before anything is opened.
@@ -491,7 +582,8 @@ pub async fn serve(
     })?;
     let peers = Arc::new(peers);
     let network = HttpNetwork {
-        client: http_client(),
+        client: client.clone(),
+        scheme,
         from: id,
         token: token.clone(),
     };
@@ -529,12 +621,17 @@ pub async fn serve(
         %addr,
         %advertised,
         authenticated = token.is_some(),
+        tls = tls.is_some(),
         log = %log_dir.display(),
         state_machine = %sm_dir.display(),
         "serving"
     );
     let token_for_guard = token.clone();
+    let mut peer_client = HttpClient::new((*peers).clone()).with_token(token.clone());
+    peer_client.client = client.clone();
+    peer_client.scheme = scheme;
     let state = AppState {
+        peer_client,
         id,
         raft: raft.clone(),
         log,
@@ -560,12 +657,29 @@ pub async fn serve(
     let guard = tokio::spawn(guard_elections(
         raft.clone(),
         id,
-        http_client(),
+        (client, scheme),
         token_for_guard,
     ));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = match server_tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let stop = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stop.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            let listener = listener.into_std().map_err(NodeError::Serve)?;
+            match axum_server::from_tcp_rustls(listener, config) {
+                Ok(server) => server.handle(handle).serve(app.into_make_service()).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
     guard.abort();
     let _ = raft.shutdown().await;
     served.map_err(NodeError::Serve)
@@ -659,7 +773,7 @@ async fn api_init(State(s): State<AppState>) -> Reply<Result<(), String>> {
     {
         return refuse(format!("node {} is already part of a cluster", s.id));
     }
-    let client = HttpClient::new((*s.peers).clone()).with_token(s.token.clone());
+    let client = &s.peer_client;
     for (&id, addr) in s.peers.iter().filter(|(&id, _)| id != s.id) {
         let Some(status) = client.status(id).await else {
             return refuse(format!(
@@ -906,7 +1020,12 @@ const PROBE_WAIT: Duration = Duration::from_millis(200);
 /// returns the leader learns of that term and steps down: about 1.2 s
 /// without writes (DESIGN.md §10). Elections are enabled again at the
 /// first probe that reaches a quorum.
-async fn guard_elections(raft: Raft, id: NodeId, client: reqwest::Client, token: Option<Token>) {
+async fn guard_elections(
+    raft: Raft,
+    id: NodeId,
+    (client, scheme): (reqwest::Client, &'static str),
+    token: Option<Token>,
+) {
     let mut enabled = true;
     loop {
         tokio::time::sleep(PROBE_EVERY).await;
@@ -921,7 +1040,7 @@ async fn guard_elections(raft: Raft, id: NodeId, client: reqwest::Client, token:
             .filter(|(p, _)| **p != id && voters.contains(p))
         {
             let mut req = client
-                .get(format!("http://{}/api/ping", node.addr))
+                .get(format!("{scheme}://{}/api/ping", node.addr))
                 .header(FROM_HEADER, id.to_string())
                 .timeout(PROBE_WAIT);
             if let Some(t) = &token {
@@ -1012,6 +1131,7 @@ async fn api_status(State(s): State<AppState>) -> Json<Status> {
 #[derive(Clone)]
 pub struct HttpNetwork {
     client: reqwest::Client,
+    scheme: &'static str,
     from: NodeId,
     token: Option<Token>,
 }
@@ -1019,6 +1139,7 @@ pub struct HttpNetwork {
 /// A connection to one peer.
 pub struct HttpConnection {
     client: reqwest::Client,
+    scheme: &'static str,
     from: NodeId,
     token: Option<Token>,
     target: NodeId,
@@ -1031,6 +1152,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
         HttpConnection {
             client: self.client.clone(),
+            scheme: self.scheme,
             from: self.from,
             token: self.token.clone(),
             target,
@@ -1050,7 +1172,7 @@ impl HttpConnection {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
-        let url = format!("http://{}/raft/{route}", self.addr);
+        let url = format!("{}://{}/raft/{route}", self.scheme, self.addr);
         let mut post = self
             .client
             .post(&url)
@@ -1161,6 +1283,7 @@ const TRY_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct HttpClient {
     client: reqwest::Client,
+    scheme: &'static str,
     peers: Arc<Peers>,
     leader: Arc<std::sync::atomic::AtomicU64>,
     token: Option<Token>,
@@ -1172,6 +1295,7 @@ impl HttpClient {
         let first = peers.keys().next().copied().unwrap_or(0);
         HttpClient {
             client: http_client(),
+            scheme: "http",
             peers: Arc::new(peers),
             leader: Arc::new(std::sync::atomic::AtomicU64::new(first)),
             token: None,
@@ -1181,6 +1305,15 @@ impl HttpClient {
     /// The token it sends, if any.
     pub fn token(&self) -> Option<&Token> {
         self.token.as_ref()
+    }
+
+    /// The same client over HTTPS, trusting only the certificate authority
+    /// in the PEM file `ca`.
+    pub fn with_tls(mut self, ca: &Path) -> Result<Self, String> {
+        let (client, scheme) = client_for(Some(ca))?;
+        self.client = client;
+        self.scheme = scheme;
+        Ok(self)
     }
 
     /// The same client, sending `token` with every request.
@@ -1197,7 +1330,9 @@ impl HttpClient {
         path: &str,
     ) -> Result<reqwest::RequestBuilder, String> {
         let addr = self.peers.get(&id).ok_or_else(|| format!("no node {id}"))?;
-        let r = self.client.request(method, format!("http://{addr}{path}"));
+        let r = self
+            .client
+            .request(method, format!("{}://{addr}{path}", self.scheme));
         Ok(match &self.token {
             Some(t) => r.bearer_auth(t.as_str()),
             None => r,
@@ -1409,6 +1544,7 @@ pub struct ProcCluster {
     peers: Peers,
     listen: BTreeMap<NodeId, String>,
     token: Token,
+    tls: Option<TlsFiles>,
     children: BTreeMap<NodeId, std::process::Child>,
 }
 
@@ -1442,8 +1578,16 @@ impl ProcCluster {
             peers,
             listen: BTreeMap::new(),
             token: Token::random(),
+            tls: None,
             children: BTreeMap::new(),
         })
+    }
+
+    /// Every node serves and calls HTTPS with `files` (one certificate,
+    /// valid for 127.0.0.1, for all) from its next start on; clients
+    /// trust its certificate authority.
+    pub fn use_tls(&mut self, files: TlsFiles) {
+        self.tls = Some(files);
     }
 
     /// Node `id` listens on `addr` (a proxy forwards its own address
@@ -1493,6 +1637,14 @@ impl ProcCluster {
         if let Some(addr) = self.listen.get(&id) {
             cmd.arg("--listen").arg(addr);
         }
+        if let Some(t) = &self.tls {
+            cmd.arg("--tls-cert")
+                .arg(&t.cert)
+                .arg("--tls-key")
+                .arg(&t.key)
+                .arg("--tls-ca")
+                .arg(&t.ca);
+        }
         let child = cmd
             .env(TOKEN_ENV, self.token.as_str())
             .stdin(std::process::Stdio::null())
@@ -1537,9 +1689,16 @@ impl ProcCluster {
         self.children.keys().copied().collect()
     }
 
-    /// A client of every node, with the cluster's token.
+    /// A client of every node, with the cluster's token (and its
+    /// certificate authority, over TLS).
     pub fn client(&self) -> HttpClient {
-        HttpClient::new(self.peers.clone()).with_token(Some(self.token.clone()))
+        let client = HttpClient::new(self.peers.clone()).with_token(Some(self.token.clone()));
+        match &self.tls {
+            // The files were read when the nodes started; a client that
+            // cannot read them reaches no node, which the caller sees.
+            Some(t) => client.clone().with_tls(&t.ca).unwrap_or(client),
+            None => client,
+        }
     }
 
     /// Waits until every running node answers and one leader is known to

@@ -500,3 +500,94 @@ fn client4_peers(procs: &ProcCluster, addr4: &str) -> durability_raft::node::Pee
     p.insert(4, addr4.to_string());
     p
 }
+
+/// A CA, and a certificate it signed for 127.0.0.1, written as PEM files
+/// in `dir`: (cert, key, ca).
+fn tls_files(dir: &std::path::Path, name: &str) -> durability_raft::node::TlsFiles {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let files = durability_raft::node::TlsFiles {
+        cert: dir.join(format!("{name}-cert.pem")),
+        key: dir.join(format!("{name}-key.pem")),
+        ca: dir.join(format!("{name}-ca.pem")),
+    };
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    files
+}
+
+/// Over TLS: the nodes replicate through HTTPS, clients and the operator's
+/// commands trust the cluster's authority, and neither plain HTTP nor a
+/// client trusting another authority gets an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_over_tls_answers_only_its_authoritys_clients() {
+    let base = tempfile::tempdir().unwrap();
+    let files = tls_files(base.path(), "cluster");
+    let mut procs = ProcCluster::new(EXE, base.path(), 3).unwrap();
+    procs.use_tls(files.clone());
+    for id in 1..=3 {
+        procs.start(id).unwrap();
+    }
+    procs.wait_up(Duration::from_secs(30)).await.unwrap();
+    procs.client().init(1).await.unwrap();
+    procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    let run = RunId::from_bytes([0x71; 16]);
+    let mut acked = Vec::new();
+    write(&procs, run, 0..20, &mut acked).await;
+    check(&procs, run, &acked, "over TLS").await;
+    let (code, out, err) = walnode(
+        &[
+            "status",
+            "--peers",
+            &procs.peer_arg(),
+            "--tls-ca",
+            files.ca.to_str().unwrap(),
+        ],
+        procs.token().as_str(),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.matches(" voter ").count(), 3, "{out}");
+    // Plain HTTP is not served.
+    let plain = HttpClient::new(procs.peers().clone()).with_token(Some(procs.token().clone()));
+    assert!(plain.status(1).await.is_none());
+    // A client that trusts another authority does not trust the nodes.
+    let other = tls_files(base.path(), "other");
+    let stranger = HttpClient::new(procs.peers().clone())
+        .with_token(Some(procs.token().clone()))
+        .with_tls(&other.ca)
+        .unwrap();
+    assert!(stranger.status(1).await.is_none());
+    let e = stranger
+        .write(&demo_txn(run, 99), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(!e.is_empty());
+    drop(procs);
+    // A missing file is one clear line.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none.pem");
+    let (code, err) = run_node(&[
+        "--id",
+        "1",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--peers",
+        "1=127.0.0.1:7001",
+        "--tls-cert",
+        missing.to_str().unwrap(),
+        "--tls-key",
+        files.key.to_str().unwrap(),
+        "--tls-ca",
+        files.ca.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("tls: cannot open the certificate"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

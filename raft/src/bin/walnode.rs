@@ -64,6 +64,17 @@ enum Command {
         /// everyone who can connect may write and replace the cluster.
         #[arg(long, conflicts_with = "token_file")]
         no_auth: bool,
+        /// Serve HTTPS with this certificate chain (PEM), valid for the
+        /// host of this node's address; with --tls-key and --tls-ca.
+        #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<PathBuf>,
+        /// This node's private key (PEM).
+        #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+        tls_key: Option<PathBuf>,
+        /// The certificate authority (PEM) that signed every node's
+        /// certificate: peers are trusted through it alone.
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<PathBuf>,
     },
     /// Initialise a new cluster: every node of the list must be running
     /// with this same list (and the same token) and part of no cluster.
@@ -152,6 +163,9 @@ struct ClusterArgs {
     /// How long to keep trying, in seconds.
     #[arg(long, default_value_t = 30)]
     timeout: u64,
+    /// Speak HTTPS to the nodes, trusting this certificate authority (PEM).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
 }
 
 impl ClusterArgs {
@@ -166,7 +180,11 @@ impl ClusterArgs {
                 Err(_) => None,
             },
         };
-        Ok((HttpClient::new(peers.clone()).with_token(token), peers))
+        let mut client = HttpClient::new(peers.clone()).with_token(token);
+        if let Some(ca) = &self.tls_ca {
+            client = client.with_tls(ca).map_err(|e| anyhow!(e))?;
+        }
+        Ok((client, peers))
     }
 
     fn timeout(&self) -> Duration {
@@ -211,6 +229,9 @@ fn main() -> ExitCode {
                 listen,
                 token_file,
                 no_auth,
+                tls_cert,
+                tls_key,
+                tls_ca,
             } => {
                 let token = token_of(token_file, no_auth)?;
                 let opts = node::NodeOptions {
@@ -219,6 +240,10 @@ fn main() -> ExitCode {
                     peers: node::parse_peers(&peers).map_err(|e| anyhow!("bad --peers: {e}"))?,
                     listen,
                     token,
+                    tls: match (tls_cert, tls_key, tls_ca) {
+                        (Some(cert), Some(key), Some(ca)) => Some(node::TlsFiles { cert, key, ca }),
+                        _ => None,
+                    },
                 };
                 run(opts).await
             }
@@ -321,7 +346,10 @@ async fn status(c: ClusterArgs, json: bool) -> Result<()> {
     let mut asked = std::collections::BTreeSet::new();
     while let Some((&id, _)) = addrs.iter().find(|(id, _)| !asked.contains(*id)) {
         asked.insert(id);
-        let one = HttpClient::new(addrs.clone()).with_token(client.token().cloned());
+        let mut one = HttpClient::new(addrs.clone()).with_token(client.token().cloned());
+        if let Some(ca) = &c.tls_ca {
+            one = one.with_tls(ca).map_err(|e| anyhow!(e))?;
+        }
         if let Some(s) = one.status(id).await {
             for m in &s.members {
                 addrs.entry(m.id).or_insert_with(|| m.addr.clone());
