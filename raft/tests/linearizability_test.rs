@@ -195,16 +195,23 @@ async fn nemesis(seed: u64, secs: u64, procs: &mut ProcCluster, net: &Partitions
     done
 }
 
-async fn one_run(seed: u64, secs: u64) {
-    let base = tempfile::tempdir().unwrap();
-    let mut procs = ProcCluster::new(EXE, base.path(), 3).unwrap();
+/// Three nodes under `base`, each behind a proxy that can cut its links,
+/// initialised; and their leader.
+async fn start_behind_proxies(base: &std::path::Path) -> (ProcCluster, Partitions, NodeId) {
+    let mut procs = ProcCluster::new(EXE, base, 3).unwrap();
     let net = Partitions::install(&mut procs).await.unwrap();
     for id in 1..=3 {
         procs.start(id).unwrap();
     }
     procs.wait_up(Duration::from_secs(30)).await.unwrap();
     procs.client().init(1).await.unwrap();
-    procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    let leader = procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    (procs, net, leader)
+}
+
+async fn one_run(seed: u64, secs: u64) {
+    let base = tempfile::tempdir().unwrap();
+    let (mut procs, net, _) = start_behind_proxies(base.path()).await;
 
     let run = RunId::from_bytes([0x5e; 16]);
     let nodes: Vec<NodeId> = procs.peers().keys().copied().collect();
@@ -373,14 +380,7 @@ async fn a_request_without_the_token_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_resume_after_a_follower_returns_from_a_partition() {
     let base = tempfile::tempdir().unwrap();
-    let mut procs = ProcCluster::new(EXE, base.path(), 3).unwrap();
-    let net = Partitions::install(&mut procs).await.unwrap();
-    for id in 1..=3 {
-        procs.start(id).unwrap();
-    }
-    procs.wait_up(Duration::from_secs(30)).await.unwrap();
-    procs.client().init(1).await.unwrap();
-    let leader = procs.wait_leader(Duration::from_secs(30)).await.unwrap();
+    let (procs, net, leader) = start_behind_proxies(base.path()).await;
     let client = procs.client();
     let term_before = client.status(leader).await.unwrap().term;
     let follower = procs.running().into_iter().find(|&i| i != leader).unwrap();

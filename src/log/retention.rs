@@ -124,13 +124,9 @@ impl Wal {
                 }
                 m
             };
-            if mark <= snap.start {
+            if !take_up(shared, &mut w.index, snap, mark)? {
                 return Ok(());
             }
-            let point = purge_point(&snap, mark)?;
-            drop(snap);
-            shared.log.set_purge(point);
-            w.index.truncate_before(mark);
             mark
         };
         // The mark never lies past the durable end: after a power cut the
@@ -193,12 +189,26 @@ pub(super) fn restore_mark(shared: &Shared, mark: Lsn) -> Result<()> {
     if at < mark {
         crate::os::purge::write(&shared.dir, shared.instance, at)?;
     }
-    if at <= snap.start {
-        return Ok(());
+    take_up(shared, &mut w.index, snap, at)?;
+    Ok(())
+}
+
+/// Moves the log's start in memory to `mark`, if it lies past the start
+/// of `snap` (the whole published log, taken under the writer lock the
+/// caller holds): the purge point and the transactions it cuts, then the
+/// run index. False if the mark changes nothing.
+fn take_up(
+    shared: &Shared,
+    index: &mut crate::read::runs::RunIndex,
+    snap: crate::Snapshot,
+    mark: Lsn,
+) -> Result<bool> {
+    if mark <= snap.start {
+        return Ok(false);
     }
-    let point = purge_point(&snap, at)?;
+    let point = purge_point(&snap, mark)?;
     drop(snap);
     shared.log.set_purge(point);
-    w.index.truncate_before(at);
-    Ok(())
+    index.truncate_before(mark);
+    Ok(true)
 }
