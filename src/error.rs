@@ -288,19 +288,18 @@ pub enum Error {
         detail: String,
     },
 
-    /// An I/O call failed. The message names the call and the file; the
-    /// operating system's error is the [`source`](std::error::Error::source)
-    /// (printed after it by error reporters such as `anyhow`'s `{:#}`), so
-    /// it is not repeated in the message.
-    #[error("{op} {}", .path.display())]
+    /// An I/O call failed. The message names the call, the file and the
+    /// operating system's error, once: the error is in the message, not a
+    /// [`source`](std::error::Error::source), so a reporter that prints
+    /// the chain (`anyhow`'s `{:#}`) does not print it twice.
+    #[error("{op} {}: {error}", .path.display())]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file or directory.
         path: PathBuf,
         /// The error from the operating system.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -369,11 +368,11 @@ impl Error {
         )
     }
 
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, error: io::Error) -> Self {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -297,9 +297,14 @@ fn errors_say_what_they_are() {
         Error::Io {
             op: "read",
             path: "p".into(),
-            source: std::io::Error::other("boom"),
+            error: std::io::Error::other("boom"),
         },
     ];
+    // An I/O error says the call, the file and the system's error once,
+    // in its message, so a chain printer does not repeat it.
+    let io = others.last().unwrap();
+    assert_eq!(io.to_string(), "read p: boom");
+    assert!(std::error::Error::source(io).is_none());
     for e in &others {
         assert_eq!(e.location(), None);
         assert!(!e.is_corruption());
@@ -392,4 +397,24 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
     std::os::unix::fs::FileExt::write_all_at(&file, &[byte[0] ^ 0x40], at).unwrap();
     let e = reader.snapshot().read_at(first.commit).unwrap_err();
     assert!(e.is_corruption(), "{e}");
+}
+
+/// Opening a log where a regular file is says so, with the path, the
+/// operation and the system's reason, once; and nothing is created.
+#[test]
+fn opening_a_log_at_a_regular_file_says_it_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("log");
+    std::fs::write(&file, b"not a log").unwrap();
+    let e = Wal::open(&file, Config::default()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(&e, Error::Io { op: "open log directory", error, .. }
+            if error.kind() == std::io::ErrorKind::NotADirectory),
+        "{e:?}"
+    );
+    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    assert!(msg.contains("not a directory"), "{msg}");
+    assert!(!msg.contains("create directory"), "{msg}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"not a log");
 }

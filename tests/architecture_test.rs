@@ -333,3 +333,24 @@ fn system_calls_live_in_os_and_syncs_in_durable() {
         wrong.join("\n")
     );
 }
+
+/// The library never prints: what it cannot return it reports as `tracing`
+/// events, which are silent unless the application installs a subscriber.
+#[test]
+fn the_library_never_prints() {
+    const PRINTS: [&str; 5] = ["eprintln!(", "println!(", "eprint!(", "print!(", "dbg!("];
+    let mut wrong = Vec::new();
+    for path in sources() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in code_lines(&text).iter().enumerate() {
+            if let Some(p) = PRINTS.iter().find(|p| line.contains(*p)) {
+                wrong.push(format!("{}: code line {}: {p}", path.display(), i + 1));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the library prints (use tracing):\n{}",
+        wrong.join("\n")
+    );
+}

@@ -1350,9 +1350,9 @@ fn test_allocation_failure_is_a_clean_io_error() {
     };
     let acked = m.entries.len();
     match &err {
-        Error::Io { op, path, source } => {
+        Error::Io { op, path, error } => {
             assert_eq!(*op, "fallocate", "{err}");
-            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull, "{err}");
+            assert_eq!(error.kind(), std::io::ErrorKind::StorageFull, "{err}");
             assert!(
                 path.to_string_lossy().contains("00000000000000000002.wal"),
                 "{err}"
@@ -1492,10 +1492,10 @@ fn test_allocation_failure_when_creating_a_log() {
     match Wal::open(&dir, cfg()) {
         Err(Error::Io {
             op: "fallocate",
-            source,
+            error,
             ..
         }) => {
-            assert_eq!(source.kind(), std::io::ErrorKind::StorageFull)
+            assert_eq!(error.kind(), std::io::ErrorKind::StorageFull)
         }
         other => panic!("creating a log on a full disk: {other:?}"),
     }

@@ -302,6 +302,11 @@ struct Model {
     /// `[first, end)` of every batch of two or more entries: units that a
     /// crash must leave whole or not at all.
     batches: Vec<(u64, u64)>,
+    /// Every unit of several frames, `[first, end)`: the multi-entry
+    /// batches and every transaction appended whole. A purge inside one
+    /// moves the mark to its end (DESIGN.md §9); the model purges only at
+    /// unit starts, where the mark is exactly the LSN given.
+    units: Vec<(u64, u64)>,
 }
 
 impl Model {
@@ -320,6 +325,7 @@ impl Model {
             opens: 0,
             max_payload: 0, // set by each open
             batches: Vec::new(),
+            units: Vec::new(),
         };
         m.open().expect("create the log");
         m
@@ -335,6 +341,16 @@ impl Model {
     }
 
     /// The live entries (those no truncation record deleted), in order.
+    /// The live entries' LSNs that begin a unit: where `purge` may purge.
+    fn purgeable(&self) -> Vec<u64> {
+        let inside = |l: u64| self.units.iter().any(|&(f, e)| f < l && l < e);
+        self.live()
+            .iter()
+            .map(|e| e.lsn)
+            .filter(|&l| !inside(l))
+            .collect()
+    }
+
     fn live(&self) -> Vec<&Entry> {
         let dead = self.dead();
         self.entries
@@ -428,6 +444,7 @@ impl Model {
                 };
                 self.push(self.end, commit);
                 assert_eq!(pos.end, self.end, "TxnPosition.end");
+                self.units.push((pos.begin, pos.end));
             }
             Err(Error::EntryTooLarge { .. }) => assert!(large, "refused a transaction that fits"),
             Err(err) => panic!("append_txn failed: {err}"),
@@ -912,6 +929,7 @@ impl Model {
                 if let (true, Some(first), Some(last)) = (batch, inflight.first(), inflight.last())
                 {
                     self.batches.push((first.lsn, last.end));
+                    self.units.push((first.lsn, last.end));
                 }
                 for e in inflight {
                     self.push(e.lsn, e.entry);
@@ -966,6 +984,7 @@ impl Model {
         }
         let end = self.end;
         self.batches.retain(|&(_, e)| e <= end);
+        self.units.retain(|&(_, e)| e <= end);
         self.check_full(true, Depth::Entries);
         true
     }
@@ -1137,6 +1156,7 @@ impl Model {
                 assert_eq!(pos.end, self.end, "BatchPosition.end");
                 if n > 1 {
                     self.batches.push((pos.first, pos.end));
+                    self.units.push((pos.first, pos.end));
                 }
             }
             Err(Error::EntryTooLarge { .. }) => assert!(large, "refused a batch that fits"),
@@ -1203,9 +1223,10 @@ impl Model {
         self.retained("truncate_before", lsn, before, removed, active);
     }
 
-    /// `purge_before` the live entry `at` (or the end).
+    /// `purge_before` the live entry `at` (or the end), among those that
+    /// begin a unit.
     fn purge(&mut self, at: u8) {
-        let live: Vec<u64> = self.live().iter().map(|e| e.lsn).collect();
+        let live = self.purgeable();
         let lsn = live
             .get(at as usize % (live.len() + 1))
             .copied()
@@ -1644,7 +1665,13 @@ mod tests {
 
     /// `ModelOp::Purge` below `lsn` (a live entry or the end).
     fn purge_at(m: &mut Model, lsn: u64) {
-        let at = at_of(m, lsn);
+        let starts = m.purgeable();
+        let i = starts.iter().position(|&l| l == lsn);
+        assert!(
+            i.is_some() || lsn == m.end,
+            "purge_at({lsn}): not a unit's start"
+        );
+        let at = u8::try_from(i.unwrap_or(starts.len())).expect("within reach of `at`");
         step(m, ModelOp::Purge { at });
     }
 
@@ -1859,7 +1886,7 @@ mod tests {
         // the segment stays.
         step(&mut m, ModelOp::Purge { at: 0 });
         assert_eq!(m.start, 0);
-        let second = m.live()[1].lsn;
+        let second = m.purgeable()[1];
         step(&mut m, ModelOp::Purge { at: 1 });
         assert_eq!(m.start, second);
         assert_eq!(m.wal().stats().segments, 4);

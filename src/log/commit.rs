@@ -177,8 +177,13 @@ impl DurableNotify {
                 // A callback that panics must not stop the deliveries of
                 // the others.
                 let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(result)));
-                if ran.is_err() {
-                    eprintln!("durability: an on_durable callback panicked; the panic was caught");
+                if let Err(p) = ran {
+                    let panic = p
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(%panic, "an on_durable callback panicked; the panic was caught");
                 }
             }
             st = self.state.lock();

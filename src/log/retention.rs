@@ -81,10 +81,12 @@ impl Wal {
     /// or after a crash or reopen ([`Wal::start_lsn`], replays, which say
     /// so in [`ReplayStats`](crate::ReplayStats), iteration, `read_at`,
     /// tails, `truncate_from`). A transaction begun below `lsn` is never
-    /// delivered by a replay (DESIGN.md §9). `lsn` must be a live entry's
-    /// start, or lie in a range a truncation deleted, or be at or past the
-    /// end (then everything is purged); at or below the start it changes
-    /// nothing. The mark never moves back.
+    /// delivered by a replay (DESIGN.md §9). `lsn` may be any LSN: a unit (an
+    /// entry, a batch, a transaction appended whole) that begins below it
+    /// is purged whole (the mark moves to the next unit's start), an entry
+    /// a truncation deleted goes with its range,
+    /// and at or past the end everything is purged; at or below the start
+    /// it changes nothing. The mark never moves back.
     ///
     /// Then the oldest segments whose entries all lie below `lsn` are
     /// deleted, under the same rules as [`Wal::truncate_before`] (never
@@ -116,9 +118,13 @@ impl Wal {
             let mark = if lsn >= snap.end {
                 snap.end
             } else {
-                // A deleted entry is purged with the rest of its range: the
-                // mark goes to the record that ends it, a live entry.
-                let m = snap.skip_truncated(lsn);
+                // A unit (a batch, a transaction appended whole) that
+                // begins below `lsn` is purged whole: the mark moves to the
+                // next unit's start. A deleted entry is purged with the
+                // rest of its range: the mark goes to the record that ends
+                // it, a live entry.
+                let m = snap.unit_boundary(lsn).unwrap_or(lsn);
+                let m = snap.skip_truncated(m);
                 if m < snap.end {
                     snap.read_at(m)?;
                 }
@@ -200,7 +206,7 @@ pub(super) fn restore_mark(shared: &Shared, mark: Lsn) -> Result<()> {
 fn take_up(
     shared: &Shared,
     index: &mut crate::read::runs::RunIndex,
-    snap: crate::Snapshot,
+    snap: crate::read::snapshot::Snapshot,
     mark: Lsn,
 ) -> Result<bool> {
     if mark <= snap.start {

@@ -231,7 +231,8 @@ impl Wal {
     /// use the log (append, truncate, retention; even drop the last
     /// handle). It must not block waiting for another callback of this
     /// log: [`Durable::wait`] refuses inside one. A callback that panics is
-    /// caught (and reported on standard error); the others still run.
+    /// caught (and reported as a `tracing` error event with the panic's
+    /// message); the others still run.
     /// [`Wal::close`] returns after every callback has run.
     ///
     /// Waiting never changes when syncs happen; the mode (and
@@ -307,14 +308,17 @@ impl Wal {
 
 impl Drop for Wal {
     /// Closes the log like [`Wal::close`]. A drop cannot return an error, so
-    /// if the final sync fails the error is written to standard error; the
-    /// appends since the last successful sync may then be lost to a power
-    /// cut (a process crash loses nothing). Call [`Wal::close`] to see it.
+    /// if the final sync fails it is reported as a `tracing` error event
+    /// (target `durability`, fields `dir` and `error`; nothing is printed
+    /// unless the application installs a subscriber); the appends since
+    /// the last successful sync may then be lost to a power cut (a process
+    /// crash loses nothing). Call [`Wal::close`] to see it.
     fn drop(&mut self) {
         if let Err(e) = self.shutdown() {
-            eprintln!(
-                "durability: closing the log in {} failed: {e}",
-                self.shared.dir.display()
+            tracing::error!(
+                dir = %self.shared.dir.display(),
+                error = %e,
+                "closing the log failed"
             );
         }
     }

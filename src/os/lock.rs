@@ -74,6 +74,17 @@ pub(crate) fn count_write_open(lock: &File, dir: &Path) -> Result<()> {
 /// directory it creates, so the new log's directory entry is as durable as
 /// the segments in it.
 pub(crate) fn create_log_dir(dir: &Path) -> Result<()> {
+    // Something else by that name is not a log directory (and creating
+    // one "failed" with EEXIST, which says nothing useful).
+    if let Ok(m) = fs::metadata(dir) {
+        if !m.is_dir() {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "a file is there, not a directory: a log is a directory",
+            );
+            return Err(Error::io("open log directory", dir, e));
+        }
+    }
     let mut missing = Vec::new();
     let mut p = Some(dir);
     while let Some(d) = p {

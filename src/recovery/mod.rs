@@ -82,8 +82,8 @@ pub(crate) fn recover(
     let mut attempts = 0;
     loop {
         match recover_once(dir, decoder, expect_max, opts) {
-            Err(Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound && attempts < 16 =>
+            Err(Error::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::NotFound && attempts < 16 =>
             {
                 attempts += 1;
             }
