@@ -663,7 +663,15 @@ impl Model {
         let as_batch = written & 0x80 != 0;
         let n = frames.len();
         let complete = (written & 0x7F) as usize % (n + 1);
-        let mut off = DATA_START + (self.end - last.first) as usize;
+        // Where the segment starts: by its header, since `layout` places
+        // a segment by its frames at or after the log's start, and a purge
+        // mark may hide every frame the last segment holds.
+        let first = if log::header_valid(bytes) {
+            log::header_first_lsn(bytes)
+        } else {
+            last.first
+        };
+        let mut off = DATA_START + (self.end - first) as usize;
         let mut lsn = self.end;
         let mut done = Vec::new();
         let mut torn_any = false;
