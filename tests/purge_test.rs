@@ -315,19 +315,22 @@ fn a_tail_from_zero_after_a_purge_starts_at_the_mark() {
     }
 }
 
-/// A purge at an LSN inside a unit purges that unit whole: the mark moves
-/// to the next unit's start (a transaction appended whole is one unit).
+/// A purge at an LSN inside an entry purges that entry whole: the mark
+/// moves to the next entry's start (and the transaction it began is not
+/// delivered).
 #[test]
 fn a_purge_inside_an_entry_purges_it_whole() {
     let dir = tempfile::tempdir().unwrap();
     let wal = Wal::open(dir.path(), cfg()).unwrap();
     let pos = txns(&wal, run(1), 1..=100);
     wal.purge_before(pos[60].1 + 3).unwrap();
+    let start = wal.start_lsn();
+    assert!(start > pos[60].1, "the mark stayed inside the entry");
+    assert!(start < pos[61].1, "the mark passed the next entry");
     assert!(
-        wal.start_lsn() > pos[60].1,
-        "the mark stayed inside the entry"
+        wal.snapshot().read_at(start).is_ok(),
+        "the mark is not an entry's start"
     );
-    assert!(wal.start_lsn() <= pos[61].1);
     let (ids, _) = replayed(&wal);
     assert_eq!(ids.first(), Some(&62), "{ids:?}");
     assert_eq!(ids.last(), Some(&100));

@@ -302,11 +302,6 @@ struct Model {
     /// `[first, end)` of every batch of two or more entries: units that a
     /// crash must leave whole or not at all.
     batches: Vec<(u64, u64)>,
-    /// Every unit of several frames, `[first, end)`: the multi-entry
-    /// batches and every transaction appended whole. A purge inside one
-    /// moves the mark to its end (DESIGN.md §9); the model purges only at
-    /// unit starts, where the mark is exactly the LSN given.
-    units: Vec<(u64, u64)>,
 }
 
 impl Model {
@@ -325,7 +320,6 @@ impl Model {
             opens: 0,
             max_payload: 0, // set by each open
             batches: Vec::new(),
-            units: Vec::new(),
         };
         m.open().expect("create the log");
         m
@@ -341,14 +335,9 @@ impl Model {
     }
 
     /// The live entries (those no truncation record deleted), in order.
-    /// The live entries' LSNs that begin a unit: where `purge` may purge.
+    /// The live entries' LSNs: where `purge` purges.
     fn purgeable(&self) -> Vec<u64> {
-        let inside = |l: u64| self.units.iter().any(|&(f, e)| f < l && l < e);
-        self.live()
-            .iter()
-            .map(|e| e.lsn)
-            .filter(|&l| !inside(l))
-            .collect()
+        self.live().iter().map(|e| e.lsn).collect()
     }
 
     fn live(&self) -> Vec<&Entry> {
@@ -444,7 +433,6 @@ impl Model {
                 };
                 self.push(self.end, commit);
                 assert_eq!(pos.end, self.end, "TxnPosition.end");
-                self.units.push((pos.begin, pos.end));
             }
             Err(Error::EntryTooLarge { .. }) => assert!(large, "refused a transaction that fits"),
             Err(err) => panic!("append_txn failed: {err}"),
@@ -937,7 +925,6 @@ impl Model {
                 if let (true, Some(first), Some(last)) = (batch, inflight.first(), inflight.last())
                 {
                     self.batches.push((first.lsn, last.end));
-                    self.units.push((first.lsn, last.end));
                 }
                 for e in inflight {
                     self.push(e.lsn, e.entry);
@@ -992,7 +979,6 @@ impl Model {
         }
         let end = self.end;
         self.batches.retain(|&(_, e)| e <= end);
-        self.units.retain(|&(_, e)| e <= end);
         self.check_full(true, Depth::Entries);
         true
     }
@@ -1164,7 +1150,6 @@ impl Model {
                 assert_eq!(pos.end, self.end, "BatchPosition.end");
                 if n > 1 {
                     self.batches.push((pos.first, pos.end));
-                    self.units.push((pos.first, pos.end));
                 }
             }
             Err(Error::EntryTooLarge { .. }) => assert!(large, "refused a batch that fits"),
@@ -1231,8 +1216,7 @@ impl Model {
         self.retained("truncate_before", lsn, before, removed, active);
     }
 
-    /// `purge_before` the live entry `at` (or the end), among those that
-    /// begin a unit.
+    /// `purge_before` the live entry `at` (or the end).
     fn purge(&mut self, at: u8) {
         let live = self.purgeable();
         let lsn = live
@@ -1677,7 +1661,7 @@ mod tests {
         let i = starts.iter().position(|&l| l == lsn);
         assert!(
             i.is_some() || lsn == m.end,
-            "purge_at({lsn}): not a unit's start"
+            "purge_at({lsn}): not a live entry"
         );
         let at = u8::try_from(i.unwrap_or(starts.len())).expect("within reach of `at`");
         step(m, ModelOp::Purge { at });

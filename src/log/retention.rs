@@ -81,10 +81,10 @@ impl Wal {
     /// or after a crash or reopen ([`Wal::start_lsn`], replays, which say
     /// so in [`ReplayStats`](crate::ReplayStats), iteration, `read_at`,
     /// tails, `truncate_from`). A transaction begun below `lsn` is never
-    /// delivered by a replay (DESIGN.md §9). `lsn` may be any LSN: a unit (an
-    /// entry, a batch, a transaction appended whole) that begins below it
-    /// is purged whole (the mark moves to the next unit's start), an entry
-    /// a truncation deleted goes with its range,
+    /// delivered by a replay (DESIGN.md §9). `lsn` may be any LSN: an entry
+    /// that begins below it is purged whole (the mark moves to the next
+    /// entry's start; a caller that wants a batch kept whole purges at a
+    /// batch's start), an entry a truncation deleted goes with its range,
     /// and at or past the end everything is purged; at or below the start
     /// it changes nothing. The mark never moves back.
     ///
@@ -118,12 +118,11 @@ impl Wal {
             let mark = if lsn >= snap.end {
                 snap.end
             } else {
-                // A unit (a batch, a transaction appended whole) that
-                // begins below `lsn` is purged whole: the mark moves to the
-                // next unit's start. A deleted entry is purged with the
-                // rest of its range: the mark goes to the record that ends
-                // it, a live entry.
-                let m = snap.unit_boundary(lsn).unwrap_or(lsn);
+                // An entry that begins below `lsn` is purged whole: a
+                // position inside one moves the mark to the next entry. A
+                // deleted entry is purged with the rest of its range: the
+                // mark goes to the record that ends it, a live entry.
+                let m = snap.next_entry_at_or_after(lsn);
                 let m = snap.skip_truncated(m);
                 if m < snap.end {
                     snap.read_at(m)?;

@@ -200,44 +200,12 @@ impl Snapshot {
         Ok(it)
     }
 
-    /// The first unit boundary at or after `lsn`: the start of a frame
-    /// that begins a unit (the frame before it does not continue into it:
-    /// a batch's or a transaction's frames go together), found by walking
-    /// the frames of `lsn`'s segment from its start; a unit never spans
-    /// two segments, so the end of a segment is a boundary. `None` if a
-    /// length on the way is not a frame's (damage before it).
-    pub(crate) fn unit_boundary(&self, lsn: Lsn) -> Option<Lsn> {
-        let i = self
-            .segs
-            .partition_point(|s| s.first_lsn <= lsn)
-            .checked_sub(1)?;
-        let s = &self.segs[i];
-        let seg_end = self.segs.get(i + 1).map_or(self.end, |n| n.first_lsn);
-        if lsn >= seg_end {
-            return Some(lsn);
-        }
-        let end_off = s.offset_of(seg_end).min(s.seg.len());
-        // SAFETY: as in `Iter::enter_segment`: the bytes lie below the
-        // snapshot's end, so they were published (or validated from a
-        // private copy) and never change while the snapshot lives.
-        let bytes = unsafe { s.seg.bytes(DATA_START, end_off) };
-        let target = (lsn - s.first_lsn) as usize;
-        let (mut p, mut continued) = (0usize, false);
-        loop {
-            if p >= target && !continued {
-                return Some(s.first_lsn + p as u64);
-            }
-            if p >= bytes.len() {
-                return Some(seg_end);
-            }
-            let head = bytes.get(p..)?;
-            let len = u32::from_le_bytes(*head.first_chunk::<4>()?) as usize;
-            if len < crate::format::frame::MIN_PAYLOAD {
-                return None;
-            }
-            continued = head.get(4)? & crate::format::frame::CONTINUES != 0;
-            p += len + crate::format::frame::FRAME_OVERHEAD;
-        }
+    /// `lsn` if an entry starts there (or the position is not inside a
+    /// frame of a segment, or the frames before it are damaged: a read
+    /// there reports it), else the start of the entry after the one that
+    /// holds `lsn`.
+    pub(crate) fn next_entry_at_or_after(&self, lsn: Lsn) -> Lsn {
+        self.misaligned(lsn).map_or(lsn, |(_, next)| next)
     }
 
     /// Where the frames around `lsn` start, if no frame starts at `lsn`:
