@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The disk-full test (tests/disk_full_test.rs): fills loop-mounted ext4, xfs
+# The disk-full test (walctl/tests/disk_full_test.rs): fills loop-mounted ext4, xfs
 # and btrfs images with the real walctl and checks that a full disk is a clean
 # error. Needs root (loop mounts). Installs the mkfs tools a fresh Debian
 # machine lacks, then runs the test with DURABILITY_DISK_FULL=1, which makes
@@ -39,5 +39,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
 fi
 
-step "DURABILITY_DISK_FULL=1 cargo test --release --test disk_full_test"
-DURABILITY_DISK_FULL=1 cargo test --release --test disk_full_test -- --nocapture --test-threads=1
+step "DURABILITY_DISK_FULL=1 cargo test --release -p walctl --test disk_full_test"
+DURABILITY_DISK_FULL=1 cargo test --release -p walctl --test disk_full_test -- --nocapture --test-threads=1

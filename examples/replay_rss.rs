@@ -52,7 +52,7 @@ fn main() -> durability::Result<()> {
     wal.close()?;
     println!("wrote {i} W1 entries (1 GiB) in {:.2?}", t.elapsed());
 
-    let reader = WalReader::open(&dir, &Config::default())?;
+    let reader = WalReader::open(&dir, Config::default())?;
     let before = rss_anon_kib();
     let t = Instant::now();
     let mut ops = 0u64;

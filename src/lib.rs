@@ -86,7 +86,8 @@ unix_only! {
     pub use format::frame::{Decoder, EntryRef, Frame};
     pub use format::Lsn;
     pub use log::commit::Durable;
-    pub use log::config::{Config, Stats};
+    pub use log::config::Config;
+    pub use log::stats::{Stats, SyncLatency, SYNC_LATENCY_BOUNDS_US};
     pub use log::mode::SyncMode;
     pub use log::position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
     pub use log::reader::WalReader;

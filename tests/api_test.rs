@@ -371,14 +371,14 @@ fn a_position_inside_an_entry_is_bad_lsn_not_damage() {
             lsn,
         );
         bad(wal.tail(lsn).poll().unwrap_err(), lsn);
-        bad(wal.truncate_before(lsn).unwrap_err(), lsn);
+        bad(wal.purge_to_checkpoint(lsn).unwrap_err(), lsn);
         bad(wal.truncate_from(lsn).unwrap_err(), lsn);
     }
     let e = snap.read_at(13).unwrap_err();
     assert!(e.to_string().contains("inside the entry at LSN 0"), "{e}");
     // Real positions still read.
     assert!(snap.read_at(first.commit).is_ok());
-    assert_eq!(wal.truncate_before(ck).unwrap(), 0);
+    assert_eq!(wal.purge_to_checkpoint(ck).unwrap(), 0);
     drop(snap);
     wal.close().unwrap();
 

@@ -30,9 +30,9 @@ fn sources() -> Vec<PathBuf> {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                // The binary, and the loom models (test code, built only
-                // under `--cfg loom`), are not the house.
-                if p.file_name().unwrap() != "bin" && p.file_name().unwrap() != "loom_tests" {
+                // The loom models (test code, built only under
+                // `--cfg loom`) are not the house.
+                if p.file_name().unwrap() != "loom_tests" {
                     walk(&p, out);
                 }
             } else if p.extension().is_some_and(|x| x == "rs") {
@@ -228,7 +228,7 @@ fn layers_import_only_from_below_and_folders_have_no_circle() {
 /// The `walctl` binary's files: outside the layers, but held to the same
 /// lengths.
 fn binary_sources() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/walctl");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("walctl/src");
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -352,5 +352,57 @@ fn the_library_never_prints() {
         wrong.is_empty(),
         "the library prints (use tracing):\n{}",
         wrong.join("\n")
+    );
+}
+
+/// The library's dependencies are the library's: the command-line tool's
+/// (clap, indicatif, anyhow, serde_json, hex, tempfile) live in `walctl/`,
+/// so that no dependent of `durability` builds them (DESIGN.md §1).
+#[test]
+fn the_library_depends_only_on_what_the_library_uses() {
+    const LIBRARY: [&str; 11] = [
+        "rkyv",
+        "zerocopy",
+        "crc32c",
+        "uuid",
+        "memmap2",
+        "parking_lot",
+        "thiserror",
+        "tracing",
+        "serde",
+        "rustix",
+        "loom",
+    ];
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let mut section = String::new();
+    let mut found = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.to_string();
+            continue;
+        }
+        // [dependencies] and [target.'cfg(...)'.dependencies], not dev-.
+        let library = section == "[dependencies]"
+            || (section.starts_with("[target.") && section.ends_with(".dependencies]"));
+        if !library || line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some((name, _)) = line.split_once('=') {
+            found.push(name.trim().to_string());
+        }
+    }
+    assert!(
+        found.len() >= 8,
+        "the library's dependencies were not found: {found:?}"
+    );
+    let foreign: Vec<&String> = found
+        .iter()
+        .filter(|n| !LIBRARY.contains(&n.as_str()))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "the library depends on {foreign:?}: a dependency of walctl or of the tests belongs in \
+         walctl/Cargo.toml or [dev-dependencies]"
     );
 }

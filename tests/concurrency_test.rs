@@ -1032,7 +1032,7 @@ struct Stress {
     replayers: usize,
     readers: bool,
     tails: bool,
-    /// Checkpoint and `truncate_before` this often.
+    /// Checkpoint and `purge_to_checkpoint` this often.
     retention: Option<Duration>,
     /// Compare `runs()` of the live log, a reader and a reopen at the end.
     check_runs: bool,
@@ -1436,12 +1436,12 @@ fn retention(ctx: &Ctx, period: Duration) {
         loop {
             let reg = lock(&ctx.tail_reg);
             if ctx.min_tail() >= cp {
-                match ctx.wal.truncate_before(cp) {
+                match ctx.wal.purge_to_checkpoint(cp) {
                     Ok(n) => {
                         ctx.truncated.fetch_add(n as u64, SeqCst);
                     }
                     Err(e) => ctx.fails.push(format!(
-                        "{} (seed {:#x}): truncate_before({cp}) failed: {e}",
+                        "{} (seed {:#x}): purge_to_checkpoint({cp}) failed: {e}",
                         p.name, p.seed
                     )),
                 }
@@ -1514,7 +1514,7 @@ fn reader(ctx: &Ctx) {
             p.name, p.seed
         );
         let published = ctx.wal.end_lsn();
-        let r = match WalReader::open(&ctx.dir, &ctx.config.clone().recovery_mode(mode)) {
+        let r = match WalReader::open(&ctx.dir, ctx.config.clone().recovery_mode(mode)) {
             Ok(r) => r,
             Err(e) => {
                 ctx.fails.push(format!("{what} failed: {e}"));
@@ -2174,17 +2174,17 @@ fn split_txn_case(kind: u8, fails: &Fails) {
         }
         (begin, w, cp)
     };
-    let removed = match wal.truncate_before(cp) {
+    let removed = match wal.purge_to_checkpoint(cp) {
         Ok(n) => n,
         Err(e) => {
-            fails.push(format!("{name}: truncate_before({cp}) failed: {e}"));
+            fails.push(format!("{name}: purge_to_checkpoint({cp}) failed: {e}"));
             return;
         }
     };
     let start = wal.start_lsn();
     let setting = format!(
         "{name} (BeginTxn at LSN {begin}, its write at {write_lsn}, checkpoint at {cp}; \
-         truncate_before removed {removed} segment(s), the log now starts at {start}{})",
+         purge_to_checkpoint removed {removed} segment(s), the log now starts at {start}{})",
         if start > begin && start <= write_lsn {
             ": the BeginTxn is gone, the write is not"
         } else {
@@ -2244,7 +2244,7 @@ fn replay_never_delivers_uncommitted_writes_after_retention() {
     for kind in [ABORTED, INCOMPLETE, COMMITTED, COMMITTED_BY_ENTRY] {
         split_txn_case(kind, &fails);
     }
-    let split = fails.report("transactions split by truncate_before (deterministic)");
+    let split = fails.report("transactions split by purge_to_checkpoint (deterministic)");
     // The same under threads: aggressive retention, no tails holding it back.
     let mut p = Stress::new("txn-retention-8k", 0x7E7E_0005, 8 << 10);
     p.retention = Some(Duration::from_millis(5));
@@ -2305,7 +2305,7 @@ fn runs_after_cut_case(fails: &Fails) {
         .checkpoint(Uuid::from_u128(9), 9, &[])
         .map(|p| p.lsn)
         .unwrap();
-    let removed = wal.truncate_before(cp).unwrap();
+    let removed = wal.purge_to_checkpoint(cp).unwrap();
     let start = wal.start_lsn();
     let end = wal.end_lsn();
     let want: BTreeSet<u8> = model

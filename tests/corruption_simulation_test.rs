@@ -104,7 +104,7 @@ fn check_damaged(dir: &Path, m: &Model, k: usize, class: ProblemClass, ctx: &str
     if class == ProblemClass::MidLogCorruption {
         assert_refused(dir, 0, DATA + lsn, ctx);
     } else {
-        let strict = WalReader::open(dir, &cfg().recovery_mode(RecoveryMode::AbsoluteConsistency));
+        let strict = WalReader::open(dir, cfg().recovery_mode(RecoveryMode::AbsoluteConsistency));
         assert!(strict.is_ok(), "{ctx}");
     }
     problem(&r, ctx)
@@ -343,7 +343,7 @@ fn test_valid_entries_after_corruption_not_read() {
 
     // Every entry after the damaged one is intact: each decodes at its own
     // position with the log's seed...
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     let s = salt(&reader.instance_id());
     let bytes = fs::read(&seg).unwrap();
     let dec = Decoder::default();
@@ -563,7 +563,7 @@ fn test_error_messages_include_offset_and_segment() {
 
     // A damaged first header: the typed error names the file.
     flip(&seg_path(dir.path(), 0), 33, 0x01);
-    match WalReader::open(dir.path(), &cfg()) {
+    match WalReader::open(dir.path(), cfg()) {
         Err(e @ Error::SegmentHeader { segment: 0, .. }) => {
             assert!(e.to_string().contains("00000000000000000000.wal"), "{e}");
         }
@@ -725,7 +725,7 @@ fn test_zeros_and_garbage_appended_past_the_preallocated_end() {
         let seg = seg_path(dir.path(), 0);
         patch(&seg, SEG, &tail);
         assert_eq!(fs::metadata(&seg).unwrap().len(), SEG + 4096);
-        let reader = WalReader::open(dir.path(), &cfg())
+        let reader = WalReader::open(dir.path(), cfg())
             .unwrap_or_else(|e| panic!("{ctx}: a log with every frame intact is refused: {e}"));
         let r = reader.recovery_report().clone();
         drop(reader);

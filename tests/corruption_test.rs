@@ -251,7 +251,7 @@ fn test_truncated_entry_handling() {
             .unwrap()
             .set_len(start + 10)
             .unwrap();
-        let reader = WalReader::open(dir.path(), &cfg());
+        let reader = WalReader::open(dir.path(), cfg());
         let reader = reader.unwrap_or_else(|e| panic!("{ctx}: the open failed: {e}"));
         let r = reader.recovery_report().clone();
         drop(reader);
@@ -339,7 +339,7 @@ fn test_incomplete_transaction_discarded() {
     wal.close().unwrap();
 
     let expect_keys = |dir: &Path, want: &[(RunId, u64, Vec<&str>)]| {
-        let reader = WalReader::open(dir, &cfg()).unwrap();
+        let reader = WalReader::open(dir, cfg()).unwrap();
         let mut got = Vec::new();
         let stats = reader
             .replay(|t| {

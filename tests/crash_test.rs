@@ -8,7 +8,7 @@
 //!   of the last completed sync, plus any subset of the pages written since,
 //!   each old, new, torn at 512-byte sectors, or garbage where nothing
 //!   durable was), in all three modes, across rotations, retention
-//!   (`truncate_before`, `purge_before`) and suffix truncation
+//!   (`purge_to_checkpoint`, `purge_before`) and suffix truncation
 //!   (`truncate_from`, its record synced or not).
 //!
 //! Process kills are in `process_kill_test.rs`, a binary of their own: a
@@ -209,7 +209,7 @@ fn reference_log(dir: &Path) -> (Vec<(Lsn, WalEntry)>, Vec<FrameAt>) {
         i += 1;
     }
     wal.close().unwrap();
-    let reader = WalReader::open(dir, &Config::default()).unwrap();
+    let reader = WalReader::open(dir, Config::default()).unwrap();
     assert!(reader.recovery_report().problem.is_none());
     let entries = entries_of(&reader);
     let frames = reader
@@ -244,7 +244,7 @@ enum Expect {
 }
 
 fn observe(dir: &Path) -> (Expect, Vec<(Lsn, WalEntry)>) {
-    match WalReader::open(dir, &Config::default()) {
+    match WalReader::open(dir, Config::default()) {
         Err(Error::SegmentHeader { .. }) => (Expect::Refused, Vec::new()),
         Err(e) => panic!("unexpected error {e}"),
         Ok(r) => {
@@ -741,7 +741,7 @@ fn crash_points(mode: SyncMode, seed: u64) -> Workload {
                     .checkpoint(Uuid::from_bytes([step as u8; 16]), step, &[run(4)])
                     .map(|p| p.lsn)
                     .unwrap();
-                wal.truncate_before(ck).unwrap();
+                wal.purge_to_checkpoint(ck).unwrap();
                 "retention"
             }
             2 => {
@@ -907,7 +907,7 @@ fn check_image(
 ) {
     let dir = scratch();
     write_image(dir.path(), image);
-    let reader = WalReader::open(dir.path(), &Config::default())
+    let reader = WalReader::open(dir.path(), Config::default())
         .unwrap_or_else(|e| panic!("{ctx}: recovery refused a crash image: {e}"));
     let frames = frames_of(&reader);
     let got = entries_of(&reader);
@@ -1160,7 +1160,7 @@ fn crash_images_async() {
 /// which does the same) only drops transactions begun at or after `from`;
 /// it never reopens one whose end it deleted. The next segment boundary is
 /// recorded as having no transaction open, and retention (`purge_before`,
-/// `truncate_before`) cuts there: the BeginTxn goes, and replay of the rest
+/// `purge_to_checkpoint`) cuts there: the BeginTxn goes, and replay of the rest
 /// delivers the transaction's later Write as a committed standalone unit,
 /// where before the cut it belonged to a transaction that never committed.
 /// The same happens when the truncation deletes a BeginTxn that had

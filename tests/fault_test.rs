@@ -339,7 +339,7 @@ fn four_segments() -> (tempfile::TempDir, Model, BTreeMap<u64, u64>) {
 /// Opens `dir` read-only: the report and every entry read (each of which
 /// must decode: a damaged entry is never served).
 fn read(dir: &Path) -> (RecoveryReport, Vec<(u64, WalEntry)>) {
-    let reader = WalReader::open(dir, &cfg()).unwrap();
+    let reader = WalReader::open(dir, cfg()).unwrap();
     let entries = reader
         .snapshot()
         .iter()
@@ -352,7 +352,7 @@ fn read(dir: &Path) -> (RecoveryReport, Vec<(u64, WalEntry)>) {
 }
 
 fn replayed(dir: &Path) -> Vec<(RunId, Option<u64>)> {
-    let reader = WalReader::open(dir, &cfg()).unwrap();
+    let reader = WalReader::open(dir, cfg()).unwrap();
     let mut out = Vec::new();
     reader.replay(|t| out.push((t.run_id, t.txn_id))).unwrap();
     out
@@ -663,7 +663,7 @@ fn test_header_seq_differs_from_file_name() {
         }
         e => panic!("first segment renamed: {e}"),
     };
-    check(WalReader::open(dir.path(), &cfg()).unwrap_err());
+    check(WalReader::open(dir.path(), cfg()).unwrap_err());
     check(Wal::open(dir.path(), cfg()).unwrap_err());
     let mut after = hash_dir(dir.path());
     after.remove("LOCK");
@@ -771,7 +771,7 @@ fn test_zero_byte_segment() {
     let mut before = hash_dir(dir.path());
     before.remove("LOCK");
     for e in [
-        WalReader::open(dir.path(), &cfg()).unwrap_err(),
+        WalReader::open(dir.path(), cfg()).unwrap_err(),
         Wal::open(dir.path(), cfg()).unwrap_err(),
     ] {
         match e {
@@ -795,7 +795,7 @@ fn test_only_blank_segments() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     fs::write(seg_path(dir.path(), 0), vec![0u8; SEG as usize]).unwrap();
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     assert_eq!(reader.snapshot().iter().count(), 0);
     assert!(reader.recovery_report().problem.is_none());
     drop(reader);
@@ -813,7 +813,7 @@ fn test_only_blank_segments() {
     fs::write(seg_path(dir.path(), 1), &bytes).unwrap();
     let before = hash_dir(dir.path());
     for e in [
-        WalReader::open(dir.path(), &cfg()).unwrap_err(),
+        WalReader::open(dir.path(), cfg()).unwrap_err(),
         Wal::open(dir.path(), cfg()).unwrap_err(),
     ] {
         match e {
@@ -982,7 +982,7 @@ fn test_damaged_segment_header() {
         .write_all_at(b"XX", 0)
         .unwrap();
     for e in [
-        WalReader::open(dir.path(), &cfg()).unwrap_err(),
+        WalReader::open(dir.path(), cfg()).unwrap_err(),
         Wal::open(dir.path(), cfg()).unwrap_err(),
     ] {
         match e {
@@ -1084,7 +1084,10 @@ fn assert_poisoned(wal: &Wal, ctx: &str) {
     );
     poisoned("sync", wal.sync());
     poisoned("flush", wal.flush());
-    poisoned("truncate_before", wal.truncate_before(0).map(|_| ()));
+    poisoned(
+        "purge_to_checkpoint",
+        wal.purge_to_checkpoint(0).map(|_| ()),
+    );
 }
 
 /// After the failure: the log on disk holds every acknowledged transaction
@@ -1304,7 +1307,7 @@ fn test_sync_failure_with_concurrent_strict_appenders() {
     faults::fail_syncs_after(-1);
     // Every acknowledged commit replays, in each run's order.
     let mut by_run: BTreeMap<RunId, Vec<u64>> = BTreeMap::new();
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     assert!(reader.recovery_report().problem.is_none());
     reader
         .replay(|txn| {
@@ -1479,7 +1482,7 @@ fn test_allocation_failure_inside_a_transaction_poisons_the_handle() {
     assert_eq!(wal.recovery_report().entries, acked as u64 + 1);
     wal.append_txn(run(6), i, &ops(i)).unwrap();
     drop(wal);
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     assert_eq!(reader.recovery_report().committed_txns, i + 1);
 }
 
@@ -1507,7 +1510,7 @@ fn test_allocation_failure_when_creating_a_log() {
         .to_string_lossy()
         .contains(".wal")));
     assert!(matches!(
-        WalReader::open(&dir, &cfg()),
+        WalReader::open(&dir, cfg()),
         Err(Error::NotALog { .. })
     ));
     faults::fail_allocations_after(-1);
@@ -1515,7 +1518,7 @@ fn test_allocation_failure_when_creating_a_log() {
     wal.append_txn(run(1), 1, &[]).unwrap();
     wal.close().unwrap();
     assert_eq!(
-        WalReader::open(&dir, &cfg())
+        WalReader::open(&dir, cfg())
             .unwrap()
             .recovery_report()
             .committed_txns,
@@ -1538,8 +1541,8 @@ fn test_frames_of_another_log_never_validate() {
     let ma = write_segments(a.path(), 130, b'A', run(1));
     let (b, mb, firsts) = four_segments();
     assert_eq!(first_lsns(a.path()), firsts);
-    let salt_a = salt(&WalReader::open(a.path(), &cfg()).unwrap().instance_id());
-    let salt_b = salt(&WalReader::open(b.path(), &cfg()).unwrap().instance_id());
+    let salt_a = salt(&WalReader::open(a.path(), cfg()).unwrap().instance_id());
+    let salt_b = salt(&WalReader::open(b.path(), cfg()).unwrap().instance_id());
     assert_ne!(salt_a, salt_b);
 
     // A's segment 1 copied over B's, with B's header page kept (so the file
@@ -1675,7 +1678,7 @@ fn test_no_entry_reappears_after_retention() {
             },
         )
         .unwrap();
-    let removed = wal.truncate_before(ck).unwrap();
+    let removed = wal.purge_to_checkpoint(ck).unwrap();
     assert!(removed >= 2, "{removed}");
     let start = wal.start_lsn();
     let gone: Vec<u64> = (0..removed as u64).collect();
@@ -1703,7 +1706,7 @@ fn test_no_entry_reappears_after_retention() {
         entries: m.entries[keep_from..].to_vec(),
         units: Vec::new(),
     };
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     let r = reader.recovery_report().clone();
     assert!(r.problem.is_none(), "{:?}", r.problem);
     assert_eq!(r.first_lsn, start);
@@ -1822,4 +1825,38 @@ fn test_a_failed_resync_at_open_keeps_what_the_disk_holds() {
     let (r, got) = read(dir.path());
     assert!(r.problem.is_none(), "{:?}", r.problem);
     assert_eq!(got, m.entries);
+}
+
+/// A final sync that fails: `shutdown` returns the failure to every
+/// caller, not only the first, and the log is poisoned (a reopen recovers
+/// what reached the disk).
+#[test]
+fn a_failed_final_sync_is_every_shutdown_callers_error() {
+    let _s = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // No background sync before the close's: the close's is the one that
+    // fails.
+    let config = cfg().sync_mode(SyncMode::Async {
+        interval_ms: 600_000,
+    });
+    let wal = Arc::new(Wal::open(dir.path(), &config).unwrap());
+    wal.append_txn(
+        run(1),
+        1,
+        &[Op::Write {
+            key: b"k",
+            value: b"v",
+            version: 1,
+        }],
+    )
+    .unwrap();
+    faults::fail_syncs_after(0);
+    let first = wal.shutdown();
+    let second = wal.shutdown();
+    faults::fail_syncs_after(-1);
+    assert!(matches!(first, Err(Error::Poisoned { .. })), "{first:?}");
+    assert!(matches!(second, Err(Error::Poisoned { .. })), "{second:?}");
+    drop(wal);
+    let reopened = Wal::open(dir.path(), config).unwrap();
+    reopened.close().unwrap();
 }

@@ -132,7 +132,7 @@ fn snapshots_never_see_deleted_entries_while_retention_runs() {
             .checkpoint(Uuid::from_u128(round as u128), round, &[])
             .map(|p| p.lsn)
             .unwrap();
-        wal.truncate_before(ck).unwrap();
+        wal.purge_to_checkpoint(ck).unwrap();
     }
     done.store(true, Ordering::SeqCst);
     for c in checkers {
@@ -381,7 +381,7 @@ fn a_callback_may_run_retention() {
     let w = wal.clone();
     wal.on_durable(durability::End(ck_end), move |r| {
         r.unwrap();
-        let removed = w.truncate_before(ck);
+        let removed = w.purge_to_checkpoint(ck);
         drop(w);
         done.send(removed).unwrap();
     });
@@ -389,7 +389,7 @@ fn a_callback_may_run_retention() {
     let (here, was_here) = mpsc::channel();
     let w = wal.clone();
     std::thread::spawn(move || {
-        let removed = w.truncate_before(ck);
+        let removed = w.purge_to_checkpoint(ck);
         drop(w);
         here.send(removed).unwrap();
     });

@@ -142,7 +142,7 @@ fn retention_never_delivers_half_a_transaction() {
         .checkpoint(Uuid::from_u128(9), 1, &[])
         .map(|p| p.lsn)
         .unwrap();
-    let removed = wal.truncate_before(ck).unwrap();
+    let removed = wal.purge_to_checkpoint(ck).unwrap();
     assert!(removed > 0, "retention removed nothing");
     let check =
         |what: &str, stats: durability::ReplayStats, txns: &[(RunId, Option<u64>, usize)]| {
@@ -175,7 +175,7 @@ fn retention_never_delivers_half_a_transaction() {
     }
     let start = wal.start_lsn();
     drop(wal);
-    let reader = WalReader::open(dir.path(), &cfg(seg)).unwrap();
+    let reader = WalReader::open(dir.path(), cfg(seg)).unwrap();
     assert_eq!(reader.snapshot().start_lsn(), start);
     let mut got = Vec::new();
     let stats = reader
@@ -203,7 +203,7 @@ fn a_write_open_never_shrinks_a_segment_a_reader_maps() {
         f.write_all(&vec![0xA5; 1 << 20]).unwrap();
     }
     let grown = fs::metadata(&path).unwrap().len();
-    let reader = WalReader::open(dir.path(), &cfg(seg)).unwrap();
+    let reader = WalReader::open(dir.path(), cfg(seg)).unwrap();
     assert_eq!(reader.snapshot().iter().count(), 10);
     let wal = Wal::open(dir.path(), cfg(seg).prefault(false)).unwrap();
     assert_eq!(
@@ -217,7 +217,7 @@ fn a_write_open_never_shrinks_a_segment_a_reader_maps() {
     assert_eq!(reader.snapshot().iter().filter(|e| e.is_ok()).count(), 10);
     wal.append(&write(b"k", b"more", 10)).unwrap();
     wal.close().unwrap();
-    let again = WalReader::open(dir.path(), &cfg(seg)).unwrap();
+    let again = WalReader::open(dir.path(), cfg(seg)).unwrap();
     assert!(again.recovery_report().problem.is_none());
     assert_eq!(again.snapshot().iter().count(), 11);
 }
@@ -311,7 +311,7 @@ fn hostile_header_fields_are_refused_and_the_lsn_never_wraps() {
         forge_log(dir.path(), seq, lsn);
         assert!(
             matches!(
-                WalReader::open(dir.path(), &cfg(64 << 10)),
+                WalReader::open(dir.path(), cfg(64 << 10)),
                 Err(Error::SegmentHeader { .. })
             ),
             "seq {seq} lsn {lsn}"
@@ -325,7 +325,7 @@ fn hostile_header_fields_are_refused_and_the_lsn_never_wraps() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("18446744073709551615.wal"), [0u8; 8192]).unwrap();
     assert!(matches!(
-        WalReader::open(dir.path(), &cfg(64 << 10)),
+        WalReader::open(dir.path(), cfg(64 << 10)),
         Err(Error::NotALog { .. })
     ));
     for mode in [SyncMode::Strict, SyncMode::default()] {
@@ -355,7 +355,7 @@ fn hostile_header_fields_are_refused_and_the_lsn_never_wraps() {
         wal.sync().unwrap();
         assert!(wal.stats().synced_lsn >= before);
         wal.close().unwrap();
-        let r = WalReader::open(dir.path(), &cfg(64 << 10)).unwrap();
+        let r = WalReader::open(dir.path(), cfg(64 << 10)).unwrap();
         assert!(r.recovery_report().problem.is_none());
         assert_eq!(r.snapshot().iter().count(), 1);
     }
@@ -435,10 +435,10 @@ fn runs_forget_what_retention_deleted() {
         .map(|p| p.lsn)
         .unwrap();
     wal.append_txn(run(99), 1, &[]).unwrap();
-    assert!(wal.truncate_before(ck).unwrap() > 0);
+    assert!(wal.purge_to_checkpoint(ck).unwrap() > 0);
     let live: BTreeSet<RunId> = wal.runs().into_iter().collect();
     assert!(live.len() < 31, "{} runs kept", live.len());
-    let reader: BTreeSet<RunId> = WalReader::open(dir.path(), &cfg(seg))
+    let reader: BTreeSet<RunId> = WalReader::open(dir.path(), cfg(seg))
         .unwrap()
         .runs()
         .into_iter()
@@ -555,7 +555,7 @@ fn a_huge_sparse_segment_is_scanned_without_reading_its_holes() {
     f.set_len(size).unwrap();
     drop(f);
     let t = Instant::now();
-    let r = WalReader::open(dir.path(), &cfg(64 << 10)).unwrap();
+    let r = WalReader::open(dir.path(), cfg(64 << 10)).unwrap();
     assert!(
         r.recovery_report().problem.is_none(),
         "{:?}",
@@ -599,7 +599,7 @@ fn retention_writer_process() {
                 .checkpoint(Uuid::from_u128(i.into()), i, &[])
                 .map(|p| p.lsn)
                 .unwrap();
-            wal.truncate_before(ck).unwrap();
+            wal.purge_to_checkpoint(ck).unwrap();
         }
         i += 1;
     }

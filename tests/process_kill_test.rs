@@ -140,7 +140,7 @@ fn process_kill_loses_no_acknowledged_transaction() {
     eprintln!("process kills: {kills}");
     assert!(kills >= 20);
     // Everything from every round is still there.
-    let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
+    let reader = WalReader::open(dir.path(), Config::default()).unwrap();
     assert!(reader.recovery_report().problem.is_none());
     assert_eq!(reader.runs().len(), 24);
 }
@@ -249,7 +249,7 @@ fn batches_are_whole_for_a_reader_in_another_process_and_after_a_kill() {
     wait_acks(4, &mut acked);
     let mut views = 0;
     for open in 0..150 {
-        let reader = WalReader::open(dir.path(), &batch_config()).unwrap();
+        let reader = WalReader::open(dir.path(), batch_config()).unwrap();
         assert!(
             reader.recovery_report().problem.is_none(),
             "{:?}",

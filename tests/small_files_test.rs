@@ -60,7 +60,7 @@ fn a_fifo_named_lock_never_blocks_an_open() {
     mkfifo(&lock);
     let d = dir.path().to_path_buf();
     let r = returns("WalReader::open", move || {
-        WalReader::open(&d, &cfg()).map(|r| r.recovery_report().entries)
+        WalReader::open(&d, cfg()).map(|r| r.recovery_report().entries)
     });
     assert_eq!(r.unwrap(), 3, "the reader still reads the log");
     let d = dir.path().to_path_buf();
@@ -81,7 +81,7 @@ fn a_fifo_named_meta_never_blocks_and_is_replaced_by_set_meta() {
     mkfifo(&dir.path().join("META.new"));
     let d = dir.path().to_path_buf();
     let e = returns("WalReader::meta", move || {
-        WalReader::open(&d, &cfg()).unwrap().meta()
+        WalReader::open(&d, cfg()).unwrap().meta()
     })
     .unwrap_err();
     assert!(matches!(e, Error::BadMeta { .. }), "{e}");
@@ -100,7 +100,7 @@ fn a_huge_meta_is_refused_without_being_read() {
     new_log(dir.path());
     let f = std::fs::File::create(dir.path().join("META")).unwrap();
     f.set_len(1 << 30).unwrap();
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     match reader.meta() {
         Err(Error::BadMeta { detail, .. }) => assert!(detail.contains("longer than"), "{detail}"),
         other => panic!("{other:?}"),
@@ -109,7 +109,7 @@ fn a_huge_meta_is_refused_without_being_read() {
 
 /// A record as a version without checksums wrote it (`<id> <lsn>\n`).
 fn legacy_record(dir: &Path, lsn: u64) {
-    let id = WalReader::open(dir, &cfg()).unwrap().instance_id();
+    let id = WalReader::open(dir, cfg()).unwrap().instance_id();
     std::fs::write(dir.join("POISONED"), format!("{id} {lsn}\n")).unwrap();
 }
 
@@ -142,7 +142,7 @@ fn a_damaged_poisoned_record_is_refused_and_kept() {
     // through the legacy form, let an open that honours it rewrite nothing
     // (it clears it), then flip a bit of a fresh checksummed record.
     std::fs::remove_file(&path).unwrap();
-    let id = WalReader::open(dir.path(), &cfg()).unwrap().instance_id();
+    let id = WalReader::open(dir.path(), cfg()).unwrap().instance_id();
     let body = format!("DURPOIS1 {id} 0");
     let good = format!("{body} {:08x}\n", crc32c::crc32c(body.as_bytes()));
     let mut bad = good.clone().into_bytes();

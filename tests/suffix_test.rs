@@ -103,11 +103,11 @@ fn a_truncated_suffix_is_gone_for_every_reader_and_after_reopen() {
         want2.push((a, 100));
         assert_eq!(committed(&wal), want2);
         // A read-only open in this process (the writer's view) agrees.
-        let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
+        let reader = WalReader::open(dir.path(), Config::default()).unwrap();
         assert_eq!(committed_in(&reader), want2);
     }
     // After reopen (and in a reader with no writer: a scan) too.
-    let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
+    let reader = WalReader::open(dir.path(), Config::default()).unwrap();
     let mut want = committed_in(&reader);
     assert_eq!(want.len(), 7);
     assert!(reader.snapshot().is_truncated(cut));
@@ -400,7 +400,7 @@ fn metadata_is_replaced_atomically_and_damage_is_reported() {
     let wal = Wal::open(dir.path(), cfg(SyncMode::Strict)).unwrap();
     assert_eq!(wal.meta().unwrap().as_deref(), Some(&b"vote 2"[..]));
     drop(wal);
-    let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
+    let reader = WalReader::open(dir.path(), Config::default()).unwrap();
     assert_eq!(reader.meta().unwrap().as_deref(), Some(&b"vote 2"[..]));
     // A flipped bit is reported, never read as no metadata.
     let path = dir.path().join(durability::os::meta::META_FILE);

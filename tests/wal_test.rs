@@ -736,7 +736,7 @@ fn replay_run_and_diff_runs_match_a_model() {
     );
     drop(wal);
     // The same answers from a reopened log and from a read-only open.
-    let reader = WalReader::open(dir.path(), &cfg(SyncMode::default())).unwrap();
+    let reader = WalReader::open(dir.path(), cfg(SyncMode::default())).unwrap();
     check(
         &|r, f| {
             reader.replay_run(r, |t| f(t.txn_id)).unwrap();
@@ -844,12 +844,12 @@ fn checkpoint_truncate_and_reopen() {
         .unwrap();
     // Not a checkpoint: refused.
     assert!(matches!(
-        wal.truncate_before(mid_active.begin),
+        wal.purge_to_checkpoint(mid_active.begin),
         Err(Error::BadLsn { .. })
     ));
     // A reader holding a snapshot keeps its segments through truncation.
     let snap = wal.snapshot();
-    let removed = wal.truncate_before(ck).unwrap();
+    let removed = wal.purge_to_checkpoint(ck).unwrap();
     assert!(
         removed > 0 && removed < segs_before,
         "removed {removed} of {segs_before}"
@@ -886,7 +886,7 @@ fn checkpoint_truncate_and_reopen() {
         }],
     )
     .unwrap();
-    assert!(wal.truncate_before(ck2).unwrap() >= 1);
+    assert!(wal.purge_to_checkpoint(ck2).unwrap() >= 1);
     assert!(wal.start_lsn() > mid_active.begin);
 }
 
@@ -925,7 +925,7 @@ fn read_only_open_changes_no_byte_even_while_a_writer_appends() {
         }
     }
     let before = hash_dir(dir.path());
-    let reader = WalReader::open(dir.path(), &cfg(SyncMode::default())).unwrap();
+    let reader = WalReader::open(dir.path(), cfg(SyncMode::default())).unwrap();
     assert_eq!(reader.recovery_report().committed_txns, 400);
     let mut n = 0;
     reader.replay(|_| n += 1).unwrap();
@@ -954,7 +954,7 @@ fn read_only_open_changes_no_byte_even_while_a_writer_appends() {
     };
     let mut last = 0;
     for _ in 0..20 {
-        let r = WalReader::open(dir.path(), &cfg(SyncMode::default())).unwrap();
+        let r = WalReader::open(dir.path(), cfg(SyncMode::default())).unwrap();
         let c = r.recovery_report().committed_txns;
         assert!(c >= last && c >= 400, "{c} < {last}");
         assert!(r.snapshot().iter().all(|e| e.is_ok()));
@@ -962,12 +962,12 @@ fn read_only_open_changes_no_byte_even_while_a_writer_appends() {
     }
     w.join().unwrap();
     assert!(matches!(
-        WalReader::open(dir.path().join("nope"), &Config::default()),
+        WalReader::open(dir.path().join("nope"), Config::default()),
         Err(Error::Io { .. })
     ));
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
-        WalReader::open(empty.path(), &Config::default()),
+        WalReader::open(empty.path(), Config::default()),
         Err(Error::NotALog { .. })
     ));
 }
@@ -1015,7 +1015,7 @@ fn a_torn_tail_is_zeroed_on_write_open_and_appends_follow_it() {
     bytes[off + 5..off + 60].fill(0xEE);
     fs::write(&seg, &bytes).unwrap();
 
-    let reader = WalReader::open(dir.path(), &cfg(SyncMode::default())).unwrap();
+    let reader = WalReader::open(dir.path(), cfg(SyncMode::default())).unwrap();
     let p = reader.recovery_report().problem.clone().expect("a problem");
     assert_eq!(p.class, ProblemClass::TornTail);
     assert_eq!(p.offset, off as u64);
@@ -1095,7 +1095,7 @@ fn an_unsealed_segment_is_adopted_when_its_first_frame_continues_the_log() {
     fs::write(&last, &bytes).unwrap();
     assert!(segs.len() >= 3);
 
-    let reader = WalReader::open(dir.path(), &Config::default()).unwrap();
+    let reader = WalReader::open(dir.path(), Config::default()).unwrap();
     let r = reader.recovery_report();
     assert!(r.problem.is_none(), "{:?}", r.problem);
     assert_eq!((r.committed_txns, r.end_lsn), (200, end));

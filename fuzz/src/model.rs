@@ -78,7 +78,7 @@ pub enum ModelOp {
     /// `sync()`.
     Sync,
     /// `checkpoint` listing the runs in the low 4 bits of `active` as
-    /// active, then (if `truncate`) `truncate_before` it.
+    /// active, then (if `truncate`) `purge_to_checkpoint` it.
     Checkpoint { active: u8, truncate: bool },
     /// `truncate_from` a live entry: the `back % (n + 1)`-th of the `n`
     /// live entries counted from the end, or with 0 the end itself (which
@@ -1212,8 +1212,8 @@ impl Model {
 
     fn truncate(&mut self, lsn: u64, active: &[RunId]) {
         let before = self.wal().stats().segments;
-        let removed = self.wal().truncate_before(lsn).expect("truncate_before");
-        self.retained("truncate_before", lsn, before, removed, active);
+        let removed = self.wal().purge_to_checkpoint(lsn).expect("purge_to_checkpoint");
+        self.retained("purge_to_checkpoint", lsn, before, removed, active);
     }
 
     /// `purge_before` the live entry `at` (or the end).

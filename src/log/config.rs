@@ -1,14 +1,12 @@
 //! How a log is laid out and how it syncs ([`Config`]), and what it has
-//! done ([`Stats`]).
+//! done ([`Stats`](crate::Stats)).
 
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::format::frame::{self, FRAME_OVERHEAD};
 use crate::format::header::{self, DATA_START, MIN_SEGMENT_SIZE};
-use crate::format::Lsn;
 use crate::log::mode::SyncMode;
-use crate::os::space::SpaceReservation;
 use crate::recovery::RecoveryMode;
 
 /// How a log is laid out and how it syncs.
@@ -142,23 +140,3 @@ impl Config {
 /// fail half-way through a transaction.
 pub const MAX_ENTRY_SIZE: u32 = 1 << 30;
 
-/// Counters that show what the log has done, for tests and monitoring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stats {
-    /// Completed syncs.
-    pub syncs: u64,
-    /// Everything below this LSN is durable.
-    pub synced_lsn: Lsn,
-    /// The end of the published log: the next append's LSN.
-    pub end_lsn: Lsn,
-    /// The first LSN still in the log.
-    pub start_lsn: Lsn,
-    /// Segments in the log.
-    pub segments: usize,
-    /// Append calls (`append*`, `append_txn`, `checkpoint`) completed.
-    pub appends: u64,
-    /// Whether the filesystem reserves the space of a preallocated segment
-    /// (so that a full disk is an error at segment creation, never a signal
-    /// on a write into the map); see [`SpaceReservation`].
-    pub space: SpaceReservation,
-}

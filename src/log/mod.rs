@@ -20,6 +20,7 @@ pub mod reader;
 pub(crate) mod registry;
 pub mod retention;
 pub(crate) mod shared;
+pub mod stats;
 pub mod tail;
 mod truncate;
 pub mod wal;

@@ -2,6 +2,7 @@
 //! for, then the writer and its threads (DESIGN.md §7, "Repair on a write
 //! open").
 
+use std::borrow::Borrow;
 use std::fs::{self, File};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -88,7 +89,12 @@ impl Wal {
     /// marked the failed pages clean, so the page cache can show bytes the
     /// disk does not have. Those bytes are dropped (zeroed and synced) and
     /// reported as a torn tail; appends continue after the durable prefix.
-    pub fn open(dir: impl AsRef<Path>, config: Config) -> Result<Wal> {
+    ///
+    /// `config` is a [`Config`], by value or by reference (as for
+    /// [`WalReader::open`](crate::WalReader::open)).
+    pub fn open(dir: impl AsRef<Path>, config: impl Borrow<Config>) -> Result<Wal> {
+        let opening = std::time::Instant::now();
+        let config = config.borrow().clone();
         let dir = dir.as_ref().to_path_buf();
         config.validate()?;
         create_log_dir(&dir)?;
@@ -133,6 +139,8 @@ impl Wal {
             shared.config.sync_mode.interval(),
         )?);
         let notifier = spawn_notifier(Arc::clone(&shared))?;
+        let notifier_thread = notifier.thread().id();
+        shared.counters.note_open(opening.elapsed());
         let live: Arc<dyn registry::Live> = shared.clone();
         *gate = Some(Arc::downgrade(&live));
         drop(gate);
@@ -144,6 +152,8 @@ impl Wal {
             notifier: Mutex::new(Some(notifier)),
             report,
             closed: AtomicBool::new(false),
+            closing: Mutex::new(()),
+            notifier_thread,
             meta_lock: Mutex::new(()),
             _lock: lock,
         })
@@ -403,6 +413,7 @@ fn start_writer(
         log: Published::new(segments, first_lsn, end_lsn, truncations),
         group: GroupCommit::new(end_lsn),
         appends: AtomicU64::new(0),
+        counters: crate::log::stats::Counters::new(end_lsn),
         tail_notify: TailNotify::new(),
         pins: Pins::default(),
         retention: Mutex::new(()),

@@ -44,7 +44,7 @@ pub trait Appended {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EntryPosition {
     /// The entry's LSN: where it starts (what `read_at`, `iter_from`,
-    /// `tail` and `truncate_before` take).
+    /// `tail` and `purge_to_checkpoint` take).
     pub lsn: Lsn,
     /// The LSN just past it (what durability waits for).
     pub end: Lsn,

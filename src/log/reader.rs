@@ -10,6 +10,7 @@
 //!   but what stops it in the last segment is the writer's unpublished work
 //!   and is not reported as a problem.
 
+use std::borrow::Borrow;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -60,8 +61,11 @@ impl WalReader {
     /// Of `config`, only `recovery_mode` applies: `AbsoluteConsistency`
     /// refuses mid-log corruption with [`Error::Corrupt`], as a write open
     /// does. The other settings concern writing; entries of any size that
-    /// fits a segment are read, whatever `max_entry_size` says.
-    pub fn open(dir: impl AsRef<Path>, config: &Config) -> Result<WalReader> {
+    /// fits a segment are read, whatever `max_entry_size` says. Like
+    /// [`Wal::open`](crate::Wal::open), it takes the `Config` by value or
+    /// by reference.
+    pub fn open(dir: impl AsRef<Path>, config: impl Borrow<Config>) -> Result<WalReader> {
+        let config: &Config = config.borrow();
         let dir = dir.as_ref().to_path_buf();
         let meta = fs::metadata(&dir).map_err(|e| Error::io("open log directory", &dir, e))?;
         if !meta.is_dir() {

@@ -1,5 +1,10 @@
 //! Retention: checkpoints, and deleting the prefix of the log they cover.
 //!
+//! The vocabulary: to *purge* is to drop the oldest entries (a prefix):
+//! [`Wal::purge_before`] any LSN, [`Wal::purge_to_checkpoint`] what a
+//! checkpoint covers. To *truncate* is to drop the newest (a suffix):
+//! [`Wal::truncate_from`] (a Raft log's conflict, a rolled-back tail).
+//!
 //! Only a prefix of whole segments is ever deleted, oldest first, each
 //! unlink durable before the next. A cut is made only at a segment boundary
 //! where
@@ -32,7 +37,7 @@ use crate::read::runs::purge_point;
 
 impl Wal {
     /// Appends a Checkpoint entry; returns where it landed. Pass its LSN
-    /// (`.lsn`) to [`Wal::truncate_before`] to drop what the checkpoint
+    /// (`.lsn`) to [`Wal::purge_to_checkpoint`] to drop what the checkpoint
     /// covers.
     pub fn checkpoint(
         &self,
@@ -52,7 +57,7 @@ impl Wal {
     /// active. Only a prefix of the log is ever deleted, and only where no
     /// transaction is open and no tail still has to read (see the module
     /// docs). Returns the number of segments removed.
-    pub fn truncate_before(&self, checkpoint_lsn: Lsn) -> Result<usize> {
+    pub fn purge_to_checkpoint(&self, checkpoint_lsn: Lsn) -> Result<usize> {
         self.check_open()?;
         let shared = &self.shared;
         let snap = shared.snapshot();
@@ -89,7 +94,7 @@ impl Wal {
     /// it changes nothing. The mark never moves back.
     ///
     /// Then the oldest segments whose entries all lie below `lsn` are
-    /// deleted, under the same rules as [`Wal::truncate_before`] (never
+    /// deleted, under the same rules as [`Wal::purge_to_checkpoint`] (never
     /// where a transaction is open, never past what a
     /// [`Tail`](crate::Tail) has yet to read, never the last segment).
     /// Returns the number of segments deleted.

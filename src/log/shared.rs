@@ -37,10 +37,12 @@ pub(crate) struct Shared {
     pub log: Published<SegRef>,
     pub group: GroupCommit,
     pub appends: AtomicU64,
+    /// What `Stats` reports beyond the view and group commit.
+    pub counters: crate::log::stats::Counters,
     pub tail_notify: TailNotify,
     /// Positions tails still have to read: retention keeps them.
     pub pins: Pins,
-    /// Held for the whole of a `truncate_before`.
+    /// Held for the whole of a `purge_to_checkpoint`.
     pub retention: Mutex<()>,
     /// Waiters for durability (commit notification).
     pub durable: DurableNotify,
@@ -90,8 +92,12 @@ impl Shared {
                 appender,
                 || self.log.end(),
                 |from, to| {
+                    let started = std::time::Instant::now();
                     crate::os::faults::before_sync()
                         .and_then(|()| self.sync_range(from, to))
+                        .inspect(|()| {
+                            self.counters.note_sync(to - from, started.elapsed());
+                        })
                         .inspect_err(|_| {
                             // Everything below `from` was durable before
                             // this sync began.

@@ -19,7 +19,7 @@ use crate::read::snapshot::Snapshot;
 /// entry is delivered once, in log order.
 ///
 /// While it lives, a `Tail` holds back retention at its position, like a
-/// replication slot: [`Wal::truncate_before`](crate::Wal::truncate_before)
+/// replication slot: [`Wal::purge_to_checkpoint`](crate::Wal::purge_to_checkpoint)
 /// keeps every segment from the one holding the tail's next entry on.
 pub struct Tail {
     shared: Arc<Shared>,
@@ -42,7 +42,7 @@ impl Tail {
     pub(crate) fn new(shared: Arc<Shared>, lsn: Lsn) -> Tail {
         // Under the writer lock, which retention holds while it picks its
         // cut (and a purge while it moves the mark): a tail created before
-        // `truncate_before` chooses is seen.
+        // `purge_to_checkpoint` chooses is seen.
         let (id, lsn) = {
             let _w = shared.writer.lock();
             let start = shared.log.start();

@@ -23,7 +23,8 @@ use crate::format::entry::{BorrowedEntry, RunId};
 use crate::format::frame::{self};
 use crate::format::Lsn;
 use crate::log::commit::Durable;
-use crate::log::config::{Config, Stats};
+use crate::log::config::Config;
+use crate::log::stats::Stats;
 use crate::log::group::Ticker;
 use crate::log::position::Appended;
 use crate::log::prepare::Prep;
@@ -48,6 +49,11 @@ pub struct Wal {
     pub(super) notifier: Mutex<Option<JoinHandle<()>>>,
     pub(super) report: RecoveryReport,
     pub(super) closed: AtomicBool,
+    /// Held for the whole of a close: a second `shutdown` waits for the
+    /// first's outcome.
+    pub(super) closing: Mutex<()>,
+    /// The callbacks' thread, which must never wait for `closing`.
+    pub(super) notifier_thread: std::thread::ThreadId,
     /// Serialises metadata writes (they share `META.new`).
     pub(super) meta_lock: Mutex<()>,
     pub(super) _lock: File,
@@ -134,15 +140,27 @@ impl Wal {
         self.shared.log.start()
     }
 
-    /// Counters: syncs, the synced and published ends, segments, appends.
+    /// What the log has done since this handle opened it: appends, bytes,
+    /// syncs and their latency, group-commit size, rotations, the time
+    /// opening took; see [`Stats`].
     pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let end = self.end_lsn();
         Stats {
             syncs: self.shared.group.syncs(),
             synced_lsn: self.shared.group.synced(),
-            end_lsn: self.end_lsn(),
+            end_lsn: end,
             start_lsn: self.start_lsn(),
             segments: self.shared.log.len(),
             appends: self.shared.appends.load(Ordering::Relaxed),
+            bytes_appended: end.saturating_sub(c.opened_end),
+            bytes_synced: c.bytes_synced.load(Ordering::Relaxed),
+            waited_appends: c.waited_appends.load(Ordering::Relaxed),
+            rotations: c.rotations.load(Ordering::Relaxed),
+            sync_time_total: c.sync_time_total(),
+            sync_time_max: c.sync_time_max(),
+            sync_latency: c.sync_latency(),
+            open_time: c.open_time(),
             space: self.shared.space,
         }
     }
@@ -259,15 +277,82 @@ impl Wal {
 
     /// Syncs, stops the background threads and closes the log. Returns the
     /// error of the final sync, if any (the log is then poisoned: reopen it
-    /// to recover what reached the disk).
+    /// to recover what reached the disk). For a handle shared in an `Arc`,
+    /// [`Wal::shutdown`] does the same through `&self`.
     pub fn close(self) -> Result<()> {
         self.shutdown()
     }
 
-    fn shutdown(&self) -> Result<()> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+    /// Closes the log through a shared reference, like [`Wal::close`]: for
+    /// a handle in an `Arc` that other threads still hold. Every later call
+    /// on the handle fails with [`Error::Closed`]; what was appended before
+    /// is synced, and the result of that final sync is returned, to every
+    /// caller of `shutdown` or `close`, however many (a second caller waits
+    /// for the first to finish). Dropping the last `Arc` afterwards does
+    /// nothing more.
+    ///
+    /// Called from a durability callback ([`Wal::on_durable`]), it cannot
+    /// wait for a close another thread runs (that close waits for the
+    /// callbacks): it then returns `Ok(())` at once if the log has not
+    /// failed.
+    ///
+    /// ```
+    /// # fn main() -> durability::Result<()> {
+    /// use std::sync::Arc;
+    /// use durability::{Config, Error, Op, RunId, Wal};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let wal = Arc::new(Wal::open(dir.path(), Config::default())?);
+    /// let writer = {
+    ///     let wal = Arc::clone(&wal);
+    ///     std::thread::spawn(move || {
+    ///         let op = Op::Write { key: b"k", value: b"v", version: 1 };
+    ///         wal.append_txn(RunId::new(), 1, &[op])
+    ///     })
+    /// };
+    /// writer.join().unwrap()?;
+    /// wal.shutdown()?; // synced and closed, though `wal` is still shared
+    /// let op = Op::Write { key: b"k", value: b"v", version: 2 };
+    /// assert!(matches!(wal.append_txn(RunId::new(), 2, &[op]), Err(Error::Closed)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shutdown(&self) -> Result<()> {
+        self.close_once().unwrap_or_else(|| self.closed_outcome())
+    }
+
+    /// The outcome of a close that already ran (or runs on another thread):
+    /// the log's poison, if its final sync (or an earlier one) failed.
+    fn closed_outcome(&self) -> Result<()> {
+        let on_callback_thread = self.notifier_thread == std::thread::current().id();
+        if !on_callback_thread {
+            // Wait for the close that is running, if one is.
+            drop(self.closing.lock());
         }
+        match self.shared.group.poison() {
+            Some(cause) => Err(Error::Poisoned { cause }),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes the log if no one did; `None` if it was closed (or is being
+    /// closed) already.
+    fn close_once(&self) -> Option<Result<()>> {
+        let on_callback_thread = self.notifier_thread == std::thread::current().id();
+        // A callback never waits for the lock: the close holding it may be
+        // joining this very thread.
+        let _closing = if on_callback_thread {
+            None
+        } else {
+            Some(self.closing.lock())
+        };
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.shut_down_now())
+    }
+
+    fn shut_down_now(&self) -> Result<()> {
         self.ticker.stop();
         {
             let mut slot = self.prep.slot.lock();
@@ -314,7 +399,9 @@ impl Drop for Wal {
     /// the last successful sync may then be lost to a power cut (a process
     /// crash loses nothing). Call [`Wal::close`] to see it.
     fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
+        // Only a close this drop runs is reported: one `shutdown` already
+        // ran returned its outcome to its caller.
+        if let Some(Err(e)) = self.close_once() {
             tracing::error!(
                 dir = %self.shared.dir.display(),
                 error = %e,

@@ -88,8 +88,11 @@ impl Wal {
     /// leader absorbs such appenders: [`GroupCommit`]), until it returns.
     #[inline]
     pub(super) fn committer(&self, wait: Wait) -> Option<Committer<'_>> {
-        (wait == Wait::Mode && self.shared.config.sync_mode == SyncMode::Strict)
-            .then(|| self.shared.group.committer())
+        (wait == Wait::Mode && self.shared.config.sync_mode == SyncMode::Strict).then(|| {
+            let c = &self.shared.counters.waited_appends;
+            c.fetch_add(1, Ordering::Relaxed);
+            self.shared.group.committer()
+        })
     }
 
     #[inline]
@@ -157,6 +160,7 @@ impl Wal {
             txn_open: w.in_txn || !w.open_txns.is_empty(),
         };
         self.shared.log.push(sref.clone());
+        self.shared.counters.rotations.fetch_add(1, Ordering::Relaxed);
         w.active = sref;
         w.off = DATA_START;
         // Nothing of it is faulted in yet (`segment::create` touches no

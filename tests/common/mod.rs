@@ -231,7 +231,7 @@ pub fn zero(path: &Path, from: u64, to: u64) {
 /// Opens `dir` read-only; returns the report and every entry read, each of
 /// which must decode (a damaged entry must never be served).
 pub fn read(dir: &Path) -> (RecoveryReport, Vec<(u64, WalEntry)>) {
-    let reader = WalReader::open(dir, &cfg()).unwrap();
+    let reader = WalReader::open(dir, cfg()).unwrap();
     let entries = reader
         .snapshot()
         .iter()
@@ -245,7 +245,7 @@ pub fn read(dir: &Path) -> (RecoveryReport, Vec<(u64, WalEntry)>) {
 
 /// The committed transactions replay delivers from `dir`.
 pub fn replayed(dir: &Path) -> Vec<(RunId, u64)> {
-    let reader = WalReader::open(dir, &cfg()).unwrap();
+    let reader = WalReader::open(dir, cfg()).unwrap();
     let mut out = Vec::new();
     reader
         .replay(|t| out.push((t.run_id, t.txn_id.expect("no standalone writes here"))))
