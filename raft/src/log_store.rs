@@ -265,6 +265,7 @@ fn read_txn(it: &mut durability::Iter<'_>, index: u64, lsn: Lsn) -> Result<RunTx
     ) else {
         return Err(bad("no BeginTxn after it"));
     };
+    let timestamp = begin.entry.timestamp().unwrap_or(0);
     let mut ops = Vec::new();
     for e in it {
         let e = e.map_err(io::Error::other)?;
@@ -281,6 +282,7 @@ fn read_txn(it: &mut durability::Iter<'_>, index: u64, lsn: Lsn) -> Result<RunTx
                     run_id,
                     txn_id,
                     ops,
+                    timestamp,
                 })
             }
             k => return Err(bad(&format!("a {k} inside its transaction"))),
@@ -557,7 +559,7 @@ where
             out.push(BorrowedEntry::BeginTxn {
                 txn_id: txn.txn_id,
                 run_id: txn.run_id,
-                timestamp: 0,
+                timestamp: txn.timestamp,
             });
             for op in &txn.ops {
                 out.push(match op {

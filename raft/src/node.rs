@@ -276,6 +276,10 @@ pub struct RunReplay {
 pub struct ReplayedTxn {
     /// The transaction id.
     pub txn_id: Option<u64>,
+    /// When the leader accepted it (µs since the Unix epoch; the same on
+    /// every node), if stamped.
+    #[serde(default)]
+    pub timestamp: Option<u64>,
     /// The ops, in order.
     pub ops: Vec<ReplayedOp>,
 }
@@ -905,8 +909,9 @@ async fn api_membership(
     (status, Json(reply))
 }
 
-async fn api_write(State(s): State<AppState>, Json(txn): Json<RunTxn>) -> Reply<WriteReply> {
+async fn api_write(State(s): State<AppState>, Json(mut txn): Json<RunTxn>) -> Reply<WriteReply> {
     use openraft::error::ClientWriteError;
+    txn.timestamp = durability::format::header::now_micros();
     let reply = match s.raft.client_write(txn).await {
         Ok(resp) => WriteReply::Applied {
             index: resp.log_id.index,
@@ -978,6 +983,7 @@ async fn api_replay(
     let r = s.log.wal().replay_run(run, |t| {
         out.push(ReplayedTxn {
             txn_id: t.txn_id,
+            timestamp: t.timestamp.filter(|&t| t > 0),
             ops: t
                 .ops
                 .iter()
@@ -1532,6 +1538,7 @@ pub fn demo_txn(run: RunId, n: u64) -> RunTxn {
             key: format!("k{n}").into_bytes(),
             value: format!("{run}/{n}").into_bytes(),
         }],
+        timestamp: 0,
     }
 }
 

@@ -129,6 +129,7 @@ pub fn txn(run: RunId, i: u64) -> RunTxn {
         run_id: run,
         txn_id: i,
         ops,
+        timestamp: 0,
     }
 }
 

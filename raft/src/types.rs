@@ -156,6 +156,13 @@ pub struct RunTxn {
     pub txn_id: u64,
     /// The ops, applied in order.
     pub ops: Vec<TxnOp>,
+    /// When the leader accepted the transaction, in µs since the Unix
+    /// epoch: stamped by the node that takes the client's write (only a
+    /// leader's write succeeds), whatever the client sent, and written
+    /// into the BeginTxn on every replica, so `walctl dump` shows the same
+    /// time everywhere. 0: not stamped (absent in the JSON is 0).
+    #[serde(default)]
+    pub timestamp: u64,
 }
 
 impl RunTxn {
@@ -173,6 +180,7 @@ impl RunTxn {
                 key: key.into(),
                 value: value.into(),
             }],
+            timestamp: 0,
         }
     }
 }

@@ -74,7 +74,7 @@ async fn d_partitioned_leader() {
     let mut truncations = 0;
     for id in 1..=3u64 {
         let log = dir.path().join(format!("node-{id}")).join("log");
-        let reader = durability::WalReader::open(&log, &Config::default()).unwrap();
+        let reader = durability::WalReader::open(&log, Config::default()).unwrap();
         truncations += reader
             .snapshot()
             .iter()

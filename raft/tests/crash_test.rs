@@ -68,6 +68,7 @@ fn entry(term: u64, index: u64, size: usize) -> Entry {
                 key: format!("k{index}").into_bytes(),
                 value: vec![(term as u8).wrapping_add(index as u8); size],
             }],
+            timestamp: 0,
         })
     };
     Entry {
@@ -261,7 +262,7 @@ fn a_killed_node_keeps_every_acknowledged_entry() {
                 continue;
             }
             let debug_tail = if present.get(&i) != Some(&t) {
-                let r = durability::WalReader::open(dir.path(), &Config::default()).unwrap();
+                let r = durability::WalReader::open(dir.path(), Config::default()).unwrap();
                 let mut v: Vec<String> = r
                     .snapshot()
                     .iter_all()

@@ -49,6 +49,9 @@ fn entry(term: u64, index: u64) -> Entry {
                     key: b"gone".to_vec(),
                 },
             ],
+            // The leader's clock, carried into every replica's BeginTxn
+            // and read back.
+            timestamp: 1_700_000_000_000_000 + index,
         })
     };
     Entry {
@@ -335,6 +338,7 @@ fn an_append_larger_than_a_segment_goes_in_whole_entries() {
                 key: format!("k{i}").into_bytes(),
                 value: vec![b'x'; 3000],
             }],
+            timestamp: 0,
         }),
     };
     let batch: Vec<Entry> = (1..=20).map(big).collect();
@@ -356,6 +360,7 @@ fn an_append_larger_than_a_segment_goes_in_whole_entries() {
                     value: vec![b'y'; 3000],
                 })
                 .collect(),
+            timestamp: 0,
         }),
     };
     let end = s.wal().end_lsn();
@@ -400,7 +405,7 @@ fn a_replay_after_a_snapshot_install_starts_at_the_purge_point() {
     let s = Store::open(&path, cfg()).unwrap();
     assert_eq!(ids(s.wal()), (want.clone(), true), "after a reopen");
     drop(s);
-    let reader = durability::WalReader::open(&path, &cfg()).unwrap();
+    let reader = durability::WalReader::open(&path, cfg()).unwrap();
     let mut seen = Vec::new();
     let stats = reader
         .replay_run(run, |t| seen.push(t.txn_id.unwrap()))

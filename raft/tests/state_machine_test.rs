@@ -27,6 +27,7 @@ async fn applies_puts_and_deletes_per_run() {
         run_id: a,
         txn_id: 9,
         ops: vec![TxnOp::Delete { key: key(0) }],
+        timestamp: 0,
     };
     let resp = sm
         .apply([
@@ -105,6 +106,7 @@ async fn a_retried_transaction_is_applied_once() {
                     run_id: run,
                     txn_id: 6,
                     ops: vec![TxnOp::Delete { key: b"k".to_vec() }],
+                    timestamp: 0,
                 },
             ),
             normal(8, put(2, "y")),

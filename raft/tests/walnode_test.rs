@@ -39,6 +39,9 @@ async fn check(procs: &ProcCluster, run: RunId, acked: &[u64], what: &str) {
         .wait_applied(index, Duration::from_secs(30))
         .await
         .unwrap();
+    // Each transaction's BeginTxn carries the time its leader accepted it,
+    // the same on every node.
+    let mut stamped: std::collections::BTreeMap<u64, u64> = Default::default();
     for id in procs.running() {
         for &i in acked {
             let TxnOp::Put { key, value } = &demo_txn(run, i).ops[0] else {
@@ -61,6 +64,13 @@ async fn check(procs: &ProcCluster, run: RunId, acked: &[u64], what: &str) {
         }
         // Never a silent hole: the ids replayed are one stretch, from
         // the purge point if the log was purged.
+        for t in &replayed.txns {
+            let (Some(txn), Some(at)) = (t.txn_id, t.timestamp) else {
+                panic!("{what}: node {id} replays an unstamped transaction: {t:?}");
+            };
+            let first = *stamped.entry(txn).or_insert(at);
+            assert_eq!(first, at, "{what}: node {id} stamps txn {txn} differently");
+        }
         let ids: Vec<u64> = replayed.txns.iter().filter_map(|t| t.txn_id).collect();
         let mut sorted = ids.clone();
         sorted.sort_unstable();

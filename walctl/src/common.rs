@@ -118,7 +118,7 @@ pub fn open_reader(dir: &Path) -> Result<WalReader> {
 }
 
 fn open_once(dir: &Path) -> Result<WalReader> {
-    WalReader::open(dir, &read_config()).map_err(|e| match e {
+    WalReader::open(dir, read_config()).map_err(|e| match e {
         Error::NotALog { .. } => anyhow!(
             "{} is not a log: it holds no segment files (named like 00000000000000000000.wal)",
             dir.display()

@@ -129,7 +129,7 @@ fn build_log(dir: &Path) -> Known {
         .unwrap();
     wal.close().unwrap();
 
-    let r = WalReader::open(dir, &cfg()).unwrap();
+    let r = WalReader::open(dir, cfg()).unwrap();
     assert!(r.recovery_report().problem.is_none());
     assert!(r.recovery_report().segments >= 3, "spans several segments");
     let frames = r
