@@ -244,6 +244,39 @@ impl Snapshot {
         None
     }
 
+    /// Where a read from the caller's position `lsn` begins: the log's
+    /// start if `lsn` lies below it, the end if at or past it, else the
+    /// first live entry starting at or after `lsn` (a position inside an
+    /// entry moves to the next entry; one in a range a truncation deleted,
+    /// to the record that ends the range).
+    pub(crate) fn first_entry_at_or_after(&self, lsn: Lsn) -> Lsn {
+        if lsn <= self.start {
+            return self.start;
+        }
+        if lsn >= self.end {
+            return self.end;
+        }
+        let next = self.next_entry_at_or_after(lsn);
+        self.dead.skip(next).clamp(self.start, self.end)
+    }
+
+    /// The last position at or before `lsn` (and at or after the start)
+    /// where the transactions open are known without reading what lies
+    /// before it: the last segment boundary at or before `lsn` where none
+    /// is open (the writer and recovery record it, DESIGN.md §9), or the
+    /// start, where the open ones are those the purge mark cuts. Usually
+    /// less than a segment before `lsn`; further back only while a
+    /// transaction stays open across boundaries (one left open by a crash
+    /// holds every later boundary until its run begins another).
+    pub(crate) fn known_state_at_or_before(&self, lsn: Lsn) -> Lsn {
+        let last = self.segs.partition_point(|s| s.first_lsn <= lsn);
+        self.segs[..last]
+            .iter()
+            .rev()
+            .find(|s| !s.txn_open)
+            .map_or(self.start, |s| s.first_lsn.max(self.start))
+    }
+
     /// The entry at `lsn`. An entry deleted by a truncation is not there.
     pub fn read_at(&self, lsn: Lsn) -> Result<LogEntry<'_>> {
         if lsn < self.start && lsn < self.purge.mark {
