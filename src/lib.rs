@@ -95,7 +95,7 @@ unix_only! {
     pub use os::faults;
     pub use read::replay::{ReplayStats, Replayer, Txn};
     pub use read::runs::{KeyDiff, KeyState};
-    pub use read::snapshot::{Iter, LogEntry, Snapshot};
+    pub use read::snapshot::{Checkpoint, Iter, LogEntry, Snapshot};
     pub use recovery::{Problem, RecoveryMode, RecoveryReport};
 }
 

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::format::entry::{EntryKind, RunId};
 use crate::format::Lsn;
 use crate::read::runs::{lead_in, RunIndex, RunMap};
-use crate::read::snapshot::{LogEntry, Snapshot};
+use crate::read::snapshot::{Checkpoint, LogEntry, Snapshot};
 
 /// A stretch of one run's entries, `[start, end)`.
 type Span = (Lsn, Lsn);
@@ -374,6 +374,15 @@ impl<'a> Replayer<'a> {
     pub fn from(mut self, lsn: Lsn) -> Self {
         self.from = lsn;
         self
+    }
+
+    /// Starts at the checkpoint `cp` (usually the last,
+    /// [`Snapshot::last_checkpoint`]): delivers what committed after it,
+    /// including a transaction open when it was taken. The same as
+    /// `.from(cp.lsn)`: the state the caller saved with the checkpoint plus
+    /// these transactions is the state the whole log gives.
+    pub fn from_checkpoint(self, cp: &Checkpoint) -> Self {
+        self.from(cp.lsn)
     }
 
     /// Delivers only the transactions of `run`. From a
