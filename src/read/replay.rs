@@ -47,7 +47,7 @@ impl Snapshot {
     pub fn replay<'s>(&'s self, mut f: impl FnMut(&Txn<'_, 's>)) -> Result<ReplayStats> {
         self.replay_window(0, None, &mut |t| {
             f(t);
-            Ok::<_, Error>(ControlFlow::Continue(()))
+            false
         })
     }
 
@@ -81,7 +81,7 @@ impl Snapshot {
         };
         self.replay_planned(&plan, Some(run), &mut |t| {
             f(t);
-            Ok::<_, Error>(ControlFlow::Continue(()))
+            false
         })
     }
 
@@ -109,13 +109,14 @@ impl Snapshot {
     /// A replay from the caller's position `from` (of `run` only, if set)
     /// without a run index: every entry (of `run`) from the last position
     /// at or before it where the open transactions are known is fed, and
-    /// only what ends at or after it is delivered.
-    fn replay_window<'s, E: From<Error>>(
+    /// only what ends at or after it is delivered. `f` returns true to
+    /// stop.
+    fn replay_window<'s>(
         &'s self,
         from: Lsn,
         run: Option<RunId>,
-        f: &mut impl FnMut(&Txn<'_, 's>) -> std::result::Result<ControlFlow<()>, E>,
-    ) -> std::result::Result<ReplayStats, E> {
+        f: &mut impl FnMut(&Txn<'_, 's>) -> bool,
+    ) -> Result<ReplayStats> {
         let from = self.first_entry_at_or_after(from);
         let known = self.known_state_at_or_before(from);
         let mut asm = Assembler::new(self, from);
@@ -127,7 +128,7 @@ impl Snapshot {
             if run.is_some_and(|r| e.entry.run_id_ref() != Some(&r)) {
                 continue;
             }
-            if asm.feed(e, f)?.is_break() {
+            if asm.feed(e, f) {
                 return Ok(asm.stats);
             }
         }
@@ -136,13 +137,13 @@ impl Snapshot {
 
     /// A replay planned with the run index ([`Plan`]): the lead-in of each
     /// run open at `plan.from`, then every entry from there (or, for one
-    /// run, its stretches from there).
-    fn replay_planned<'s, E: From<Error>>(
+    /// run, its stretches from there). `f` returns true to stop.
+    fn replay_planned<'s>(
         &'s self,
         plan: &Plan,
         run: Option<RunId>,
-        f: &mut impl FnMut(&Txn<'_, 's>) -> std::result::Result<ControlFlow<()>, E>,
-    ) -> std::result::Result<ReplayStats, E> {
+        f: &mut impl FnMut(&Txn<'_, 's>) -> bool,
+    ) -> Result<ReplayStats> {
         let from = self.first_entry_at_or_after(plan.from);
         let mut asm = Assembler::new(self, from);
         let seeded = plan.known == self.start;
@@ -153,14 +154,14 @@ impl Snapshot {
             let cut = seeded && self.purge.cut_txn(r).is_some();
             for e in lead_in(self, r, spans, plan.known, from, cut)? {
                 // Everything here lies before `from`: nothing is delivered.
-                if asm.feed(e, f)?.is_break() {
+                if asm.feed(e, f) {
                     return Ok(asm.stats);
                 }
             }
         }
         let Some(spans) = &plan.main else {
             for e in self.iter_from(from)? {
-                if asm.feed(e?, f)?.is_break() {
+                if asm.feed(e?, f) {
                     return Ok(asm.stats);
                 }
             }
@@ -179,7 +180,7 @@ impl Snapshot {
                 if e.lsn >= end || e.entry.run_id_ref() != Some(&run) {
                     break;
                 }
-                if asm.feed(e, f)?.is_break() {
+                if asm.feed(e, f) {
                     return Ok(asm.stats);
                 }
             }
@@ -407,20 +408,39 @@ impl<'a> Replayer<'a> {
         E: From<Error>,
         F: FnMut(&Txn<'_, '_>) -> std::result::Result<ControlFlow<()>, E>,
     {
+        // The assembler sees a callback that says "stop"; the caller's
+        // error waits here, so nothing of `E`'s size moves per entry.
+        let mut failed = None;
+        let mut call = |t: &Txn<'_, '_>| match f(t) {
+            Ok(flow) => flow.is_break(),
+            Err(e) => {
+                failed = Some(e);
+                true
+            }
+        };
+        let stats = self.drive(&mut call);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(stats?),
+        }
+    }
+
+    /// Runs the replay with `f`, which returns true to stop.
+    fn drive(self, f: &mut impl FnMut(&Txn<'_, '_>) -> bool) -> Result<ReplayStats> {
         let (from, run) = (self.from, self.run);
         match self.source {
-            Source::Snapshot(snap) => snap.replay_window(from, run, &mut f),
+            Source::Snapshot(snap) => snap.replay_window(from, run, f),
             Source::Indexed(log) => {
                 if from == 0 && run.is_none() {
-                    return log.indexed_view(None).replay_window(0, None, &mut f);
+                    return log.indexed_view(None).replay_window(0, None, f);
                 }
                 let mut plan = None;
                 let view = log.indexed_view(Some(&mut |snap, index| {
                     plan = Some(Plan::new(snap, index, from, run));
                 }));
                 match plan {
-                    Some(plan) => view.replay_planned(&plan, run, &mut f),
-                    None => view.replay_window(from, run, &mut f),
+                    Some(plan) => view.replay_planned(&plan, run, f),
+                    None => view.replay_window(from, run, f),
                 }
             }
         }
@@ -429,9 +449,9 @@ impl<'a> Replayer<'a> {
     /// Runs the replay with a callback that neither fails nor stops: see
     /// [`Replayer::try_for_each`].
     pub fn for_each(self, mut f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
-        self.try_for_each(|t| {
+        self.drive(&mut |t| {
             f(t);
-            Ok::<_, Error>(ControlFlow::Continue(()))
+            false
         })
     }
 }
@@ -532,11 +552,6 @@ struct Assembler<'a> {
     from: Lsn,
 }
 
-/// The callback of a replay: a transaction in, go on or stop out.
-type Flow<E> = std::result::Result<ControlFlow<()>, E>;
-
-const GO_ON: ControlFlow<()> = ControlFlow::Continue(());
-
 impl<'a> Assembler<'a> {
     /// An assembler for a replay of `snap` that delivers what ends at or
     /// after `from`.
@@ -592,21 +607,19 @@ impl<'a> Assembler<'a> {
         self.pool.push(ops);
     }
 
-    /// Hands `t` to the callback; notes where a stop came.
-    fn deliver<E>(
-        &mut self,
-        t: &Txn<'_, 'a>,
-        f: &mut impl FnMut(&Txn<'_, 'a>) -> Flow<E>,
-    ) -> Flow<E> {
-        let flow = f(t)?;
-        if flow.is_break() {
+    /// Hands `t` to the callback, which returns true to stop; notes where
+    /// a stop came.
+    fn deliver(&mut self, t: &Txn<'_, 'a>, f: &mut impl FnMut(&Txn<'_, 'a>) -> bool) -> bool {
+        let stop = f(t);
+        if stop {
             self.stats.stopped_at = Some(t.commit_lsn);
         }
-        Ok(flow)
+        stop
     }
 
-    #[inline]
-    fn feed<E>(&mut self, e: LogEntry<'a>, f: &mut impl FnMut(&Txn<'_, 'a>) -> Flow<E>) -> Flow<E> {
+    /// Takes in the next entry; true if the callback said stop.
+    #[inline(always)]
+    fn feed(&mut self, e: LogEntry<'a>, f: &mut impl FnMut(&Txn<'_, 'a>) -> bool) -> bool {
         let counted = e.lsn >= self.from;
         self.stats.entries += u64::from(counted);
         let entry = e.entry;
@@ -616,7 +629,7 @@ impl<'a> Assembler<'a> {
             if counted && entry.kind() == EntryKind::Checkpoint {
                 self.stats.checkpoints += 1;
             }
-            return Ok(GO_ON);
+            return false;
         };
         match entry.kind() {
             EntryKind::Write | EntryKind::Delete => {
@@ -656,12 +669,12 @@ impl<'a> Assembler<'a> {
                     .get(&run)
                     .is_some_and(|o| Some(o.txn_id) == entry.txn_id());
                 if !matches {
-                    return Ok(GO_ON);
+                    return false;
                 }
                 let Some(o) = self.open.remove(&run) else {
-                    return Ok(GO_ON);
+                    return false;
                 };
-                let mut flow = GO_ON;
+                let mut stop = false;
                 if counted {
                     if o.cut {
                         self.stats.begun_before_start += 1;
@@ -675,17 +688,17 @@ impl<'a> Assembler<'a> {
                             commit_lsn: e.lsn,
                             ops: &o.ops,
                         };
-                        flow = self.deliver(&t, f)?;
+                        stop = self.deliver(&t, f);
                     } else {
                         self.stats.aborted += 1;
                     }
                 }
                 self.recycle(o);
-                return Ok(flow);
+                return stop;
             }
             EntryKind::Checkpoint | EntryKind::Truncate | EntryKind::Raft => {}
         }
-        Ok(GO_ON)
+        false
     }
 
     /// The stats of a replay that read to the end: what is still open
