@@ -776,7 +776,7 @@ fn replay_from_matches_the_filtered_whole_replay_on_random_logs() {
     let seeds: u64 = std::env::var("REPLAY_FROM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(32);
     for seed in 0..seeds {
         let mut rng = Rng::new(seed);
         let dir = tempfile::tempdir().unwrap();
