@@ -279,7 +279,7 @@ impl Snapshot {
             return self.end;
         }
         let next = self.next_entry_at_or_after(lsn);
-        self.dead.skip(next).clamp(self.start, self.end)
+        self.dead.skip(next).max(self.start).min(self.end)
     }
 
     /// The last position at or before `lsn` (and at or after the start)
