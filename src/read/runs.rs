@@ -1,6 +1,7 @@
 //! Runs: the run index that makes run-scoped replay proportional to the
 //! run, the open transactions by replay's rule (and their recount after a
-//! truncation), and run diffs.
+//! truncation), what a replay from a position reads of each run before it
+//! (`lead_in`), and run diffs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -475,9 +476,9 @@ pub(crate) fn purge_point(snap: &Snapshot, mark: Lsn) -> Result<PurgePoint> {
 
 /// What a replay from `from` must read of `run` before `from`: its entries
 /// in `[lo, from)` from its last BeginTxn there on, in log order (`lo`: a
-/// position where the transactions open are known, see
-/// [`Snapshot::replay_window`]). `spans` are the run's stretches that hold
-/// an entry there ([`RunIndex::stretches_within`]).
+/// position where the open transactions are known,
+/// [`Snapshot::known_state_at_or_before`]). `spans` are the run's
+/// stretches that hold an entry there ([`RunIndex::stretches_within`]).
 ///
 /// The stretches are read from the last backwards, each forwards, and the
 /// walk stops at the first that holds a BeginTxn: that BeginTxn decides
