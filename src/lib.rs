@@ -94,9 +94,9 @@ unix_only! {
     pub use log::tail::Tail;
     pub use log::wal::Wal;
     pub use os::faults;
-    pub use read::replay::{ReplayStats, Txn};
+    pub use read::replay::{ReplayStats, Replayer, Txn};
     pub use read::runs::{KeyDiff, KeyState};
-    pub use read::snapshot::{Iter, LogEntry, Snapshot};
+    pub use read::snapshot::{Checkpoint, Iter, LogEntry, Snapshot};
     pub use recovery::{Problem, RecoveryMode, RecoveryReport};
 }
 

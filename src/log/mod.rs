@@ -18,6 +18,7 @@ pub(crate) mod prepare;
 pub(crate) mod publish;
 pub mod reader;
 pub(crate) mod registry;
+mod replay;
 pub mod retention;
 pub(crate) mod shared;
 pub mod stats;

@@ -179,7 +179,7 @@ impl WalReader {
 
     /// Every committed transaction, in commit order.
     pub fn replay(&self, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
-        self.snapshot.replay(f)
+        self.replayer().for_each(f)
     }
 
     /// The committed transactions of one run.

@@ -172,14 +172,13 @@ impl Wal {
 
     /// Every committed transaction, in commit order; see [`Txn`].
     pub fn replay(&self, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
-        self.snapshot().replay(f)
+        self.replayer().for_each(f)
     }
 
     /// The committed transactions of one run, reading only that run's part
     /// of the log.
     pub fn replay_run(&self, run: RunId, f: impl FnMut(&Txn<'_, '_>)) -> Result<ReplayStats> {
-        let (snap, stretches) = self.run_view(&run);
-        snap.replay_stretches(run, &stretches, f)
+        self.replayer().run(run).for_each(f)
     }
 
     /// The keys whose final state differs between runs `a` and `b`.

@@ -1,6 +1,7 @@
 //! Runs: the run index that makes run-scoped replay proportional to the
 //! run, the open transactions by replay's rule (and their recount after a
-//! truncation), and run diffs.
+//! truncation), what a replay from a position reads of each run before it
+//! (`lead_in`), and run diffs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -9,7 +10,7 @@ use crate::error::Result;
 use crate::format::entry::{EntryKind, RunId};
 use crate::format::Lsn;
 use crate::read::purge::PurgePoint;
-use crate::read::snapshot::Snapshot;
+use crate::read::snapshot::{LogEntry, Snapshot};
 
 /// A hasher for [`RunId`]s: they are random UUIDs, so folding their bytes
 /// is as good as hashing them, and much cheaper.
@@ -97,6 +98,61 @@ impl RunIndex {
             .get(run)
             .map(|v| v.iter().map(|&(s, _)| s).collect())
             .unwrap_or_default()
+    }
+
+    /// The stretches of `run` that hold an entry starting in `[lo, hi)`,
+    /// as `[start, end)` with their true ends, in log order (a stretch that
+    /// begins before `lo` is included whole; the caller clips it).
+    pub fn stretches_within(&self, run: &RunId, lo: Lsn, hi: Lsn) -> Vec<(Lsn, Lsn)> {
+        self.runs
+            .get(run)
+            .map(|v| self.overlapping(run, v, lo, hi).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every run's stretches that hold an entry starting in `[lo, hi)`
+    /// (see [`RunIndex::stretches_within`]); runs with none are left out.
+    /// Costs a binary search per run of the index, and reads no entry.
+    pub fn all_within(&self, lo: Lsn, hi: Lsn) -> Vec<(RunId, Vec<(Lsn, Lsn)>)> {
+        self.runs
+            .iter()
+            .filter_map(|(run, v)| {
+                let s: Vec<(Lsn, Lsn)> = self.overlapping(run, v, lo, hi).collect();
+                (!s.is_empty()).then_some((*run, s))
+            })
+            .collect()
+    }
+
+    /// The stretches of `v` (the stretches of `run`) with an entry starting
+    /// in `[lo, hi)`: those that end after `lo` and start before `hi`. The
+    /// growing stretch's end is read from `last_end`.
+    fn overlapping<'i>(
+        &'i self,
+        run: &RunId,
+        v: &'i [(Lsn, Lsn)],
+        lo: Lsn,
+        hi: Lsn,
+    ) -> impl Iterator<Item = (Lsn, Lsn)> + 'i {
+        let growing = self.last_run.as_ref() == Some(run);
+        let true_end = move |i: usize, end: Lsn| {
+            if growing && i + 1 == v.len() {
+                self.last_end.max(end)
+            } else {
+                end
+            }
+        };
+        // Ends are sorted (stretches are disjoint, in log order); only the
+        // growing one may be stale, and it is the last.
+        let mut first = v.partition_point(|&(_, end)| end <= lo);
+        if first == v.len() && v.last().is_some_and(|&(_, e)| true_end(v.len() - 1, e) > lo) {
+            first = v.len() - 1;
+        }
+        let past = if lo < hi {
+            v.partition_point(|&(start, _)| start < hi).max(first)
+        } else {
+            first
+        };
+        (first..past).filter_map(move |i| v.get(i).map(|&(s, e)| (s, true_end(i, e))))
     }
 
     /// Every run with an entry in the log.
@@ -416,4 +472,62 @@ pub(crate) fn purge_point(snap: &Snapshot, mark: Lsn) -> Result<PurgePoint> {
         }
     }
     Ok(PurgePoint::new(mark, open.txns().collect()))
+}
+
+/// What a replay from `from` must read of `run` before `from`: its entries
+/// in `[lo, from)` from its last BeginTxn there on, in log order (`lo`: a
+/// position where the open transactions are known,
+/// [`Snapshot::known_state_at_or_before`]). `spans` are the run's
+/// stretches that hold an entry there ([`RunIndex::stretches_within`]).
+///
+/// The stretches are read from the last backwards, each forwards, and the
+/// walk stops at the first that holds a BeginTxn: that BeginTxn decides
+/// the run's state at `from` (replay's rule: a BeginTxn replaces whatever
+/// was open), so nothing before it is needed. If none holds one, the run's
+/// state at `from` is its state at `lo` changed by these entries: when
+/// `seeded` (a transaction of the run is open at `lo`, cut by the purge
+/// mark) all of them are returned, so the caller can see whether it ends
+/// before `from`; otherwise nothing was open at `lo`, none is at `from`,
+/// and nothing is returned.
+///
+/// Only `run`'s entries are read, and of them only those after its last
+/// BeginTxn before `from` (or, without one, those in `[lo, from)`).
+pub(crate) fn lead_in<'s>(
+    snap: &'s Snapshot,
+    run: &RunId,
+    spans: &[(Lsn, Lsn)],
+    lo: Lsn,
+    from: Lsn,
+    seeded: bool,
+) -> Result<Vec<LogEntry<'s>>> {
+    let mut chunks: Vec<Vec<LogEntry<'s>>> = Vec::new();
+    let mut begun = false;
+    for &(start, end) in spans.iter().rev() {
+        let (start, end) = (start.max(lo), end.min(from));
+        if start >= end {
+            continue;
+        }
+        let mut chunk = Vec::new();
+        for e in snap.iter_from(start)? {
+            let e = e?;
+            if e.lsn >= end || e.entry.run_id_ref() != Some(run) {
+                break;
+            }
+            chunk.push(e);
+        }
+        let last_begin = chunk
+            .iter()
+            .rposition(|e| e.entry.kind() == EntryKind::BeginTxn);
+        if let Some(i) = last_begin {
+            chunk.drain(..i);
+            chunks.push(chunk);
+            begun = true;
+            break;
+        }
+        chunks.push(chunk);
+    }
+    if !begun && !seeded {
+        return Ok(Vec::new());
+    }
+    Ok(chunks.into_iter().rev().flatten().collect())
 }

@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use crate::error::{Error, Result};
 use crate::format::frame::{Ahead, Decoder, EntryRef};
 use crate::format::header::{self, DATA_START};
+use crate::format::entry::RunId;
 use crate::format::Lsn;
 use crate::os::segment::Segment;
 use crate::read::dead::Dead;
@@ -34,6 +37,25 @@ impl SegRef {
     pub fn lsn_of(&self, off: usize) -> u64 {
         self.first_lsn + (off - DATA_START) as u64
     }
+}
+
+/// A Checkpoint entry of the log ([`Wal::checkpoint`]), as
+/// [`Snapshot::last_checkpoint`] finds it.
+///
+/// [`Wal::checkpoint`]: crate::Wal::checkpoint
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Its position: a replay [`from`](crate::Replayer::from) here
+    /// delivers every transaction that commits after the checkpoint,
+    /// including one that was open when it was taken.
+    pub lsn: Lsn,
+    /// The snapshot id given to [`Wal::checkpoint`](crate::Wal::checkpoint):
+    /// names the caller's state as of the checkpoint.
+    pub snapshot_id: Uuid,
+    /// The version given to [`Wal::checkpoint`](crate::Wal::checkpoint).
+    pub version: u64,
+    /// The runs the checkpoint lists as active.
+    pub active_runs: Vec<RunId>,
 }
 
 /// One entry read from the log.
@@ -242,6 +264,99 @@ impl Snapshot {
             p = next;
         }
         None
+    }
+
+    /// Where a read from the caller's position `lsn` begins: the log's
+    /// start if `lsn` lies below it, the end if at or past it, else the
+    /// first live entry starting at or after `lsn` (a position inside an
+    /// entry moves to the next entry; one in a range a truncation deleted,
+    /// to the record that ends the range).
+    pub(crate) fn first_entry_at_or_after(&self, lsn: Lsn) -> Lsn {
+        if lsn <= self.start {
+            return self.start;
+        }
+        if lsn >= self.end {
+            return self.end;
+        }
+        let next = self.next_entry_at_or_after(lsn);
+        self.dead.skip(next).max(self.start).min(self.end)
+    }
+
+    /// The last position at or before `lsn` (and at or after the start)
+    /// where the transactions open are known without reading what lies
+    /// before it: the last segment boundary at or before `lsn` where none
+    /// is open (the writer and recovery record it, DESIGN.md §9), or the
+    /// start, where the open ones are those the purge mark cuts. Usually
+    /// less than a segment before `lsn`; further back only while a
+    /// transaction stays open across boundaries (one left open by a crash
+    /// holds every later boundary until its run begins another).
+    pub(crate) fn known_state_at_or_before(&self, lsn: Lsn) -> Lsn {
+        let last = self.segs.partition_point(|s| s.first_lsn <= lsn);
+        self.segs[..last]
+            .iter()
+            .rev()
+            .find(|s| !s.txn_open)
+            .map_or(self.start, |s| s.first_lsn.max(self.start))
+    }
+
+    /// The last live Checkpoint in the view, if any: the one a rebuild
+    /// from a checkpoint starts at ([`Replayer::from_checkpoint`]).
+    ///
+    /// The log is read backwards a segment at a time, each segment
+    /// forwards: from the newest segment back to the first holding a
+    /// Checkpoint, so the cost is the segments written since the last
+    /// checkpoint, not the log. A checkpoint deleted by a truncation, or
+    /// below the log's start (purged), is not found.
+    ///
+    /// [`Replayer::from_checkpoint`]: crate::Replayer::from_checkpoint
+    ///
+    /// ```
+    /// use durability::{Config, RunId, Wal};
+    /// use uuid::Uuid;
+    ///
+    /// # fn main() -> durability::Result<()> {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(dir.path(), Config::default().segment_size(1 << 20))?;
+    /// let run = RunId::new();
+    /// assert!(wal.snapshot().last_checkpoint()?.is_none());
+    ///
+    /// wal.checkpoint(Uuid::from_u128(1), 1, &[run])?;
+    /// let pos = wal.checkpoint(Uuid::from_u128(2), 2, &[])?;
+    /// let cp = wal.snapshot().last_checkpoint()?.expect("a checkpoint");
+    /// assert_eq!((cp.lsn, cp.snapshot_id, cp.version), (pos.lsn, Uuid::from_u128(2), 2));
+    /// assert!(cp.active_runs.is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn last_checkpoint(&self) -> Result<Option<Checkpoint>> {
+        for (i, s) in self.segs.iter().enumerate().rev() {
+            let lo = s.first_lsn.max(self.start);
+            let hi = self.segs.get(i + 1).map_or(self.end, |n| n.first_lsn);
+            let mut found = None;
+            if lo < hi {
+                for e in self.iter_from(lo)? {
+                    let e = e?;
+                    if e.lsn >= hi {
+                        break;
+                    }
+                    if e.entry.is_checkpoint() {
+                        found = Some(e);
+                    }
+                }
+            }
+            if let Some(e) = found {
+                return Ok(Some(Checkpoint {
+                    lsn: e.lsn,
+                    snapshot_id: e.entry.snapshot_id().unwrap_or_default(),
+                    version: e.entry.version().unwrap_or(0),
+                    active_runs: e.entry.active_runs().to_vec(),
+                }));
+            }
+            if s.first_lsn <= self.start {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// The entry at `lsn`. An entry deleted by a truncation is not there.
