@@ -514,7 +514,7 @@ fn last_checkpoint_skips_truncated_and_purged_checkpoints() {
     assert_eq!(wal.last_checkpoint().unwrap(), None);
     // The same from a reader of the files.
     wal.close().unwrap();
-    let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+    let reader = WalReader::open(dir.path(), cfg()).unwrap();
     assert_eq!(reader.last_checkpoint().unwrap(), None);
 }
 
@@ -609,7 +609,7 @@ fn random_log(rng: &mut Rng, dir: &Path) -> Wal {
                     .checkpoint(Uuid::from_u128(rng.next().into()), 1, active)
                     .unwrap();
                 if rng.chance(50) {
-                    wal.truncate_before(cp.lsn).unwrap();
+                    wal.purge_to_checkpoint(cp.lsn).unwrap();
                 }
             }
             87..=89 => {
@@ -807,7 +807,7 @@ fn replay_from_matches_the_filtered_whole_replay_on_random_logs() {
 
         // The files: a reader's scan, and the writer's index rebuilt by
         // recovery.
-        let reader = WalReader::open(dir.path(), &cfg()).unwrap();
+        let reader = WalReader::open(dir.path(), cfg()).unwrap();
         let (again, _) = collect(reader.replayer());
         assert_eq!(again, whole, "{label}: the reader's whole replay");
         let wal = Wal::open(dir.path(), cfg()).unwrap();

@@ -200,6 +200,43 @@ struct Slot {
 /// completed sync covered it, or the error that means it never will be
 /// ([`Error::Poisoned`], [`Error::Closed`]). It needs no particular
 /// runtime. Created by [`Wal::durable`](crate::Wal::durable).
+///
+/// With `submit_*` an append returns as soon as its bytes are in the log
+/// (visible to readers, safe from a process crash), and durability against
+/// power loss is awaited separately: block on it ([`Durable::wait`]),
+/// `.await` it from any executor, or have a callback told
+/// ([`Wal::on_durable`](crate::Wal::on_durable)).
+///
+/// ```
+/// # fn main() -> durability::Result<()> {
+/// use durability::{Config, Op, RunId, SyncMode, Wal};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// // Batched: a background sync every 5 ms (or every 1000 appends).
+/// let mode = SyncMode::Batched { interval_ms: 5, batch_size: 1000 };
+/// let wal = Wal::open(dir.path(), Config::default().sync_mode(mode))?;
+/// let run = RunId::new();
+///
+/// // Many transactions in flight, one wait for all: the last one's end
+/// // covers every byte before it.
+/// let mut last = None;
+/// for txn in 1..=100 {
+///     let op = Op::Write { key: b"counter", value: &txn.to_le_bytes(), version: txn };
+///     last = Some(wal.submit_txn(run, txn, &[op])?);
+/// }
+/// let last = last.unwrap();
+/// wal.durable(last).wait()?; // or `wal.durable(last).await?` in async code
+/// assert!(wal.durable_lsn() >= last.end);
+///
+/// // Or be told, on the log's callback thread (never under its locks).
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let op = Op::Write { key: b"counter", value: b"final", version: 101 };
+/// let pos = wal.submit_txn(run, 101, &[op])?;
+/// wal.on_durable(pos, move |result| tx.send(result).unwrap());
+/// rx.recv().unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
 #[must_use = "a future does nothing unless polled"]
 pub struct Durable {
     slot: Arc<parking_lot::Mutex<Slot>>,

@@ -61,7 +61,34 @@ impl WalReader {
     /// Of `config`, only `recovery_mode` applies: `AbsoluteConsistency`
     /// refuses mid-log corruption with [`Error::Corrupt`], as a write open
     /// does. The other settings concern writing; entries of any size that
-    /// fits a segment are read, whatever `max_entry_size` says. Like
+    /// fits a segment are read, whatever `max_entry_size` says.
+    ///
+    /// ```
+    /// # fn main() -> durability::Result<()> {
+    /// use durability::{Config, Op, RunId, Wal, WalReader};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let (a, b) = (RunId::new(), RunId::new());
+    /// let wal = Wal::open(dir.path(), Config::default())?;
+    /// wal.append_txn(a, 1, &[Op::Write { key: b"answer", value: b"41", version: 1 }])?;
+    /// wal.append_txn(b, 1, &[Op::Write { key: b"answer", value: b"42", version: 1 }])?;
+    ///
+    /// // Beside the writer (or from another process): no lock, no change
+    /// // to the files.
+    /// let reader = WalReader::open(dir.path(), Config::default())?;
+    /// assert!(reader.recovery_report().problem.is_none());
+    /// assert_eq!(reader.runs().len(), 2);
+    /// let diff = reader.diff_runs(a, b)?;
+    /// assert_eq!(diff[0].key, b"answer");
+    /// for e in reader.snapshot().iter() {
+    ///     let e = e?;
+    ///     println!("{} {}", e.lsn, e.entry.kind());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Like
     /// [`Wal::open`](crate::Wal::open), it takes the `Config` by value or
     /// by reference.
     pub fn open(dir: impl AsRef<Path>, config: impl Borrow<Config>) -> Result<WalReader> {

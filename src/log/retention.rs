@@ -57,6 +57,33 @@ impl Wal {
     /// active. Only a prefix of the log is ever deleted, and only where no
     /// transaction is open and no tail still has to read (see the module
     /// docs). Returns the number of segments removed.
+    ///
+    /// ```
+    /// # fn main() -> durability::Result<()> {
+    /// use durability::{Config, Op, RunId, Wal};
+    /// use uuid::Uuid;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// // Small segments, so that there is something to delete.
+    /// let wal = Wal::open(dir.path(), Config::default().segment_size(16 << 10))?;
+    /// let run = RunId::new();
+    /// let value = [7u8; 500];
+    /// for txn in 1..=200 {
+    ///     wal.append_txn(run, txn, &[Op::Write { key: b"k", value: &value, version: txn }])?;
+    /// }
+    /// // The application saved its state under `id`; the run is finished,
+    /// // so no active run holds the prefix back.
+    /// let id = Uuid::new_v4();
+    /// let cp = wal.checkpoint(id, 1, &[])?;
+    /// let before = wal.stats().segments;
+    /// let removed = wal.purge_to_checkpoint(cp.lsn)?;
+    /// assert!(removed > 0 && wal.stats().segments == before - removed);
+    /// // What is left starts at a segment boundary at or before the checkpoint.
+    /// assert!(wal.start_lsn() <= cp.lsn);
+    /// assert_eq!(wal.last_checkpoint()?.unwrap().snapshot_id, id);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn purge_to_checkpoint(&self, checkpoint_lsn: Lsn) -> Result<usize> {
         self.check_open()?;
         let shared = &self.shared;
@@ -98,6 +125,27 @@ impl Wal {
     /// where a transaction is open, never past what a
     /// [`Tail`](crate::Tail) has yet to read, never the last segment).
     /// Returns the number of segments deleted.
+    ///
+    /// ```
+    /// # fn main() -> durability::Result<()> {
+    /// use durability::{Config, Op, RunId, Wal};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(dir.path(), Config::default())?;
+    /// let run = RunId::new();
+    /// let mut positions = Vec::new();
+    /// for txn in 1..=10 {
+    ///     positions.push(wal.append_txn(run, txn, &[Op::Write { key: b"k", value: b"v", version: txn }])?);
+    /// }
+    /// // A replication layer whose snapshot covers transactions 1..=6.
+    /// wal.purge_before(positions[6].begin)?;
+    /// let mut ids = Vec::new();
+    /// let stats = wal.replay(|txn| ids.push(txn.txn_id.unwrap()))?;
+    /// assert_eq!(ids, [7, 8, 9, 10]);
+    /// assert!(stats.purged); // the history says it does not start at the beginning
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn purge_before(&self, lsn: Lsn) -> Result<usize> {
         self.check_open()?;
         // One retention at a time: marks are written in order, and unlinks

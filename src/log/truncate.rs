@@ -21,6 +21,25 @@ impl Wal {
     /// ([`Error::BadLsn`](crate::Error::BadLsn), "purged"): a suffix
     /// truncation never reaches into purged history. Returns the record's position (when nothing was deleted,
     /// an empty one at the end: `lsn == end`).
+    ///
+    /// ```
+    /// # fn main() -> durability::Result<()> {
+    /// use durability::{Config, Op, RunId, Wal};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let wal = Wal::open(dir.path(), Config::default())?;
+    /// let run = RunId::new();
+    /// wal.append_txn(run, 1, &[Op::Write { key: b"k", value: b"kept", version: 1 }])?;
+    /// let second = wal.append_txn(run, 2, &[Op::Write { key: b"k", value: b"dropped", version: 2 }])?;
+    /// // A Raft follower's conflicting suffix, say: delete from txn 2 on.
+    /// wal.truncate_from(second.begin)?;
+    /// wal.append_txn(run, 2, &[Op::Write { key: b"k", value: b"leader's", version: 2 }])?;
+    /// let mut values = Vec::new();
+    /// wal.replay(|txn| values.push(txn.ops[0].entry.value().unwrap().to_vec()))?;
+    /// assert_eq!(values, [b"kept".to_vec(), b"leader's".to_vec()]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn truncate_from(&self, lsn: Lsn) -> Result<EntryPosition> {
         let (at, (end, sync_now, wake)) = {
             let mut w = self.shared.writer.lock();

@@ -40,6 +40,57 @@ use crate::sync::Mutex;
 ///
 /// `Wal` is `Send + Sync`: share it (e.g. in an `Arc`) and append from many
 /// threads; appends are serialised, syncs are shared (group commit).
+///
+/// Appends come in three shapes, each returning where it landed: one entry
+/// ([`append_entry`](Wal::append_entry)), a batch that is all-or-nothing
+/// after a crash ([`append_batch`](Wal::append_batch)), and a run's
+/// transaction ([`append_txn`](Wal::append_txn): BeginTxn, the ops,
+/// CommitTxn, as one unit). `append_*` returns once the unit is as durable
+/// as the [`SyncMode`](crate::SyncMode) promises (Strict: synced);
+/// `submit_*` returns at once, and [`Wal::durable`] waits for it.
+///
+/// ```
+/// # fn main() -> durability::Result<()> {
+/// use std::sync::Arc;
+/// use durability::{BorrowedEntry, Config, Op, RunId, SyncMode, Wal};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let wal = Arc::new(Wal::open(dir.path(), Config::default().sync_mode(SyncMode::Strict))?);
+///
+/// // Four agent runs, each writing from its own thread: the appends of
+/// // threads that wait together share one sync (group commit).
+/// let threads: Vec<_> = (0..4)
+///     .map(|_| {
+///         let wal = Arc::clone(&wal);
+///         std::thread::spawn(move || -> durability::Result<RunId> {
+///             let run = RunId::new();
+///             for txn in 1..=25 {
+///                 let key = format!("step/{txn}");
+///                 wal.append_txn(run, txn, &[
+///                     Op::Write { key: key.as_bytes(), value: b"done", version: txn },
+///                 ])?;
+///             }
+///             Ok(run)
+///         })
+///     })
+///     .collect();
+/// let runs: Vec<RunId> = threads.into_iter().map(|t| t.join().unwrap()).collect::<Result<_, _>>()?;
+///
+/// // A batch: both entries survive a crash, or neither does.
+/// let run = runs[0];
+/// wal.append_batch(&[
+///     BorrowedEntry::Write { run_id: run, key: b"a", value: b"1", version: 26 },
+///     BorrowedEntry::Delete { run_id: run, key: b"step/1", version: 26 },
+/// ])?;
+///
+/// let mut txns = 0;
+/// wal.replay_run(runs[1], |_| txns += 1)?;
+/// assert_eq!(txns, 25);
+/// assert_eq!(wal.runs().len(), 4);
+/// wal.shutdown()?; // the handle is shared: close through `&self`
+/// # Ok(())
+/// # }
+/// ```
 pub struct Wal {
     pub(crate) shared: Arc<Shared>,
     pub(super) prep: Arc<Prep>,

@@ -83,6 +83,30 @@ pub struct LogEntry<'a> {
 /// the purge mark ([`Wal::purge_before`](crate::Wal::purge_before)) or the
 /// first LSN the segments hold, whichever is later. Entries below it are
 /// never returned, even where a segment still holds them.
+///
+/// ```
+/// # fn main() -> durability::Result<()> {
+/// use durability::{Config, EntryKind, Op, RunId, Wal};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let wal = Wal::open(dir.path(), Config::default())?;
+/// let run = RunId::new();
+/// let pos = wal.append_txn(run, 1, &[Op::Write { key: b"k", value: b"v1", version: 1 }])?;
+///
+/// let snap = wal.snapshot();
+/// // Appends after the snapshot are not in it.
+/// wal.append_txn(run, 2, &[Op::Write { key: b"k", value: b"v2", version: 2 }])?;
+///
+/// let kinds: Vec<EntryKind> = snap.iter().map(|e| e.map(|e| e.entry.kind())).collect::<Result<_, _>>()?;
+/// assert_eq!(kinds, [EntryKind::BeginTxn, EntryKind::Write, EntryKind::CommitTxn]);
+/// // Zero-copy: the value is a slice of the mapped segment.
+/// let write = snap.iter_from(pos.begin)?.nth(1).unwrap()?;
+/// assert_eq!(write.entry.value(), Some(&b"v1"[..]));
+/// assert_eq!(snap.read_at(write.lsn)?.entry.key(), Some(&b"k"[..]));
+/// assert_eq!(snap.end_lsn(), pos.end);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Snapshot {
     pub(crate) segs: Vec<SegRef>,
     /// The logical start: `max(first LSN of segs[0], purge.mark)`.
