@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use durability::{KeyDiff, KeyState, RunId};
 use serde::Serialize;
 
-use crate::common::{fmt_int, open_reader, parse_run, show_bytes, write_json_line, EXIT_OK};
+use crate::common::{fmt_int, open_reader, parse_run, report_verdict, show_bytes, write_json_line};
 
 /// Arguments of `walctl diff`.
 #[derive(clap::Args, Debug)]
@@ -131,5 +131,5 @@ pub fn run(a: Args) -> Result<u8> {
             p.lsn, p.class, p.file, p.offset
         );
     }
-    Ok(EXIT_OK)
+    Ok(report_verdict(&reader))
 }
