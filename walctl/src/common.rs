@@ -273,6 +273,15 @@ impl ProblemOut {
     }
 }
 
+/// An error's text without the "segment F at offset N: " it starts with
+/// (the problem line says where).
+pub fn without_location(detail: &str) -> &str {
+    match detail.split_once(": ") {
+        Some((loc, rest)) if loc.starts_with("segment ") && loc.contains(" at offset ") => rest,
+        _ => detail,
+    }
+}
+
 /// One entry as JSON: absent fields are null, bytes are hex.
 #[derive(Debug, Serialize)]
 pub struct EntryJson {

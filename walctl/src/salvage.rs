@@ -36,7 +36,7 @@ use anyhow::{bail, Context, Result};
 use durability::recovery::inspect::{inspect, SegmentInspection};
 use durability::{Config, Decoder, Op, RunId, Wal, WalEntry};
 
-use crate::common::{check_dir, fmt_int, EXIT_OK};
+use crate::common::{check_dir, fmt_int, without_location, EXIT_OK};
 
 /// Arguments of `walctl salvage`.
 #[derive(clap::Args, Debug)]
@@ -350,7 +350,10 @@ fn print_report(
             writeln!(
                 out,
                 "  unreadable {} bytes {}..{}{lsn}: {}",
-                s.file.name, u.offset, u.end, u.detail
+                s.file.name,
+                u.offset,
+                u.end,
+                without_location(&u.detail)
             )?;
         }
     }

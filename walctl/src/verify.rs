@@ -27,8 +27,8 @@ use durability::{Decoder, ProblemClass};
 use serde::Serialize;
 
 use crate::common::{
-    exit_for, fmt_bytes, fmt_int, fmt_secs, open_reader, progress, verdict_word, write_json_line,
-    Damaged, ProblemOut, EXIT_DAMAGED,
+    exit_for, fmt_bytes, fmt_int, fmt_secs, open_reader, progress, verdict_word, without_location,
+    write_json_line, Damaged, ProblemOut, EXIT_DAMAGED,
 };
 
 /// Arguments of `walctl verify`.
@@ -315,7 +315,7 @@ fn check_every_segment(dir: &Path, max: usize, v: &mut Verdict) -> Result<()> {
                 lsn: u.lsn,
                 detail: format!(
                     "{} ({} bytes unreadable, to offset {})",
-                    u.detail,
+                    without_location(&u.detail),
                     u.end - u.offset,
                     u.end
                 ),
