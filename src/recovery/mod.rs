@@ -19,6 +19,7 @@ use crate::format::frame::Decoder;
 use crate::format::header;
 
 mod classify;
+pub mod inspect;
 pub(crate) mod pool;
 mod report;
 mod scan;

@@ -12,12 +12,62 @@ use durability::{Config, EntryRef, Error, LogEntry, Problem, ProblemClass, RunId
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-/// Exit status: success.
+/// Exit status: success, the log is clean.
 pub const EXIT_OK: u8 = 0;
-/// Exit status: the log is damaged (a problem was found, reading stopped early).
+/// Exit status: damage found (mid-log corruption, a bad header, anything
+/// that lost or hides acknowledged data).
 pub const EXIT_DAMAGED: u8 = 1;
 /// Exit status: could not run (bad arguments, no such directory, not a log, I/O).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status: only a torn tail, what a crash leaves: the log is
+/// consistent up to its valid end, and a write open cuts the tail.
+pub const EXIT_TORN_TAIL: u8 = 3;
+
+/// The exit-code contract, as `--help` and the docs state it.
+pub const EXIT_CONTRACT: &str =
+    "Exit status of the inspection commands (verify, dump, stats, replay, diff): \
+     0 clean; 1 damage found (mid-log corruption, a bad header, anything that lost or hides \
+     acknowledged data); 2 could not run (bad arguments, no such directory, not a log, I/O error); \
+     3 only a torn tail (what a crash leaves: the log is consistent up to its valid end, and a \
+     write open cuts the tail). salvage: 0 done, 2 could not run.";
+
+/// The exit status for what a read-only open found (`None`: nothing).
+pub fn exit_for(class: Option<ProblemClass>) -> u8 {
+    match class {
+        None => EXIT_OK,
+        Some(ProblemClass::TornTail) => EXIT_TORN_TAIL,
+        Some(_) => EXIT_DAMAGED,
+    }
+}
+
+/// The verdict word for an exit status: "OK", "TORN TAIL" or "DAMAGED".
+pub fn verdict_word(code: u8) -> &'static str {
+    match code {
+        EXIT_OK => "OK",
+        EXIT_TORN_TAIL => "TORN TAIL",
+        _ => "DAMAGED",
+    }
+}
+
+/// Prints the verdict line of `stats`, `replay` and `diff` on stderr when
+/// the log is not clean, and returns the exit status.
+pub fn report_verdict(reader: &WalReader) -> u8 {
+    let p = reader.recovery_report().problem.as_ref();
+    let code = exit_for(p.map(|p| p.class));
+    if let Some(p) = p {
+        let what = if code == EXIT_TORN_TAIL {
+            "the log ends in a torn tail (what a crash leaves; a write open cuts it)"
+        } else {
+            "the log is damaged; `walctl verify` lists every problem, `walctl salvage` extracts what lies past it"
+        };
+        eprintln!(
+            "walctl: {}: {what}: {}",
+            verdict_word(code),
+            ProblemOut::from(p).describe()
+        );
+    }
+    code
+}
 
 /// An error that means the log itself is damaged (exit 1), as opposed to
 /// the tool being unable to run (exit 2, every other error).
@@ -220,6 +270,15 @@ impl ProblemOut {
         s.push_str(": ");
         s.push_str(&self.detail);
         s
+    }
+}
+
+/// An error's text without the "segment F at offset N: " it starts with
+/// (the problem line says where).
+pub fn without_location(detail: &str) -> &str {
+    match detail.split_once(": ") {
+        Some((loc, rest)) if loc.starts_with("segment ") && loc.contains(" at offset ") => rest,
+        _ => detail,
     }
 }
 

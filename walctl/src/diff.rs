@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use durability::{KeyDiff, KeyState, RunId};
 use serde::Serialize;
 
-use crate::common::{fmt_int, open_reader, parse_run, show_bytes, write_json_line, EXIT_OK};
+use crate::common::{fmt_int, open_reader, parse_run, report_verdict, show_bytes, write_json_line};
 
 /// Arguments of `walctl diff`.
 #[derive(clap::Args, Debug)]
@@ -85,9 +85,21 @@ pub fn run(a: Args) -> Result<u8> {
     let known = reader.runs();
     for r in [ra, rb] {
         if !known.contains(&r) {
-            eprintln!(
-                "walctl: note: run {r} has no entries in this log (`walctl stats` lists the runs)"
-            );
+            match &reader.recovery_report().problem {
+                Some(p) => eprintln!(
+                    "walctl: note: run {r} has no entries in the readable part of this log; \
+                     entries past the {} at LSN {} ({} at offset {}) are not readable: \
+                     `walctl salvage {} NEW_DIR` extracts every valid transaction past it",
+                    p.class,
+                    p.lsn,
+                    p.file,
+                    p.offset,
+                    a.dir.display()
+                ),
+                None => eprintln!(
+                    "walctl: note: run {r} has no entries in this log (`walctl stats` lists the runs)"
+                ),
+            }
         }
     }
     let diffs: Vec<KeyDiff> = reader.diff_runs(ra, rb)?;
@@ -131,5 +143,5 @@ pub fn run(a: Args) -> Result<u8> {
             p.lsn, p.class, p.file, p.offset
         );
     }
-    Ok(EXIT_OK)
+    Ok(report_verdict(&reader))
 }

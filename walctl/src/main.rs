@@ -3,11 +3,22 @@
 //! `demo` shows the log end to end (agent runs, a real crash, recovery,
 //! replay, diff, verify); `bench` measures it; `verify`, `dump`, `stats`,
 //! `replay` and `diff` inspect a log read-only, even while another process
-//! writes to it.
+//! writes to it; `salvage` copies every valid committed transaction of a
+//! damaged log (discarded segments included) into a new log.
 //!
-//! Exit status: 0 success; 1 the log is damaged (a problem was found, or
-//! reading stopped early); 2 could not run (bad arguments, no such
-//! directory, not a log, I/O error).
+//! Exit status of the inspection commands (`verify`, `dump`, `stats`,
+//! `replay`, `diff`), one contract for all:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | clean |
+//! | 1 | damage found: mid-log corruption, a bad header, anything that lost or hides acknowledged data |
+//! | 2 | could not run: bad arguments, no such directory, not a log, I/O error |
+//! | 3 | only a torn tail: what a crash leaves; the log is consistent up to its valid end, a write open cuts the tail |
+//!
+//! `stats`, `replay` and `diff` print what they can read, then (when the
+//! log is not clean) a verdict line on stderr. `salvage` exits 0 when it
+//! wrote the new log, 2 when it could not.
 
 mod bench;
 mod common;
@@ -16,6 +27,7 @@ mod demo;
 mod diff;
 mod dump;
 mod replay;
+mod salvage;
 mod stats;
 mod verify;
 
@@ -23,21 +35,28 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::common::{exit_code_of, is_broken_pipe, one_line, EXIT_USAGE};
+use crate::common::{exit_code_of, is_broken_pipe, one_line, EXIT_CONTRACT, EXIT_USAGE};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "walctl",
     version,
     about = "Demo, benchmark and inspect a durability write-ahead log",
-    after_help = "Inspection commands (verify, dump, stats, replay, diff) are read-only: they never change a byte \
-                  of the log, take no lock, and work while another process writes to it.\n\n\
-                  Exit status: 0 success; 1 the log is damaged (a problem was found, or reading stopped early); \
-                  2 could not run (bad arguments, no such directory, not a log, I/O error)."
+    after_help = help_text()
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// The text after `--help`: what the inspection commands promise, and the
+/// exit-code contract.
+fn help_text() -> String {
+    format!(
+        "Inspection commands (verify, dump, stats, replay, diff) are read-only: they never change a \
+         byte of the log, take no lock, and work while another process writes to it. salvage reads \
+         its source read-only and writes only the new log.\n\n{EXIT_CONTRACT}"
+    )
 }
 
 #[derive(Subcommand, Debug)]
@@ -46,7 +65,7 @@ enum Command {
     Demo(demo::Args),
     /// Measure appends, commit latency, replay and recovery.
     Bench(bench::Args),
-    /// Check every segment and frame (read-only); exit 1 if a problem is found.
+    /// Check every segment and frame (read-only), past the first problem; exit 1 damage, 3 torn tail.
     Verify(verify::Args),
     /// Print every entry in log order (read-only).
     Dump(dump::Args),
@@ -56,6 +75,8 @@ enum Command {
     Replay(replay::Args),
     /// Print the keys whose final state differs between two runs (read-only).
     Diff(diff::Args),
+    /// Copy every valid committed transaction of SRC (discarded segments included) into a new log DEST.
+    Salvage(salvage::Args),
     /// Internal: the writer process `demo` crashes.
     #[command(name = "__crash-writer", hide = true)]
     CrashWriter(crash::CrashArgs),
@@ -95,6 +116,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => stats::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Diff(a) => diff::run(a),
+        Command::Salvage(a) => salvage::run(a),
         Command::CrashWriter(a) => crash::crash_writer(a),
     };
     match result {

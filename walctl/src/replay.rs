@@ -11,7 +11,9 @@ use anyhow::Result;
 use durability::{RunId, Txn};
 use serde::Serialize;
 
-use crate::common::{fmt_int, fmt_micros, open_reader, parse_run, show_bytes, EntryJson, EXIT_OK};
+use crate::common::{
+    fmt_int, fmt_micros, open_reader, parse_run, report_verdict, show_bytes, EntryJson,
+};
 
 /// Arguments of `walctl replay`.
 #[derive(clap::Args, Debug)]
@@ -49,9 +51,21 @@ pub fn run(a: Args) -> Result<u8> {
     let run = parse_run(&a.run)?;
     let reader = open_reader(&a.dir)?;
     if !reader.runs().contains(&run) {
-        eprintln!(
-            "walctl: note: run {run} has no entries in this log (`walctl stats` lists the runs)"
-        );
+        match &reader.recovery_report().problem {
+            Some(p) => eprintln!(
+                "walctl: note: run {run} has no entries in the readable part of this log; \
+                 entries past the {} at LSN {} ({} at offset {}) are not readable: \
+                 `walctl salvage {} NEW_DIR` extracts every valid transaction past it",
+                p.class,
+                p.lsn,
+                p.file,
+                p.offset,
+                a.dir.display()
+            ),
+            None => eprintln!(
+                "walctl: note: run {run} has no entries in this log (`walctl stats` lists the runs)"
+            ),
+        }
     }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
@@ -119,7 +133,7 @@ pub fn run(a: Args) -> Result<u8> {
             p.lsn, p.class, p.file, p.offset
         );
     }
-    Ok(EXIT_OK)
+    Ok(report_verdict(&reader))
 }
 
 fn write_txn_json(out: &mut impl Write, txn: &Txn<'_, '_>) -> io::Result<()> {

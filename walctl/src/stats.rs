@@ -11,8 +11,8 @@ use durability::{EntryKind, RunId};
 use serde::Serialize;
 
 use crate::common::{
-    fmt_bytes, fmt_int, fmt_micros, fmt_secs, open_reader, progress, write_json_line, ProblemOut,
-    EXIT_OK,
+    fmt_bytes, fmt_int, fmt_micros, fmt_secs, open_reader, progress, report_verdict,
+    write_json_line, ProblemOut, EXIT_DAMAGED,
 };
 
 /// Arguments of `walctl stats`.
@@ -134,6 +134,7 @@ pub fn run(a: Args) -> Result<u8> {
     let mut run_pos: HashMap<RunId, usize> = HashMap::new();
     let mut ts: Option<(u64, u64)> = None;
     let mut problem = report.problem.as_ref().map(ProblemOut::from);
+    let mut read_failed = false;
     let pb = progress(snap.len_bytes(), "reading");
     let mut shown = snap.start_lsn();
     for e in snap.iter() {
@@ -141,6 +142,7 @@ pub fn run(a: Args) -> Result<u8> {
             Ok(e) => e,
             Err(err) => {
                 problem = Some(ProblemOut::from_error(&err, None));
+                read_failed = true;
                 break;
             }
         };
@@ -222,7 +224,14 @@ pub fn run(a: Args) -> Result<u8> {
         print_text(&s, &mut out)?;
     }
     out.flush()?;
-    Ok(EXIT_OK)
+    drop(out);
+    if read_failed {
+        if let Some(p) = &s.problem {
+            eprintln!("walctl: DAMAGED: reading stopped early: {}", p.describe());
+        }
+        return Ok(EXIT_DAMAGED);
+    }
+    Ok(report_verdict(&reader))
 }
 
 fn print_text(s: &Stats, out: &mut impl Write) -> Result<()> {

@@ -1,6 +1,6 @@
 //! The `walctl` binary, run for real: every subcommand on a known log built
-//! with the library, `--json` parsed back, exit codes 0/1/2 on clean,
-//! damaged and invalid inputs, the log byte-identical after every
+//! with the library, `--json` parsed back, exit codes 0/1/2/3 on clean,
+//! damaged, invalid and torn-tail inputs, the log byte-identical after every
 //! inspection command, inspection while another writer appends, `bench
 //! --json`, and `demo` completing.
 
@@ -438,23 +438,39 @@ fn a_flipped_byte_mid_log_is_corruption_exit_1_and_dump_prints_the_prefix() {
     assert_eq!(o.code, 1);
     assert_eq!(o.stdout.lines().count(), prefix);
 
-    // The others work on the valid prefix and say what they found.
+    // The others work on the valid prefix, say what they found, and exit 1
+    // with the verdict last on stderr.
     let o = inspect(dir, &["stats", p(dir), "--json"]);
-    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.code, 1, "{}", o.stderr);
     assert_eq!(json(&o.stdout)["problem"]["class"], "MidLogCorruption");
+    assert!(
+        o.stderr.lines().last().unwrap().contains("DAMAGED"),
+        "{}",
+        o.stderr
+    );
     let a = run_id(A).to_string();
     let o = inspect(dir, &["replay", p(dir), "--run", &a]);
-    assert_eq!(o.code, 0);
+    assert_eq!(o.code, 1);
     assert!(o.stderr.contains("stops early"), "{}", o.stderr);
+    assert!(
+        o.stderr.lines().last().unwrap().contains("DAMAGED"),
+        "{}",
+        o.stderr
+    );
     let o = inspect(
         dir,
         &["diff", p(dir), "--run", &a, "--run", &run_id(B).to_string()],
     );
-    assert_eq!(o.code, 0);
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.lines().last().unwrap().contains("DAMAGED"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
-fn a_torn_or_garbage_tail_is_exit_1_with_every_entry_dumped() {
+fn a_torn_or_garbage_tail_is_exit_3_torn_tail_with_every_entry_dumped() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let k = build_log(dir);
@@ -469,12 +485,16 @@ fn a_torn_or_garbage_tail_is_exit_1_with_every_entry_dumped() {
     let name = seg.file_name().unwrap().to_str().unwrap().to_string();
 
     let o = inspect(dir, &["verify", p(dir)]);
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.code, 3, "{}", o.stdout);
     assert!(o.stdout.contains("torn tail"), "{}", o.stdout);
+    assert!(o.stdout.contains("TORN TAIL"), "{}", o.stdout);
+    assert!(!o.stdout.contains("DAMAGED"), "{}", o.stdout);
     assert!(o.stdout.contains(&name), "{}", o.stdout);
     let o = inspect(dir, &["verify", p(dir), "--json"]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 3);
     let v = json(&o.stdout);
+    assert_eq!(v["verdict"], "TORN TAIL");
+    assert_eq!(v["problems"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["problems"][0]["class"], "TornTail");
     assert_eq!(v["problems"][0]["segment"], name.as_str());
     assert_eq!(v["problems"][0]["offset"], end);
@@ -495,8 +515,24 @@ fn a_torn_or_garbage_tail_is_exit_1_with_every_entry_dumped() {
     bytes[end..stop].fill(0x5A);
     fs::write(&seg, &bytes).unwrap();
     let o = inspect(dir, &["verify", p(dir), "--json"]);
-    assert_eq!(o.code, 1);
+    assert_eq!(o.code, 3);
     assert_eq!(json(&o.stdout)["problems"][0]["class"], "TornTail");
+    for cmd in ["stats", "replay", "diff"] {
+        let a = run_id(A).to_string();
+        let b = run_id(B).to_string();
+        let args: Vec<&str> = match cmd {
+            "stats" => vec![cmd, p(dir)],
+            "replay" => vec![cmd, p(dir), "--run", &a],
+            _ => vec![cmd, p(dir), "--run", &a, "--run", &b],
+        };
+        let o = inspect(dir, &args);
+        assert_eq!(o.code, 3, "{cmd}: {}", o.stderr);
+        assert!(
+            o.stderr.lines().last().unwrap().contains("TORN TAIL"),
+            "{cmd}: {}",
+            o.stderr
+        );
+    }
 
     // Truncated in the middle of the last frame: a segment shorter than its
     // header page cannot be mapped, so cut a frame in half instead.
@@ -506,7 +542,7 @@ fn a_torn_or_garbage_tail_is_exit_1_with_every_entry_dumped() {
     bytes[off + len / 2..].fill(0);
     fs::write(&seg, &bytes).unwrap();
     let o = inspect(dir, &["verify", p(dir), "--json"]);
-    assert_eq!(o.code, 1, "{}", o.stdout);
+    assert_eq!(o.code, 3, "{}", o.stdout);
     assert_eq!(json(&o.stdout)["entries"], k.entries - 1);
 }
 
