@@ -220,7 +220,7 @@ struct Slot {
 /// // Many transactions in flight, one wait for all: the last one's end
 /// // covers every byte before it.
 /// let mut last = None;
-/// for txn in 1..=100 {
+/// for txn in 1..=100u64 {
 ///     let op = Op::Write { key: b"counter", value: &txn.to_le_bytes(), version: txn };
 ///     last = Some(wal.submit_txn(run, txn, &[op])?);
 /// }

@@ -4,7 +4,8 @@
 //!
 //! If reading stops before the end of the files (a torn tail, damage, or an
 //! entry that cannot be read), the valid prefix is printed, a final line on
-//! stderr says where and why, and the exit status is 1.
+//! stderr says where and why, and the exit status is 3 for a torn tail
+//! alone, 1 for damage (the contract of every inspection command).
 //!
 //! `--follow` keeps printing what another process appends: at the end it
 //! opens the log read-only again every 200 ms and goes on from where it
@@ -21,8 +22,8 @@ use durability::{EntryKind, Error, LogEntry, WalReader};
 use serde::Serialize;
 
 use crate::common::{
-    describe_entry, open_reader, parse_lsn, parse_run, write_json_line, Damaged, EntryJson,
-    ProblemOut, EXIT_DAMAGED, EXIT_OK,
+    describe_entry, exit_for, open_reader, parse_lsn, parse_run, write_json_line, Damaged,
+    EntryJson, ProblemOut, EXIT_DAMAGED, EXIT_OK,
 };
 
 /// Arguments of `walctl dump`.
@@ -74,7 +75,10 @@ fn parse_kind(s: &str) -> Result<EntryKind> {
         .find(|k| k.name().eq_ignore_ascii_case(t))
         .ok_or_else(|| {
             let names: Vec<&str> = EntryKind::ALL.iter().map(|k| k.name()).collect();
-            anyhow::anyhow!("invalid entry type {s:?}: expected one of {}", names.join(", "))
+            anyhow::anyhow!(
+                "invalid entry type {s:?}: expected one of {}",
+                names.join(", ")
+            )
         })
 }
 
@@ -89,7 +93,9 @@ struct Filter {
 
 impl Filter {
     fn wants(&self, e: &LogEntry<'_>) -> bool {
-        self.run.as_ref().is_none_or(|r| e.entry.run_id_ref() == Some(r))
+        self.run
+            .as_ref()
+            .is_none_or(|r| e.entry.run_id_ref() == Some(r))
             && (self.kinds.is_empty() || self.kinds.contains(&e.entry.kind()))
     }
 
@@ -139,7 +145,10 @@ pub fn run(a: Args) -> Result<u8> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut printed = 0u64;
-    let mut at = Position { next: from, exact: from.is_some() };
+    let mut at = Position {
+        next: from,
+        exact: from.is_some(),
+    };
     let mut stopped = print_from(&reader, &mut at, &filter, &mut out, &mut printed)?;
     if stopped.is_none() {
         if let Some(p) = &reader.recovery_report().problem {
@@ -150,7 +159,9 @@ pub fn run(a: Args) -> Result<u8> {
     // Following: a torn tail is a writer mid-append, not damage; anything
     // else ends the dump as it would without --follow.
     while a.follow
-        && stopped.as_ref().is_none_or(|p| p.class == durability::ProblemClass::TornTail)
+        && stopped
+            .as_ref()
+            .is_none_or(|p| p.class == durability::ProblemClass::TornTail)
         && !filter.done(printed, at.next.unwrap_or(0))
     {
         out.flush()?;
@@ -173,7 +184,7 @@ pub fn run(a: Args) -> Result<u8> {
     match stopped {
         Some(p) => {
             eprintln!("walctl: dump stopped early: {}", p.describe());
-            Ok(EXIT_DAMAGED)
+            Ok(exit_for(Some(p.class)))
         }
         None => Ok(EXIT_OK),
     }

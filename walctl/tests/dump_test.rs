@@ -100,12 +100,18 @@ fn dump_bounds_filters_and_text_fields() {
     assert!(commits.iter().all(|c| c["type"] == "CommitTxn"));
     let (_, both, _) = dump(&[d, "--json", "--type", "BeginTxn,CommitTxn", "--limit", "5"]);
     let kinds: Vec<&str> = both.iter().map(|e| e["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["BeginTxn", "CommitTxn", "BeginTxn", "CommitTxn", "BeginTxn"]);
+    assert_eq!(
+        kinds,
+        ["BeginTxn", "CommitTxn", "BeginTxn", "CommitTxn", "BeginTxn"]
+    );
 
     // A type that does not exist is a usage error.
     let (code, _, err) = dump(&[d, "--type", "Commit"]);
     assert_eq!(code, 2);
-    assert!(err.contains("invalid entry type") && err.contains("CommitTxn"), "{err}");
+    assert!(
+        err.contains("invalid entry type") && err.contains("CommitTxn"),
+        "{err}"
+    );
 }
 
 /// Stops the child if the test fails before it exits.
@@ -140,7 +146,8 @@ fn dump_follow_prints_entries_appended_later() {
     let reading = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
-            tx.send(serde_json::from_str::<Value>(&line).unwrap()).unwrap();
+            tx.send(serde_json::from_str::<Value>(&line).unwrap())
+                .unwrap();
         }
     });
     let wait = Duration::from_secs(120);
@@ -151,7 +158,10 @@ fn dump_follow_prints_entries_appended_later() {
     }
     txns(&wal, run, 3..=4);
     for _ in 0..8 {
-        seen.push(rx.recv_timeout(wait).expect("dump --follow printed the appended entries"));
+        seen.push(
+            rx.recv_timeout(wait)
+                .expect("dump --follow printed the appended entries"),
+        );
     }
     let status = child.0.wait().unwrap();
     reading.join().unwrap();
@@ -164,5 +174,8 @@ fn dump_follow_prints_entries_appended_later() {
         .collect();
     assert_eq!(txn_ids, [1, 2, 3, 4]);
     let lsns: Vec<u64> = seen.iter().map(|e| e["lsn"].as_u64().unwrap()).collect();
-    assert!(lsns.windows(2).all(|w| w[0] < w[1]), "in log order, once each");
+    assert!(
+        lsns.windows(2).all(|w| w[0] < w[1]),
+        "in log order, once each"
+    );
 }
