@@ -1,5 +1,6 @@
-//! `walctl replay DIR --run UUID [--json]`: the committed transactions of one
-//! run, in commit order, read-only. Aborted and unfinished transactions are
+//! `walctl replay DIR --run UUID [--from LSN | --from-checkpoint] [--json]`:
+//! the committed transactions of one run, in commit order, read-only (from
+//! a position: those that commit at or after it, each whole). Aborted and unfinished transactions are
 //! not shown (they are counted at the end, in text mode). A log whose start
 //! is above 0 (entries purged, or removed by retention) says so first, so
 //! the history shown is never taken for the whole one.
@@ -12,7 +13,7 @@ use durability::{RunId, Txn};
 use serde::Serialize;
 
 use crate::common::{
-    fmt_int, fmt_micros, open_reader, parse_run, report_verdict, show_bytes, EntryJson,
+    fmt_int, fmt_micros, open_reader, parse_lsn, parse_run, report_verdict, show_bytes, EntryJson,
 };
 
 /// Arguments of `walctl replay`.
@@ -23,6 +24,19 @@ pub struct Args {
     /// The run to replay.
     #[arg(long, value_name = "UUID")]
     pub run: String,
+    /// Only the transactions that commit at or after this LSN (each whole,
+    /// even if it began before).
+    #[arg(
+        long,
+        value_name = "LSN",
+        allow_hyphen_values = true,
+        conflicts_with = "from_checkpoint"
+    )]
+    pub from: Option<String>,
+    /// Only the transactions that commit at or after the log's last
+    /// checkpoint (what a state saved at that checkpoint lacks).
+    #[arg(long)]
+    pub from_checkpoint: bool,
     /// One JSON object per transaction per line.
     #[arg(long)]
     pub json: bool,
@@ -49,7 +63,22 @@ struct TxnJson {
 
 pub fn run(a: Args) -> Result<u8> {
     let run = parse_run(&a.run)?;
+    let from = a.from.as_deref().map(parse_lsn).transpose()?;
     let reader = open_reader(&a.dir)?;
+    let from = match (from, a.from_checkpoint) {
+        (Some(lsn), _) => Some(lsn),
+        (None, true) => match reader.last_checkpoint()? {
+            Some(cp) => {
+                eprintln!(
+                    "walctl: from the last checkpoint, at LSN {} (snapshot {}, version {})",
+                    cp.lsn, cp.snapshot_id, cp.version
+                );
+                Some(cp.lsn)
+            }
+            None => anyhow::bail!("the log holds no checkpoint (--from-checkpoint)"),
+        },
+        (None, false) => None,
+    };
     if !reader.runs().contains(&run) {
         match &reader.recovery_report().problem {
             Some(p) => eprintln!(
@@ -88,7 +117,7 @@ pub fn run(a: Args) -> Result<u8> {
         }
     }
     let mut failed: Option<io::Error> = None;
-    let stats = reader.replay_run(run, |txn: &Txn<'_, '_>| {
+    let mut print = |txn: &Txn<'_, '_>| {
         if failed.is_some() {
             return;
         }
@@ -100,7 +129,13 @@ pub fn run(a: Args) -> Result<u8> {
         if let Err(e) = r {
             failed = Some(e);
         }
-    })?;
+    };
+    // From a position: the replay builder (transactions open there come
+    // whole); otherwise the run's stretches through the reader's index.
+    let stats = match from {
+        Some(lsn) => reader.replayer().run(run).from(lsn).for_each(&mut print)?,
+        None => reader.replay_run(run, &mut print)?,
+    };
     if let Some(e) = failed {
         return Err(e.into());
     }
