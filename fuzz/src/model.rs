@@ -1642,13 +1642,6 @@ mod tests {
         u8::try_from(live.len() - i).expect("within reach of `back`")
     }
 
-    /// The `at` of `ModelOp::Purge` that purges below `lsn`.
-    fn at_of(m: &Model, lsn: u64) -> u8 {
-        let live = m.live();
-        let i = live.iter().position(|e| e.lsn == lsn).unwrap_or(live.len());
-        u8::try_from(i).expect("within reach of `at`")
-    }
-
     /// `ModelOp::Truncate` from `lsn`.
     fn truncate_at(m: &mut Model, lsn: u64) {
         let back = back_of(m, lsn);
