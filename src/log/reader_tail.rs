@@ -24,7 +24,7 @@ use crate::format::Lsn;
 use crate::log::reader::WalReader;
 use crate::log::registry::{self, DirId};
 use crate::log::tail::{settle, take, TailEntry};
-use crate::os::lock::writer_state;
+use crate::os::lock::{lock_generation, LOCK_FILE};
 use crate::os::segment::Segment;
 use crate::read::dead::Truncations;
 use crate::read::snapshot::{SegRef, Snapshot};
@@ -56,7 +56,9 @@ const POLL_INTERVAL_BOUNDS: (Duration, Duration) =
 ///   frame validates where the last one's frames end. Each time a writer
 ///   opens the log (the lock file counts write opens), and on the first look
 ///   past the reader's own view, it scans the whole log again as
-///   [`WalReader::open`] does, since a write open may have repaired the end.
+///   [`WalReader::open`] does (in the default
+///   [`RecoveryMode`](crate::RecoveryMode), whatever the reader was opened
+///   with), since a write open may have repaired the end.
 ///
 /// It holds no pin: it does not hold back the writer's retention. A tail
 /// whose next entry was purged ([`Wal::purge_before`](crate::Wal::purge_before)),
@@ -79,6 +81,8 @@ pub struct ReaderTail {
     /// The lock file's count of write opens when `snap` was last scanned
     /// whole (`None`: unknown, so the next look scans).
     generation: Option<u64>,
+    /// The view's end when a whole scan made it, until the view changes.
+    scanned_end: Option<Lsn>,
     /// A mapping of the segment after the view's last one, kept while its
     /// first frame is not there yet (a segment the writer prepared).
     following: Option<SegRef>,
@@ -132,6 +136,7 @@ impl WalReader {
             next: if lsn == 0 { start } else { lsn },
             mark: start,
             generation: None,
+            scanned_end: None,
             following: None,
             interval: DEFAULT_POLL_INTERVAL,
             buf: Vec::new(),
@@ -362,7 +367,7 @@ impl ReaderTail {
     /// the whole log. Then takes up the purge mark.
     fn refresh(&mut self) -> Result<()> {
         let state = registry::dir_state(DirId::of(&self.dir)?);
-        let extended = {
+        let settled = {
             // Held while copying: a write open of this process waits, so it
             // never repairs bytes this copy reads, and no writer of this
             // process stores bytes it copies (DESIGN.md §8).
@@ -377,10 +382,16 @@ impl ReaderTail {
                 self.generation = None;
                 return self.take_mark();
             }
-            let (_, generation) = writer_state(&self.dir);
-            self.generation == Some(generation) && self.extend()
+            let known = self.generation == Some(self.write_opens());
+            if known && self.extend() {
+                return self.take_mark();
+            }
+            // A whole scan that ended here already judged what follows (a
+            // damaged segment, say): scanning again before the log changes
+            // would only repeat it, every poll interval.
+            known && self.scanned_end == Some(self.snap.end)
         };
-        if !extended {
+        if !settled {
             self.rescan()?;
         }
         self.take_mark()
@@ -390,15 +401,25 @@ impl ReaderTail {
     /// gate, which the open takes) and takes its view.
     fn rescan(&mut self) -> Result<()> {
         // Read before: a write open during the scan makes the next look scan
-        // again.
-        let (_, generation) = writer_state(&self.dir);
+        // again. The default recovery mode (PointInTime): the tail wants the
+        // valid log, whatever the reader was opened with.
+        let generation = self.write_opens();
         let reader = WalReader::open(&self.dir, crate::log::config::Config::default())?;
         if reader.instance_id() != self.instance {
             return Err(self.other_log());
         }
         self.install(copy_view(reader.snapshot()));
         self.generation = Some(generation);
+        self.scanned_end = Some(self.snap.end);
         Ok(())
+    }
+
+    /// The write opens the lock file has counted (0 if it has none). A
+    /// write open counts itself before it repairs anything (DESIGN.md §8,
+    /// "Read-only opens"). Read without the lock probe: whether a writer
+    /// runs now does not matter, only whether one opened.
+    fn write_opens(&self) -> u64 {
+        crate::os::files::open_read(&self.dir.join(LOCK_FILE)).map_or(0, |f| lock_generation(&f))
     }
 
     fn other_log(&self) -> Error {
@@ -412,6 +433,7 @@ impl ReaderTail {
     }
 
     fn install(&mut self, snap: Snapshot) {
+        self.scanned_end = None;
         self.mark = self.mark.max(snap.start_lsn());
         self.truncations = truncations_of(&snap);
         self.following = None;
