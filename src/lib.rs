@@ -91,7 +91,8 @@ unix_only! {
     pub use log::mode::SyncMode;
     pub use log::position::{Appended, BatchPosition, End, EntryPosition, TxnPosition};
     pub use log::reader::WalReader;
-    pub use log::tail::Tail;
+    pub use log::reader_tail::ReaderTail;
+    pub use log::tail::{Tail, TailEntry};
     pub use log::wal::Wal;
     pub use os::faults;
     pub use read::replay::{ReplayStats, Replayer, Txn};

@@ -17,6 +17,7 @@ pub(crate) mod prefault;
 pub(crate) mod prepare;
 pub(crate) mod publish;
 pub mod reader;
+pub mod reader_tail;
 pub(crate) mod registry;
 mod replay;
 pub mod retention;

@@ -18,16 +18,32 @@
 //! its publish happens-before the waiter's second `ready()`, which sees the
 //! new end; if after, the waiter is already waiting and is woken.
 //!
+//! **Async waiters** ([`TailNotify::poll_wait`], behind
+//! [`Tail::next_async`](crate::Tail::next_async)) take the same two steps,
+//! with a [`Waker`] in place of the condvar wait: they count themselves
+//! under the writer lock, then, under `lock`, check `ready()` again and
+//! store their waker in `lock`'s list. [`TailNotify::wake`] (and `close`)
+//! drains that list under `lock` and wakes each waker after releasing it;
+//! so either the wake's section comes first (and the second `ready()` sees
+//! the publish) or the waker is in the list it drains. Counting is exact:
+//! a stored waker counts once in `waiters` until whoever takes it out of the
+//! list (a wake, or [`TailNotify::cancel`] when the future resolves or is
+//! dropped) gives the count back, under `lock`, so a dropped future leaves
+//! neither a waker nor a count behind.
+//!
 //! The writer lock and `lock` are never held together, so neither side
 //! constrains the other's lock order: `wake` and `close` may be called with
 //! or without the writer lock held (the log calls `wake` after releasing it,
-//! to keep the writer's critical section short).
+//! to keep the writer's critical section short). No waker is woken or
+//! dropped while `lock` is held: a waker may run arbitrary code (poll the
+//! future again, inline).
 //!
 //! The loom models in `loom_tests` check that no wake-up is lost.
 
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, MutexGuard, Ordering};
 
 /// Why [`TailNotify::wait`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,13 +56,34 @@ pub(crate) enum WaitOutcome {
     TimedOut,
 }
 
+/// The wakers of async waiters, under [`TailNotify`]'s `lock`.
+#[derive(Default)]
+struct Wakers {
+    /// (registration, waker): one entry per pending future at most.
+    list: Vec<(u64, Waker)>,
+    /// The next registration number handed out.
+    next_id: u64,
+}
+
+impl Wakers {
+    fn position(&self, id: u64) -> Option<usize> {
+        self.list.iter().position(|&(i, _)| i == id)
+    }
+}
+
+/// An async waiter's registration: `Some(id)` once it stored a waker (which
+/// a wake may have taken out of the list since). Held by the waiting future;
+/// handed back to [`TailNotify::cancel`] when it resolves or is dropped.
+pub(crate) type Registration = Option<u64>;
+
 /// Wakes tail readers when the published end moves or the log closes.
 pub(crate) struct TailNotify {
-    lock: Mutex<()>,
+    lock: Mutex<Wakers>,
     cv: Condvar,
-    /// Registered waiters. Incremented only under the log's writer lock;
-    /// decremented without it (a stale non-zero count only costs a
-    /// spurious wake).
+    /// Registered waiters: blocked threads, wakers in `lock`'s list, and
+    /// async waiters between their two steps. Incremented only under the
+    /// log's writer lock; decremented without it (a stale non-zero count
+    /// only costs a spurious wake), each increment exactly once.
     waiters: AtomicUsize,
     /// Set under `lock`; never cleared.
     closed: AtomicBool,
@@ -55,7 +92,7 @@ pub(crate) struct TailNotify {
 impl TailNotify {
     pub(crate) fn new() -> Self {
         TailNotify {
-            lock: Mutex::new(()),
+            lock: Mutex::new(Wakers::default()),
             cv: Condvar::new(),
             waiters: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
@@ -69,20 +106,139 @@ impl TailNotify {
         self.waiters.load(Ordering::Relaxed) > 0
     }
 
-    /// Wakes every waiter (takes `lock`, notify_all). Called after
-    /// releasing the writer lock when [`TailNotify::has_waiters`] said so.
+    /// Wakes every waiter (takes `lock`, notify_all, and takes every
+    /// stored waker out of the list to wake it after releasing `lock`).
+    /// Called after releasing the writer lock when
+    /// [`TailNotify::has_waiters`] said so.
     pub(crate) fn wake(&self) {
-        let _g = self.lock.lock();
+        let g = self.lock.lock();
         self.cv.notify_all();
+        Self::wake_all(self.drain(g));
     }
 
     /// The log is closing: mark closed and wake everyone; later waits
     /// return at once (with [`WaitOutcome::Ready`] if `ready()` holds,
     /// [`WaitOutcome::Closed`] otherwise).
     pub(crate) fn close(&self) {
-        let _g = self.lock.lock();
+        let g = self.lock.lock();
         self.closed.store(true, Ordering::Release);
         self.cv.notify_all();
+        Self::wake_all(self.drain(g));
+    }
+
+    /// Takes every stored waker out of the list, gives back their counts,
+    /// and releases `lock`.
+    fn drain(&self, mut g: MutexGuard<'_, Wakers>) -> Vec<(u64, Waker)> {
+        let list = std::mem::take(&mut g.list);
+        if !list.is_empty() {
+            self.waiters.fetch_sub(list.len(), Ordering::Relaxed);
+        }
+        drop(g);
+        list
+    }
+
+    /// Wakes wakers taken out of the list (never under `lock`).
+    fn wake_all(list: Vec<(u64, Waker)>) {
+        for (_, w) in list {
+            w.wake();
+        }
+    }
+
+    /// The async form of [`TailNotify::wait`], for a future's `poll`:
+    /// `Ready(Ready)` if `ready()` holds, `Ready(Closed)` if the notifier is
+    /// closed (and `ready()` does not hold), both with `reg` given back;
+    /// otherwise `Pending`, with `waker` stored under `reg` (replacing the
+    /// waker an earlier poll stored), to be woken by the next
+    /// [`TailNotify::wake`] or [`TailNotify::close`]. Never loses a
+    /// wake-up (see the module docs). The future must hand `reg` to
+    /// [`TailNotify::cancel`] if it is dropped while `Pending`.
+    ///
+    /// `ready()` must be cheap and must not lock `writer` (it runs under it).
+    pub(crate) fn poll_wait<W>(
+        &self,
+        writer: &Mutex<W>,
+        ready: impl Fn() -> bool,
+        reg: &mut Registration,
+        waker: &Waker,
+    ) -> Poll<WaitOutcome> {
+        {
+            let _w = writer.lock();
+            if ready() {
+                drop(_w);
+                self.cancel(reg);
+                return Poll::Ready(WaitOutcome::Ready);
+            }
+            // This attempt's count, given back below unless it becomes the
+            // count of a newly stored waker.
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut g = self.lock.lock();
+        // A publisher that saw our count may have drained the list before
+        // we took `lock`: then its end is visible here.
+        let outcome = if ready() {
+            Some(WaitOutcome::Ready)
+        } else if self.closed.load(Ordering::Acquire) {
+            Some(WaitOutcome::Closed)
+        } else {
+            None
+        };
+        let Some(outcome) = outcome else {
+            let id = match *reg {
+                Some(id) => id,
+                None => {
+                    let id = g.next_id;
+                    g.next_id = id.wrapping_add(1);
+                    *reg = Some(id);
+                    id
+                }
+            };
+            let old = match g.position(id) {
+                // Still stored (no wake since the last poll): it already
+                // counts; this attempt's count goes back.
+                Some(i) => {
+                    self.waiters.fetch_sub(1, Ordering::Relaxed);
+                    let slot = &mut g.list[i].1;
+                    (!slot.will_wake(waker)).then(|| std::mem::replace(slot, waker.clone()))
+                }
+                None => {
+                    g.list.push((id, waker.clone()));
+                    None
+                }
+            };
+            drop(g);
+            drop(old);
+            return Poll::Pending;
+        };
+        let old = reg.take().and_then(|id| g.position(id)).map(|i| {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            g.list.swap_remove(i)
+        });
+        self.waiters.fetch_sub(1, Ordering::Relaxed);
+        drop(g);
+        drop(old);
+        Poll::Ready(outcome)
+    }
+
+    /// Gives back an async waiter's registration: its waker leaves the
+    /// list (unless a wake took it already, and gave back its count). For a
+    /// future that resolves, or is dropped while pending.
+    pub(crate) fn cancel(&self, reg: &mut Registration) {
+        let Some(id) = reg.take() else {
+            return;
+        };
+        let mut g = self.lock.lock();
+        let old = g.position(id).map(|i| {
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+            g.list.swap_remove(i)
+        });
+        drop(g);
+        drop(old);
+    }
+
+    /// Wakers stored now.
+    #[cfg(test)]
+    pub(crate) fn stored_wakers(&self) -> usize {
+        self.lock.lock().list.len()
     }
 
     /// Whether [`TailNotify::close`] was called.
@@ -227,5 +383,72 @@ mod tests {
         assert_eq!(waiter.join().unwrap(), WaitOutcome::Closed);
         assert_eq!(tn.wait(&writer, ready(3), None), WaitOutcome::Closed);
         assert_eq!(tn.wait(&writer, ready(2), None), WaitOutcome::Ready);
+    }
+
+    /// Counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting() -> (std::sync::Arc<Count>, Waker) {
+        let c = std::sync::Arc::new(Count(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    #[test]
+    fn an_async_waiter_counts_once_and_leaves_nothing_behind() {
+        let writer = Mutex::new(());
+        let end = AtomicU64::new(0);
+        let tn = TailNotify::new();
+        let end = &end;
+        let ready = |x| move || end.load(Ordering::Acquire) >= x;
+        let (c, waker) = counting();
+        let (d, other) = counting();
+        let mut reg = None;
+
+        // Polled three times, with a new waker once: one registration, one
+        // count, the latest waker.
+        for w in [&waker, &waker, &other] {
+            assert!(tn.poll_wait(&writer, ready(1), &mut reg, w).is_pending());
+            assert_eq!((tn.stored_wakers(), tn.waiters.load(Ordering::SeqCst)), (1, 1));
+        }
+        // A publish wakes it (the latest waker only) and drains it.
+        end.store(1, Ordering::Release);
+        assert!(tn.has_waiters());
+        tn.wake();
+        assert_eq!((c.0.load(Ordering::SeqCst), d.0.load(Ordering::SeqCst)), (0, 1));
+        assert_eq!(tn.stored_wakers(), 0);
+        assert!(!tn.has_waiters());
+        // Polled after the wake: ready, and the registration given back.
+        assert_eq!(
+            tn.poll_wait(&writer, ready(1), &mut reg, &waker),
+            Poll::Ready(WaitOutcome::Ready)
+        );
+        assert_eq!(reg, None);
+
+        // Registered, then cancelled (a dropped future): nothing left, and
+        // a later wake wakes nothing.
+        assert!(tn.poll_wait(&writer, ready(2), &mut reg, &waker).is_pending());
+        tn.cancel(&mut reg);
+        assert_eq!((reg, tn.stored_wakers()), (None, 0));
+        assert!(!tn.has_waiters());
+        tn.wake();
+        assert_eq!(c.0.load(Ordering::SeqCst), 0);
+        tn.cancel(&mut reg); // nothing to give back: a no-op
+
+        // Registered, then closed: woken, and the next poll says Closed.
+        assert!(tn.poll_wait(&writer, ready(2), &mut reg, &waker).is_pending());
+        tn.close();
+        assert_eq!(c.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            tn.poll_wait(&writer, ready(2), &mut reg, &waker),
+            Poll::Ready(WaitOutcome::Closed)
+        );
+        assert_eq!((reg, tn.stored_wakers()), (None, 0));
+        assert!(!tn.has_waiters());
     }
 }
