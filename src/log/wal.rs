@@ -403,6 +403,12 @@ impl Wal {
     }
 
     fn shut_down_now(&self) -> Result<()> {
+        // `closed` is set. Every append checks it under the writer lock, so
+        // once the lock has been taken and released here no append is
+        // writing frame bytes any more: a read-only open of this process
+        // that finds the gate cleared (below) and scans the files never
+        // reads bytes still being written.
+        drop(self.shared.writer.lock());
         self.ticker.stop();
         {
             let mut slot = self.prep.slot.lock();
