@@ -49,6 +49,27 @@ pub fn verdict_word(code: u8) -> &'static str {
     }
 }
 
+/// Says on stderr that `run` has no entry in the readable part of the
+/// log: if the log is damaged, where, and that `walctl salvage` can
+/// extract what lies past the damage.
+pub fn note_missing_run(reader: &WalReader, run: RunId, dir: &Path) {
+    match &reader.recovery_report().problem {
+        Some(p) => eprintln!(
+            "walctl: note: run {run} has no entries in the readable part of this log; \
+             entries past the {} at LSN {} ({} at offset {}) are not readable: \
+             `walctl salvage {} NEW_DIR` extracts every valid transaction past it",
+            p.class,
+            p.lsn,
+            p.file,
+            p.offset,
+            dir.display()
+        ),
+        None => eprintln!(
+            "walctl: note: run {run} has no entries in this log (`walctl stats` lists the runs)"
+        ),
+    }
+}
+
 /// Prints the verdict line of `stats`, `replay` and `diff` on stderr when
 /// the log is not clean, and returns the exit status.
 pub fn report_verdict(reader: &WalReader) -> u8 {

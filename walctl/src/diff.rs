@@ -9,7 +9,9 @@ use anyhow::{bail, Result};
 use durability::{KeyDiff, KeyState, RunId};
 use serde::Serialize;
 
-use crate::common::{fmt_int, open_reader, parse_run, report_verdict, show_bytes, write_json_line};
+use crate::common::{
+    fmt_int, note_missing_run, open_reader, parse_run, report_verdict, show_bytes, write_json_line,
+};
 
 /// Arguments of `walctl diff`.
 #[derive(clap::Args, Debug)]
@@ -85,21 +87,7 @@ pub fn run(a: Args) -> Result<u8> {
     let known = reader.runs();
     for r in [ra, rb] {
         if !known.contains(&r) {
-            match &reader.recovery_report().problem {
-                Some(p) => eprintln!(
-                    "walctl: note: run {r} has no entries in the readable part of this log; \
-                     entries past the {} at LSN {} ({} at offset {}) are not readable: \
-                     `walctl salvage {} NEW_DIR` extracts every valid transaction past it",
-                    p.class,
-                    p.lsn,
-                    p.file,
-                    p.offset,
-                    a.dir.display()
-                ),
-                None => eprintln!(
-                    "walctl: note: run {r} has no entries in this log (`walctl stats` lists the runs)"
-                ),
-            }
+            note_missing_run(&reader, r, &a.dir);
         }
     }
     let diffs: Vec<KeyDiff> = reader.diff_runs(ra, rb)?;

@@ -13,7 +13,8 @@ use durability::{RunId, Txn};
 use serde::Serialize;
 
 use crate::common::{
-    fmt_int, fmt_micros, open_reader, parse_lsn, parse_run, report_verdict, show_bytes, EntryJson,
+    fmt_int, fmt_micros, note_missing_run, open_reader, parse_lsn, parse_run, report_verdict,
+    show_bytes, EntryJson,
 };
 
 /// Arguments of `walctl replay`.
@@ -80,21 +81,7 @@ pub fn run(a: Args) -> Result<u8> {
         (None, false) => None,
     };
     if !reader.runs().contains(&run) {
-        match &reader.recovery_report().problem {
-            Some(p) => eprintln!(
-                "walctl: note: run {run} has no entries in the readable part of this log; \
-                 entries past the {} at LSN {} ({} at offset {}) are not readable: \
-                 `walctl salvage {} NEW_DIR` extracts every valid transaction past it",
-                p.class,
-                p.lsn,
-                p.file,
-                p.offset,
-                a.dir.display()
-            ),
-            None => eprintln!(
-                "walctl: note: run {run} has no entries in this log (`walctl stats` lists the runs)"
-            ),
-        }
+        note_missing_run(&reader, run, &a.dir);
     }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
