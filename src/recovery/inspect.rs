@@ -152,6 +152,24 @@ pub struct SegmentInspection {
 }
 
 impl SegmentInspection {
+    /// The inspection of `file` before (or without) reading a frame.
+    fn nothing_read(file: &SegmentFile, file_len: u64, header_problem: Option<String>) -> Self {
+        SegmentInspection {
+            file: file.clone(),
+            file_len,
+            instance: None,
+            first_lsn: None,
+            first_lsn_assumed: false,
+            header_problem,
+            frames: 0,
+            frame_bytes: 0,
+            bytes_checked: 0,
+            end_lsn: None,
+            unreadable: Vec::new(),
+            stopped_early: false,
+        }
+    }
+
     /// Bytes of the unreadable ranges.
     pub fn unreadable_bytes(&self) -> u64 {
         self.unreadable.iter().map(|u| u.end - u.offset).sum()
@@ -191,20 +209,7 @@ pub fn inspect_segment(
         .and_then(|f| f.metadata())
         .map_err(|e| Error::io("open segment", path, e))?
         .len();
-    let mut out = SegmentInspection {
-        file: file.clone(),
-        file_len,
-        instance: None,
-        first_lsn: None,
-        first_lsn_assumed: false,
-        header_problem: None,
-        frames: 0,
-        frame_bytes: 0,
-        bytes_checked: 0,
-        end_lsn: None,
-        unreadable: Vec::new(),
-        stopped_early: false,
-    };
+    let mut out = SegmentInspection::nothing_read(file, file_len, None);
     if file_len < DATA_START as u64 {
         out.header_problem = Some(format!(
             "file is {file_len} bytes, shorter than its header page"
@@ -368,20 +373,7 @@ pub fn inspect(
         };
         let found = match inspect_segment(f, ctx, decoder, budget, |fr| visit(f, fr)) {
             Ok(s) => s,
-            Err(e) => SegmentInspection {
-                file: f.clone(),
-                file_len: 0,
-                instance: None,
-                first_lsn: None,
-                first_lsn_assumed: false,
-                header_problem: Some(format!("cannot be read: {e}")),
-                frames: 0,
-                frame_bytes: 0,
-                bytes_checked: 0,
-                end_lsn: None,
-                unreadable: Vec::new(),
-                stopped_early: false,
-            },
+            Err(e) => SegmentInspection::nothing_read(f, 0, Some(format!("cannot be read: {e}"))),
         };
         budget = budget.saturating_sub(found.unreadable.len());
         out.push(found);
